@@ -1,0 +1,41 @@
+# Two commands on a fresh Debian/Ubuntu machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint unit integration bench deps system-deps clean
+
+deps: system-deps $(STAMP)
+
+system-deps:
+	@./scripts/install-system-deps.sh
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: deps
+	$(BIN)/python scripts/demo.py
+
+lint: deps
+	$(BIN)/ruff check src tests bench examples scripts
+	$(BIN)/ruff format --check src tests bench examples scripts
+	$(BIN)/mypy
+
+unit: deps
+	$(BIN)/pytest -q tests/unit
+
+integration: deps
+	$(BIN)/pytest -q tests/integration
+
+test: lint
+	$(BIN)/pytest -q tests
+
+bench: deps
+	@./scripts/install-system-deps.sh --bench
+	$(BIN)/python -m bench.zero_downtime
+
+clean:
+	rm -rf $(VENV) .demo .mypy_cache .pytest_cache .ruff_cache

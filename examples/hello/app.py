@@ -1,0 +1,124 @@
+"""hello: a small real web app for slipway's demo, tests and benchmarks (standard library only).
+
+Knobs, read from the environment:
+  FAIL_RATE         share of requests to / that answer 500 (0.0–1.0)
+  EXTRA_LATENCY_MS  added to every request to / (milliseconds)
+  BOOT_SECONDS      sleep this long before listening (a slow boot)
+  CRASH_ON_BOOT     if set to 1, exit with an error before listening
+  GREETING          the text it answers with
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+RELEASE = os.environ.get("SLIPWAY_RELEASE", "dev")
+INSTANCE = os.environ.get("SLIPWAY_INSTANCE", "local")
+FAIL_RATE = float(os.environ.get("FAIL_RATE", "0") or 0)
+EXTRA_LATENCY = float(os.environ.get("EXTRA_LATENCY_MS", "0") or 0) / 1000
+GREETING = os.environ.get("GREETING", "hello")
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as HAProxy expects
+    timeout = 30  # idle keep-alive connections end after this long
+
+    def do_GET(self) -> None:
+        server: Server = self.server  # type: ignore[assignment]
+        with server.busy_lock:
+            server.busy += 1
+        try:
+            self.route()
+        finally:
+            with server.busy_lock:
+                server.busy -= 1
+            if server.stopping.is_set():
+                self.close_connection = True
+
+    def route(self) -> None:
+        if self.path == "/up":
+            self.reply(200, {"status": "up", "release": RELEASE})
+            return
+        if self.path.startswith("/slow"):
+            time.sleep(float(self.path.partition("=")[2] or 1))
+        if EXTRA_LATENCY:
+            time.sleep(EXTRA_LATENCY)
+        if FAIL_RATE and random.random() < FAIL_RATE:
+            self.reply(500, {"error": "injected failure", "release": RELEASE})
+            return
+        self.reply(200, {"greeting": GREETING, "release": RELEASE, "instance": INSTANCE,
+                         "pid": os.getpid()})
+
+    def reply(self, status: int, body: dict[str, object]) -> None:
+        data = (json.dumps(body) + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if self.server.stopping.is_set():  # type: ignore[attr-defined]
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        if os.environ.get("ACCESS_LOG"):
+            sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+
+class Server(ThreadingHTTPServer):
+    request_queue_size = 1024
+    daemon_threads = True
+
+    def __init__(self, port: int) -> None:
+        self.stopping = threading.Event()
+        self.busy = 0
+        self.busy_lock = threading.Lock()
+        super().__init__(("127.0.0.1", port), Handler)
+
+    def server_bind(self) -> None:
+        # Without TCP_NODELAY, headers and body go in two sends and Nagle stalls each request.
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().server_bind()
+
+    def finish_in_flight(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            with self.busy_lock:
+                if self.busy == 0:
+                    return
+            time.sleep(0.02)
+
+
+def main() -> None:
+    port = int(os.environ.get("PORT") or (sys.argv[sys.argv.index("--port") + 1]))
+    if os.environ.get("CRASH_ON_BOOT") == "1":
+        print("CRASH_ON_BOOT=1: failing before listening (as asked)", file=sys.stderr)
+        raise SystemExit(3)
+    boot = float(os.environ.get("BOOT_SECONDS", "0") or 0)
+    if boot:
+        print(f"booting for {boot}s", flush=True)
+        time.sleep(boot)
+    server = Server(port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    print(f"hello {RELEASE} listening on 127.0.0.1:{port}", flush=True)
+    stop.wait()
+    print("SIGTERM: finishing in-flight requests", flush=True)
+    server.stopping.set()
+    server.shutdown()  # stop accepting
+    server.finish_in_flight(time.monotonic() + 25)
+    server.server_close()
+    print("bye", flush=True)
+
+
+if __name__ == "__main__":
+    main()

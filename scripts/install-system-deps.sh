@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs what slipway needs from the OS packages, only if missing:
+# haproxy (2.6+) always; wrk too when called with --bench.
+set -eu
+need=""
+command -v haproxy >/dev/null 2>&1 || need="$need haproxy"
+command -v git >/dev/null 2>&1 || need="$need git"
+if [ "${1:-}" = "--bench" ]; then
+    command -v wrk >/dev/null 2>&1 || need="$need wrk"
+fi
+[ -z "$need" ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "slipway needs:$need — install them with your package manager" >&2
+    exit 1
+fi
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "need root (or sudo) to install:$need" >&2; exit 1; }
+    sudo="sudo"
+fi
+echo "installing from apt:$need"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $need >/dev/null

@@ -1,0 +1,166 @@
+"""The daemon's HTTP API (JSON over a unix socket). Thin: parse, call the service, answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from slipway.api import schemas
+from slipway.daemon.logs import LogFilter, LogReader
+from slipway.daemon.service import Service, deployment_view
+from slipway.errors import SlipwayError, UsageError
+
+Handler = Callable[[Request], Awaitable[Response]]
+P = schemas.API_PREFIX
+
+
+def ok(value: BaseModel | list[Any] | dict[str, Any], status: int = 200) -> JSONResponse:
+    return JSONResponse(_plain(value), status_code=status)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def who(request: Request) -> str:
+    return request.headers.get("x-slipway-user", "unknown")
+
+
+async def body(request: Request, model: type[BaseModel]) -> Any:
+    try:
+        raw = await request.body()
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageError(
+            f"bad request body: {first['msg']}",
+            where=where or None,
+            fix="send the JSON described in docs/api.md",
+        ) from None
+
+
+def ndjson(items: AsyncIterator[BaseModel | dict[str, Any]]) -> StreamingResponse:
+    async def lines() -> AsyncIterator[bytes]:
+        async for item in items:
+            yield (json.dumps(_plain(item)) + "\n").encode()
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+def create_app(service: Service, request_shutdown: Callable[[bool], Awaitable[None]]) -> Starlette:
+    reader = LogReader(service.store, service.runtime.instance_dir)
+
+    async def status(request: Request) -> Response:
+        return ok(await service.status())
+
+    async def app_status(request: Request) -> Response:
+        return ok(await service.app_view(request.path_params["app"]))
+
+    async def releases(request: Request) -> Response:
+        return ok(service.release_views(request.path_params["app"]))
+
+    async def instances(request: Request) -> Response:
+        return ok(await service.instance_views(request.path_params.get("app")))
+
+    async def deployments(request: Request) -> Response:
+        app = request.path_params["app"]
+        service.store.app(app)
+        return ok([deployment_view(d) for d in service.store.deployments(app)])
+
+    async def deploy(request: Request) -> Response:
+        payload = await body(request, schemas.DeployRequest)
+        return ok(deployment_view(service.deploy(payload, who(request))), 202)
+
+    async def rollback(request: Request) -> Response:
+        payload = await body(request, schemas.RollbackRequest)
+        deployment = service.rollback(request.path_params["app"], payload.release, who(request))
+        return ok(deployment_view(deployment), 202)
+
+    async def scale(request: Request) -> Response:
+        payload = await body(request, schemas.ScaleRequest)
+        deployment = service.scale(request.path_params["app"], payload.counts, who(request))
+        return ok(deployment_view(deployment), 202)
+
+    async def deployment(request: Request) -> Response:
+        return ok(deployment_view(service.store.deployment(int(request.path_params["id"]))))
+
+    async def events(request: Request) -> Response:
+        deployment_id = int(request.path_params["id"])
+        service.store.deployment(deployment_id)  # 404 first
+        after = int(request.query_params.get("after", "0"))
+        follow = request.query_params.get("follow") == "1"
+
+        async def stream() -> AsyncIterator[BaseModel | dict[str, Any]]:
+            nonlocal after
+            while True:
+                finished = service.store.deployment(deployment_id).finished_at is not None
+                for event in service.deployment_events(deployment_id, after):
+                    after = event.id
+                    yield event
+                if finished or not follow:
+                    final = deployment_view(service.store.deployment(deployment_id))
+                    yield {"final": final.model_dump(mode="json")}
+                    return
+                await asyncio.sleep(0.05)
+
+        return ndjson(stream())
+
+    async def logs(request: Request) -> Response:
+        app = request.path_params["app"]
+        service.store.app(app)
+        q = request.query_params
+        selection = LogFilter(app, q.get("release"), q.get("process"), q.get("instance"))
+        if selection.release:
+            service.store.release(app, selection.release)
+        count = int(q.get("lines", "100"))
+        follow = q.get("follow") == "1"
+
+        async def stream() -> AsyncIterator[BaseModel | dict[str, Any]]:
+            lines, offsets = reader.last(selection, count)
+            for line in lines:
+                yield line
+            if follow:
+                async for batch in reader.follow(selection, offsets):
+                    for line in batch:
+                        yield line
+
+        return ndjson(stream())
+
+    async def shutdown(request: Request) -> Response:
+        payload = await body(request, schemas.ShutdownRequest)
+        await request_shutdown(payload.all)
+        return ok({"stopping": True, "all": payload.all})
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SlipwayError)
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+
+    routes = [
+        Route(f"{P}/status", status),
+        Route(f"{P}/instances", instances),
+        Route(f"{P}/deploy", deploy, methods=["POST"]),
+        Route(f"{P}/apps/{{app}}", app_status),
+        Route(f"{P}/apps/{{app}}/releases", releases),
+        Route(f"{P}/apps/{{app}}/instances", instances),
+        Route(f"{P}/apps/{{app}}/deployments", deployments),
+        Route(f"{P}/apps/{{app}}/logs", logs),
+        Route(f"{P}/apps/{{app}}/rollback", rollback, methods=["POST"]),
+        Route(f"{P}/apps/{{app}}/scale", scale, methods=["POST"]),
+        Route(f"{P}/deployments/{{id:int}}", deployment),
+        Route(f"{P}/deployments/{{id:int}}/events", events),
+        Route(f"{P}/shutdown", shutdown, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={SlipwayError: on_error})

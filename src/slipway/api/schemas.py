@@ -1,0 +1,133 @@
+"""Request and response types of the daemon's API, shared by the daemon and its clients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+API_PREFIX = "/v1"
+
+
+class DeployRequest(BaseModel):
+    app_dir: str
+    git_rev: str | None = None
+
+
+class RollbackRequest(BaseModel):
+    release: str | None = None
+
+
+class ScaleRequest(BaseModel):
+    counts: dict[str, int]
+
+
+class ShutdownRequest(BaseModel):
+    all: bool = False
+
+
+class InstanceView(BaseModel):
+    id: str
+    app: str
+    release: str
+    process: str
+    port: int | None
+    state: str  # running | starting | backoff | crashloop | stopping | stopped | gone
+    role: str  # serving | warm | starting | retiring | worker
+    pid: int | None
+    restarts: int
+    weight: int | None
+    traffic_percent: float | None
+    check: str | None  # HAProxy's view, e.g. "UP L7OK"
+    uptime_seconds: float | None
+    last_exit: dict[str, Any] | None = None
+
+
+class ReleaseView(BaseModel):
+    id: str
+    app: str
+    status: str
+    created_at: float
+    source: str
+    source_kind: str
+    git_sha: str | None
+    config_hash: str
+    build_seconds: float | None
+    deployed_at: float | None
+    current: bool
+    warm_until: float | None
+    on_disk: bool
+    error: str | None
+
+
+class DeploymentView(BaseModel):
+    id: int
+    app: str
+    kind: str
+    from_release: str | None
+    to_release: str
+    formation: dict[str, int]
+    state: str
+    who: str
+    started_at: float
+    finished_at: float | None
+    outcome: str | None
+    error: dict[str, Any] | None
+
+
+class EventView(BaseModel):
+    id: int
+    deployment: int | None
+    at: float
+    step: str
+    status: str
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ListenView(BaseModel):
+    address: str
+    port: int
+    hosts: list[str]
+
+
+class AppView(BaseModel):
+    name: str
+    url: str | None
+    listen: ListenView | None
+    current_release: str | None
+    formation: dict[str, int]
+    instances: dict[str, int]  # state -> count
+    deployment: DeploymentView | None
+    last_deployment: DeploymentView | None
+    warm_release: str | None
+    warm_until: float | None
+    source_dir: str
+
+
+class DaemonView(BaseModel):
+    pid: int
+    version: str
+    home: str
+    started_at: float
+
+
+class RouterView(BaseModel):
+    running: bool
+    pid: int | None
+
+
+class StatusView(BaseModel):
+    daemon: DaemonView
+    router: RouterView
+    apps: list[AppView]
+
+
+class LogLine(BaseModel):
+    time: float
+    app: str
+    release: str
+    instance: str
+    process: str
+    stream: str
+    message: str

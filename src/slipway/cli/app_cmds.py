@@ -1,0 +1,162 @@
+"""`slipway init`, `config check`, `deploy`, `rollback` and `scale`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from slipway.cli.client import Client
+from slipway.cli.common import app_option, follow, home_of, json_option, resolve_app
+from slipway.cli.output import emit_json, out
+from slipway.config.load import CONFIG_FILE, load_config
+from slipway.config.template import render_template
+from slipway.errors import UsageError
+
+
+@click.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--name", help="App name (default: the folder's name).")
+@click.option("--port", default=8080, show_default=True, help="Public port HAProxy serves on.")
+@click.option("--force", is_flag=True, help="Overwrite an existing slipway.toml.")
+def init(directory: str, name: str | None, port: int, force: bool) -> None:
+    """Write a commented slipway.toml for the app in DIRECTORY."""
+    folder = Path(directory).absolute()
+    target = folder / CONFIG_FILE
+    if target.exists() and not force:
+        raise UsageError(f"{target} already exists", fix="edit it, or pass --force to replace it")
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder", fix="create it first")
+    app_name = name or re.sub(r"[^a-z0-9-]+", "-", folder.name.lower()).strip("-") or "app"
+    if not app_name[0].isalpha():
+        app_name = "app-" + app_name
+    entry = next((f for f in ("app.py", "main.py", "server.py") if (folder / f).exists()), "app.py")
+    web = f"python {entry} --port $PORT"
+    build = "pip install -r requirements.txt" if (folder / "requirements.txt").exists() else ""
+    text = render_template(app_name, web, build, port)
+    if not build:
+        text = text.replace('command = ""', '# command = "pip install -r requirements.txt"')
+    target.write_text(text)
+    out.print(f"[green]wrote[/green] {target}")
+    out.print(
+        "next: check the [processes] web command, then `slipway config check` and `slipway deploy`"
+    )
+
+
+@click.group()
+def config() -> None:
+    """Work with slipway.toml."""
+
+
+@config.command("check")
+@click.option(
+    "--app", "app_dir", default=".", type=click.Path(file_okay=False), help="The app's folder."
+)
+@json_option
+def config_check(app_dir: str, as_json: bool) -> None:
+    """Validate slipway.toml without deploying."""
+    cfg = load_config(Path(app_dir).absolute())
+    warnings = cfg.warnings()
+    if as_json:
+        emit_json({"valid": True, "config": cfg.model_dump(mode="json"), "warnings": warnings})
+        return
+    processes = ", ".join(f"{p}={cfg.initial_scale()[p]}" for p in cfg.processes)
+    out.print(
+        f"[green]ok[/green] {cfg.name}: serves on {cfg.listen.address}:{cfg.listen.port}, "
+        f"processes {processes}, strategy {cfg.deploy.strategy}"
+    )
+    for warning in warnings:
+        out.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+@click.command()
+@click.option(
+    "--app",
+    "app_dir",
+    default=".",
+    type=click.Path(file_okay=False),
+    help="The app's folder (default: this folder).",
+)
+@click.option("--git", "git_rev", metavar="REV", help="Deploy this git revision of the folder.")
+@click.option("--detach", is_flag=True, help="Start the deploy and return at once.")
+@json_option
+@click.pass_context
+def deploy(
+    ctx: click.Context, app_dir: str, git_rev: str | None, detach: bool, as_json: bool
+) -> None:
+    """Build a release and move traffic to it with zero downtime."""
+    folder = Path(app_dir).absolute()
+    if not git_rev:
+        load_config(folder)  # fail fast, before talking to the daemon
+    client = Client(home_of(ctx))
+    deployment = client.post("/deploy", {"app_dir": str(folder), "git_rev": git_rev})
+    if detach:
+        _detached(deployment, as_json)
+        return
+    follow(client, deployment, as_json, f"deploying {deployment['app']} {deployment['to_release']}")
+
+
+def _detached(deployment: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        emit_json({"deployment": deployment})
+    else:
+        out.print(f"deployment #{deployment['id']} started; follow it with `slipway status`")
+
+
+@click.command()
+@click.argument("release", required=False)
+@app_option
+@click.option("--detach", is_flag=True, help="Start the rollback and return at once.")
+@json_option
+@click.pass_context
+def rollback(
+    ctx: click.Context, release: str | None, app: str | None, detach: bool, as_json: bool
+) -> None:
+    """Go back to the previous release (or RELEASE) with zero downtime."""
+    client = Client(home_of(ctx))
+    name = resolve_app(client, app)
+    deployment = client.post(f"/apps/{name}/rollback", {"release": release})
+    if detach:
+        _detached(deployment, as_json)
+        return
+    follow(client, deployment, as_json, f"rolling {name} back to {deployment['to_release']}")
+
+
+def parse_counts(pairs: tuple[str, ...]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for pair in pairs:
+        process, sep, number = pair.partition("=")
+        if not sep or not process or not re.fullmatch(r"-?\d+", number.strip()):
+            raise click.BadParameter(f"'{pair}' is not PROCESS=COUNT (e.g. web=3)")
+        count = int(number)
+        if count < 0:
+            raise click.BadParameter(f"'{pair}': a count cannot be negative")
+        counts[process.strip()] = count
+    if not counts:
+        raise click.BadParameter("give at least one PROCESS=COUNT, e.g. web=3")
+    return counts
+
+
+@click.command()
+@click.argument("pairs", nargs=-1, metavar="PROCESS=COUNT...")
+@app_option
+@click.option("--detach", is_flag=True, help="Start scaling and return at once.")
+@json_option
+@click.pass_context
+def scale(
+    ctx: click.Context, pairs: tuple[str, ...], app: str | None, detach: bool, as_json: bool
+) -> None:
+    """Run COUNT instances of a process type, e.g. `slipway scale web=3 worker=2`."""
+    counts = parse_counts(pairs)
+    client = Client(home_of(ctx))
+    name = resolve_app(client, app)
+    deployment = client.post(f"/apps/{name}/scale", {"counts": counts})
+    if detach:
+        _detached(deployment, as_json)
+        return
+    what = " ".join(f"{p}={n}" for p, n in counts.items())
+    follow(client, deployment, as_json, f"scaling {name} to {what}")
+
+
+COMMANDS = [init, config, deploy, rollback, scale]

@@ -1,0 +1,79 @@
+"""Helpers shared by the CLI's commands."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from slipway.cli.client import Client
+from slipway.cli.output import emit_json, err, out, show_error, show_event
+from slipway.config.load import CONFIG_FILE, load_config
+from slipway.errors import UsageError, error_from_dict
+from slipway.paths import Home
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+app_option = click.option(
+    "-a",
+    "--app",
+    "app",
+    default=None,
+    metavar="NAME|DIR",
+    help="The app (name, or folder with slipway.toml; default: this folder).",
+)
+
+
+def home_of(ctx: click.Context) -> Home:
+    home: Home = ctx.find_root().obj
+    return home
+
+
+def resolve_app(client: Client, app: str | None, required: bool = True) -> str | None:
+    """An app name from --app NAME, --app DIR, the current folder's slipway.toml, or the only
+    app the daemon knows."""
+    if app and Path(app, CONFIG_FILE).is_file():
+        return load_config(Path(app)).name
+    if app:
+        return app
+    if Path(CONFIG_FILE).is_file():
+        return load_config(Path(".")).name
+    if not required:
+        return None
+    names = [a["name"] for a in client.get("/status")["apps"]]
+    if len(names) == 1:
+        return str(names[0])
+    raise UsageError(
+        "which app? there is no slipway.toml here",
+        fix=f"pass --app NAME (apps: {', '.join(names) or 'none deployed yet'})",
+    )
+
+
+def follow(client: Client, deployment: dict[str, Any], as_json: bool, title: str) -> None:
+    """Show a deployment's steps as they happen; exit 1 if it fails."""
+    console = err if as_json else out
+    console.print(f"[bold]{title}[/bold] [dim](deployment #{deployment['id']})[/dim]")
+    started = time.monotonic()
+    events: list[dict[str, Any]] = []
+    final = deployment
+    for item in client.stream(f"/deployments/{deployment['id']}/events", follow="1"):
+        if "final" in item:
+            final = item["final"]
+            break
+        events.append(item)
+        show_event(item, console)
+    if as_json:
+        emit_json({"deployment": final, "events": events})
+    if final.get("outcome") != "succeeded":
+        error = final.get("error") or {"message": "the deployment did not succeed"}
+        if not as_json:
+            show_error(error_from_dict(error))
+        raise click.exceptions.Exit(1)
+    if not as_json:
+        app = client.get(f"/apps/{final['app']}")
+        url = f" — {app['url']}" if app.get("url") else ""
+        out.print(
+            f"[green]{final['to_release']} is live[/green] on {final['app']}"
+            f" in {time.monotonic() - started:.1f}s{url}"
+        )

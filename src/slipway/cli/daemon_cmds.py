@@ -1,0 +1,149 @@
+"""`slipway up`, `down` and `server`: the daemon's lifecycle."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import click
+import psutil
+
+from slipway.cli.client import Client
+from slipway.cli.common import home_of, json_option
+from slipway.cli.output import emit_json, out
+from slipway.daemon.server import preflight, running_daemon_pid
+from slipway.errors import DaemonNotRunning, PreflightError, SlipwayError
+from slipway.paths import Home
+
+START_TIMEOUT = 120.0  # a start may first finish or roll back deployments left in flight
+
+
+@click.command()
+@json_option
+@click.pass_context
+def up(ctx: click.Context, as_json: bool) -> None:
+    """Start the daemon in the background (apps and HAProxy are restored as recorded)."""
+    home = home_of(ctx)
+    pid = running_daemon_pid(home)
+    if pid is None:
+        preflight(home)  # clear errors here, not in a log file
+        pid = spawn_daemon(home)
+        wait_until_serving(home, pid)
+        note = "started"
+    else:
+        note = "already running"
+    status = Client(home).get("/status")
+    if as_json:
+        emit_json({"pid": pid, "home": str(home.root), "status": note, "apps": status["apps"]})
+        return
+    out.print(f"[green]slipway daemon {note}[/green] (pid {pid}, home {home.root})")
+    if not status["router"]["running"]:
+        out.print(f"[yellow]HAProxy is not running yet; see {home.daemon_log}[/yellow]")
+    for app in status["apps"]:
+        out.print(f"  {app['name']}: {app['current_release'] or '-'} at {app['url'] or '-'}")
+
+
+def spawn_daemon(home: Home) -> int:
+    with open(home.daemon_log, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "slipway", "--home", str(home.root), "server"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            cwd="/",
+        )
+    return proc.pid
+
+
+def wait_until_serving(home: Home, pid: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    client = Client(home, timeout=5.0)
+    while time.monotonic() < deadline:
+        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            raise PreflightError(
+                "the daemon exited while starting",
+                where=str(home.daemon_log),
+                details=_log_tail(home),
+                fix="read the log lines above",
+            )
+        try:
+            client.get("/status")
+            return
+        except DaemonNotRunning:
+            time.sleep(0.1)
+    raise PreflightError(
+        f"the daemon did not answer within {START_TIMEOUT:g}s",
+        where=str(home.daemon_log),
+        details=_log_tail(home),
+    )
+
+
+def _log_tail(home: Home) -> list[str]:
+    try:
+        return home.daemon_log.read_text(errors="replace").splitlines()[-15:]
+    except OSError:
+        return []
+
+
+@click.command()
+@click.option(
+    "--all", "stop_all", is_flag=True, help="Also stop HAProxy and every app instance, gracefully."
+)
+@json_option
+@click.pass_context
+def down(ctx: click.Context, stop_all: bool, as_json: bool) -> None:
+    """Stop the daemon. Apps and HAProxy keep serving unless --all is given."""
+    home = home_of(ctx)
+    pid = running_daemon_pid(home)
+    if pid is None:
+        if stop_all:
+            raise DaemonNotRunning(
+                "the daemon is not running, and it is what stops the apps",
+                fix="run `slipway up`, then `slipway down --all`",
+            )
+        if as_json:
+            emit_json({"stopped": False, "reason": "not running"})
+        else:
+            out.print("slipway daemon is not running")
+        return
+    Client(home, timeout=600.0).post("/shutdown", {"all": stop_all})
+    deadline = time.monotonic() + 30.0
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.Error:
+            break
+        time.sleep(0.05)
+    if psutil.pid_exists(pid) and _alive(pid):
+        raise SlipwayError(
+            f"the daemon (pid {pid}) did not stop within 30s",
+            fix=f"look at {home.daemon_log}; `kill {pid}` stops it",
+        )
+    if as_json:
+        emit_json({"stopped": True, "all": stop_all, "pid": pid})
+    elif stop_all:
+        out.print("[green]stopped[/green] the daemon, HAProxy and every instance")
+    else:
+        out.print("[green]stopped[/green] the daemon; apps and HAProxy keep serving")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+@click.command()
+@click.pass_context
+def server(ctx: click.Context) -> None:
+    """Run the daemon in the foreground (JSON logs on stderr)."""
+    from slipway.daemon.server import main
+
+    main(home_of(ctx))
+
+
+COMMANDS = [up, down, server]

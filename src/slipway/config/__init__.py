@@ -1,0 +1,1 @@
+"""slipway.toml: schema (pure) and loading."""

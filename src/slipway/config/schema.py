@@ -1,0 +1,172 @@
+"""The slipway.toml schema. Pure: no I/O. Unknown keys are errors, not ignored."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from slipway.config.durations import parse_duration
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+PROCESS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+HOST_NAME = re.compile(
+    r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$"
+)
+RESERVED_ENV = {"PORT"}
+RESERVED_ENV_PREFIX = "SLIPWAY_"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Listen(Strict):
+    """Where HAProxy serves the app. Apps may share a port when each names its hosts."""
+
+    address: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(
+                f'"{value}" is not an IP address (e.g. "127.0.0.1" or "0.0.0.0")'
+            ) from None
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not HOST_NAME.match(host):
+                raise ValueError(f'"{host}" is not a host name (e.g. "app.example.com")')
+        return [h.lower() for h in value]
+
+
+class Build(Strict):
+    command: str | None = None
+    timeout: Duration = 600.0
+
+
+class HealthCheck(Strict):
+    path: str = "/up"
+    interval: Duration = 1.0
+    timeout: Duration = 2.0
+    healthy_threshold: int = Field(default=2, ge=1, le=20)
+    unhealthy_threshold: int = Field(default=3, ge=1, le=20)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or any(c.isspace() for c in value):
+            raise ValueError(f'"{value}" must be a URL path starting with "/" and without spaces')
+        return value
+
+    @field_validator("interval", "timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value < 0.1:
+            raise ValueError("must be at least 100ms")
+        return value
+
+
+class Deploy(Strict):
+    strategy: Literal["bluegreen"] = "bluegreen"
+    health_timeout: Duration = 60.0
+    drain_timeout: Duration = 30.0
+    stop_grace: Duration = 10.0
+    keep_warm: Duration = 300.0
+    keep_releases: int = Field(default=5, ge=1, le=100)
+
+
+EnvValue = Annotated[str, BeforeValidator(lambda v: _env_value(v))]
+
+
+def _env_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise ValueError("env values must be strings, numbers or booleans")
+
+
+class AppConfig(Strict):
+    name: str
+    listen: Listen = Field(default_factory=Listen)
+    processes: dict[str, str]
+    build: Build = Field(default_factory=Build)
+    healthcheck: HealthCheck = Field(default_factory=HealthCheck)
+    scale: dict[str, Annotated[int, Field(ge=0, le=64)]] = Field(default_factory=dict)
+    env: dict[str, EnvValue] = Field(default_factory=dict)
+    deploy: Deploy = Field(default_factory=Deploy)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not APP_NAME.match(value):
+            raise ValueError(
+                f'"{value}" is not a valid app name: use lowercase letters, digits and "-", '
+                "starting with a letter, at most 40 characters"
+            )
+        return value
+
+    @field_validator("processes")
+    @classmethod
+    def _processes(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError('define at least one process, e.g. web = "python app.py --port $PORT"')
+        for name, command in value.items():
+            if not PROCESS_NAME.match(name):
+                raise ValueError(
+                    f'"{name}" is not a valid process type: lowercase letters, digits and "_"'
+                )
+            if not command.strip():
+                raise ValueError(f'the command of process "{name}" is empty')
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not ENV_NAME.match(name):
+                raise ValueError(f'"{name}" is not a valid environment variable name')
+            if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIX):
+                raise ValueError(f'"{name}" is set by slipway itself; choose another name')
+        return value
+
+    @model_validator(mode="after")
+    def _scale_names_processes(self) -> AppConfig:
+        unknown = sorted(set(self.scale) - set(self.processes))
+        if unknown:
+            raise ValueError(
+                f"[scale] names unknown process type(s) {', '.join(unknown)}; "
+                f"defined in [processes]: {', '.join(sorted(self.processes))}"
+            )
+        return self
+
+    @property
+    def has_web(self) -> bool:
+        return "web" in self.processes
+
+    def initial_scale(self) -> dict[str, int]:
+        return {name: self.scale.get(name, 1) for name in self.processes}
+
+    def warnings(self) -> list[str]:
+        notes = []
+        web = self.processes.get("web")
+        if web is not None and "PORT" not in web:
+            notes.append(
+                "processes.web does not mention $PORT: the web process must listen on the "
+                "port slipway gives it in $PORT"
+            )
+        return notes

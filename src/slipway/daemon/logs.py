@@ -1,0 +1,94 @@
+"""Reading instance logs for `slipway logs`: the last lines across instances, then following."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from slipway.api.schemas import LogLine
+from slipway.runtime import logfile
+from slipway.store.records import Instance
+from slipway.store.store import Store
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    app: str
+    release: str | None = None
+    process: str | None = None
+    instance: str | None = None
+
+    def matches(self, instance: Instance) -> bool:
+        return (
+            (self.release is None or instance.release == self.release)
+            and (self.process is None or instance.process == self.process)
+            and (self.instance is None or instance.id == self.instance)
+        )
+
+
+def _line(instance: Instance, record: dict[str, object]) -> LogLine:
+    return LogLine(
+        time=float(str(record.get("t", 0))),
+        app=instance.app,
+        release=instance.release,
+        instance=instance.id,
+        process=instance.process,
+        stream=str(record.get("s", "out")),
+        message=str(record.get("m", "")),
+    )
+
+
+class LogReader:
+    def __init__(self, store: Store, instance_dir: Callable[[str, str], Path]) -> None:
+        self.store = store
+        self.instance_dir = instance_dir
+
+    def dir_of(self, instance: Instance) -> Path:
+        return self.instance_dir(instance.app, instance.id)
+
+    def selected(self, selection: LogFilter) -> list[Instance]:
+        instances = self.store.instances(selection.app, live_only=False)
+        return [i for i in instances if selection.matches(i) and self.dir_of(i).is_dir()]
+
+    def last(self, selection: LogFilter, count: int) -> tuple[list[LogLine], dict[str, int]]:
+        """The newest `count` lines across instances, and where each live file ends now."""
+        lines: list[LogLine] = []
+        offsets: dict[str, int] = {}
+        for instance in self.selected(selection):
+            directory = self.dir_of(instance)
+            offsets[instance.id] = _size(directory / logfile.LOG_NAME)
+            lines.extend(_line(instance, r) for r in logfile.tail(directory, count))
+        lines.sort(key=lambda ln: ln.time)
+        return lines[-count:] if count else [], offsets
+
+    async def follow(
+        self, selection: LogFilter, offsets: dict[str, int], poll: float = 0.25
+    ) -> AsyncIterator[list[LogLine]]:
+        """New lines as they are written, also from instances started while following."""
+        while True:
+            batch: list[LogLine] = []
+            for instance in self.selected(selection):
+                path = self.dir_of(instance) / logfile.LOG_NAME
+                size = _size(path)
+                start = offsets.get(instance.id, 0)
+                if size < start:  # rotated: read the new file from its start
+                    start = 0
+                if size > start:
+                    records, end = logfile.read_from(path, start)
+                    offsets[instance.id] = end
+                    batch.extend(_line(instance, r) for r in records)
+                else:
+                    offsets.setdefault(instance.id, size)
+            batch.sort(key=lambda ln: ln.time)
+            yield batch
+            await asyncio.sleep(poll)
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0

@@ -1,0 +1,155 @@
+"""Making what runs match what is recorded: once when the daemon starts, then every second.
+
+At start: HAProxy is adopted (or started with the recorded servers), instances are adopted
+by shim pid and start time (or restarted), deployments that were in flight are finished or
+rolled back, and apps missing instances get a restore deployment. Then, each second:
+HAProxy is restarted if it died, expired warm releases and strays are retired, and
+instances whose supervisor vanished are restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from slipway.daemon.service import Service
+from slipway.deploy.engine import handle_of
+from slipway.deploy.planning import past_point_of_no_return
+from slipway.deploy.routing import backend_for
+from slipway.errors import DeployError, SlipwayError
+from slipway.store.records import Instance
+
+log = logging.getLogger("slipway.reconcile")
+MONITOR_EVERY = 1.0
+
+
+async def on_start(service: Service) -> None:
+    store = service.store
+    await sync_router(service)
+    for deployment in store.active_deployments():
+        if past_point_of_no_return(deployment.state):
+            log.info("resuming deployment %s at %s", deployment.id, deployment.state)
+            service.engine.event(
+                deployment, deployment.state, "info", "daemon restarted: finishing this deployment"
+            )
+            service.launch(deployment)
+        else:
+            log.info(
+                "rolling back deployment %s interrupted at %s", deployment.id, deployment.state
+            )
+            if deployment.kind == "deploy":
+                release = store.release(deployment.app, deployment.to_release)
+                if release.status == "building":
+                    store.update_release(
+                        deployment.app,
+                        release.id,
+                        status="failed",
+                        error="build interrupted by a daemon restart",
+                    )
+            await service.engine.fail(
+                deployment,
+                DeployError(
+                    f"the daemon restarted during step '{deployment.state}'; the deployment was "
+                    "rolled back and the stable release kept serving",
+                    where=f"deployment #{deployment.id}",
+                    fix="run the deploy again",
+                ),
+            )
+    await heal_instances(service)
+    restore_missing(service)
+
+
+async def sync_router(service: Service) -> None:
+    """Start or adopt HAProxy, then make its runtime servers match the recorded ones."""
+    store = service.store
+    await service.router.ensure(service.engine.router_state())
+    for app in store.apps():
+        if app.routing is not None:
+            await service.router.sync(backend_for(app.name, app.routing, store.instances(app.name)))
+
+
+def wanted_running(service: Service, instance: Instance) -> bool:
+    """Instances of the current release, a warm release, or a deployment in flight."""
+    app = service.store.app(instance.app)
+    if instance.release == app.current_release:
+        return True
+    active = service.store.active_deployment(instance.app)
+    if active is not None and instance.id in active.instances:
+        return True
+    return service.is_warm(instance) and instance.is_web
+
+
+async def heal_instances(service: Service) -> None:
+    """Restart instances whose supervisor is gone; retire ones nobody wants any more."""
+    store = service.store
+    for instance in store.instances():
+        if instance.status not in ("running", "starting"):
+            continue
+        if store.active_deployment(instance.app) is not None:
+            continue  # the engine owns this app right now
+        if not wanted_running(service, instance):
+            log.info("retiring %s/%s", instance.app, instance.id)
+            await service.engine.retire_instance(instance)
+            continue
+        observed = service.runtime.observe(instance.app, instance.id, handle_of(instance))
+        if observed.alive:
+            continue
+        log.warning("supervisor of %s/%s is gone: restarting it", instance.app, instance.id)
+        service.runtime.kill_orphan(instance.app, instance.id)
+        release = store.release(instance.app, instance.release)
+        await service.engine.spawn(instance, release.config)
+
+
+def restore_missing(service: Service) -> None:
+    """After `down --all` or a reboot: bring each app back to its recorded formation."""
+    store = service.store
+    for app in store.apps():
+        if app.current_release is None or store.active_deployment(app.name) is not None:
+            continue
+        live = [i for i in store.instances(app.name) if i.release == app.current_release and i.live]
+        missing = any(
+            len([i for i in live if i.process == p]) < n for p, n in app.formation.items()
+        )
+        if missing:
+            deployment = store.start_deployment(
+                app.name,
+                kind="restore",
+                from_release=app.current_release,
+                to_release=app.current_release,
+                formation=app.formation,
+                who="slipway (restore)",
+                state="start",
+            )
+            service.launch(deployment)
+
+
+async def monitor(service: Service) -> None:
+    while True:
+        await asyncio.sleep(MONITOR_EVERY)
+        try:
+            if not service.router.running():
+                log.warning("HAProxy is not running: starting it with the recorded servers")
+                await sync_router(service)
+            await heal_instances(service)
+        except SlipwayError as exc:
+            log.error("housekeeping failed: %s", exc)
+        except Exception:
+            log.exception("housekeeping crashed")
+
+
+async def stop_everything(service: Service) -> None:
+    """`slipway down --all`: HAProxy soft-stops (in-flight requests finish), then every
+    instance stops with its grace period. Recorded as stopped, so `slipway up` restores."""
+    for task in list(service.tasks.values()):
+        task.cancel()
+    await service.router.stop()
+    store = service.store
+    live = [i for i in store.instances() if i.status != "stopped"]
+
+    async def stop(instance: Instance) -> None:
+        store.update_instance(instance.app, instance.id, status="stopping", weight=None)
+        grace = service.engine.grace_for(instance)
+        await service.runtime.stop(instance.app, instance.id, handle_of(instance), grace)
+        store.update_instance(instance.app, instance.id, status="stopped", stopped_at=time.time())
+
+    await asyncio.gather(*(stop(i) for i in live))

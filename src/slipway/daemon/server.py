@@ -1,0 +1,135 @@
+"""`slipway server`: the daemon. The only writer of state; serves the API on a unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import uvicorn
+
+from slipway.api.app import create_app
+from slipway.daemon import reconcile
+from slipway.daemon.service import Service
+from slipway.errors import PreflightError, SlipwayError
+from slipway.paths import Home
+from slipway.router.haproxy import find_haproxy
+
+log = logging.getLogger("slipway.daemon")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    for noisy in ("httpx", "httpcore", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def running_daemon_pid(home: Home) -> int | None:
+    """The pid of a live daemon for this home, if any."""
+    try:
+        pid = int(home.pidfile.read_text().strip())
+        proc = psutil.Process(pid)
+    except (OSError, ValueError, psutil.Error):
+        return None
+    if pid == os.getpid() or proc.status() == psutil.STATUS_ZOMBIE:
+        return None
+    return pid if "slipway" in " ".join(proc.cmdline()) else None
+
+
+def preflight(home: Home) -> str:
+    """Checks that fail before anything starts. Returns the haproxy binary."""
+    home.ensure()
+    pid = running_daemon_pid(home)
+    if pid is not None:
+        raise PreflightError(
+            f"a slipway daemon is already running for this home (pid {pid})",
+            where=str(home.root),
+            fix="use it, or stop it first with `slipway down`",
+        )
+    return find_haproxy()
+
+
+def bind_socket(path: Path) -> socket.socket:
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # the socket is born 0600: no window where others may connect
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    return sock
+
+
+async def serve(home: Home) -> None:
+    binary = preflight(home)
+    home.pidfile.write_text(str(os.getpid()))
+    service = Service(home, binary)
+    log.info("slipway daemon starting (pid %s, home %s)", os.getpid(), home.root)
+    try:
+        await reconcile.on_start(service)
+    except SlipwayError as exc:
+        log.error("could not restore everything at start: %s", exc)
+    monitor = asyncio.create_task(reconcile.monitor(service))
+    sock = bind_socket(home.socket)
+    server: uvicorn.Server | None = None
+
+    async def request_shutdown(stop_all: bool) -> None:
+        if stop_all:
+            monitor.cancel()
+            await reconcile.stop_everything(service)
+        assert server is not None
+        server.should_exit = True
+
+    config = uvicorn.Config(
+        create_app(service, request_shutdown),
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    log.info("listening on %s", home.socket)
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        monitor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await monitor
+        for task in list(service.tasks.values()):
+            task.cancel()
+        await service.engine.close()
+        service.store.close()
+        home.socket.unlink(missing_ok=True)
+        home.pidfile.unlink(missing_ok=True)
+        log.info("slipway daemon stopped at %s", time.strftime("%H:%M:%S"))
+
+
+def main(home: Home) -> None:
+    setup_logging()
+    asyncio.run(serve(home))

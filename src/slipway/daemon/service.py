@@ -1,0 +1,340 @@
+"""What the daemon can do, independent of HTTP: the API layer only parses and calls this."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+
+from slipway import __version__
+from slipway.api import schemas
+from slipway.config.load import config_hash, load_config, parse_config
+from slipway.config.schema import AppConfig
+from slipway.deploy.engine import Engine, Services, handle_of
+from slipway.deploy.planning import plan_formation, rollback_target
+from slipway.deploy.routing import router_state, routing_of
+from slipway.errors import DeployError, NotFound, SlipwayError, UsageError
+from slipway.paths import Home
+from slipway.releases.build import git, resolve_git_rev, working_tree_sha
+from slipway.router.config import check_listeners
+from slipway.router.haproxy import HAProxyRouter
+from slipway.router.stats import ServerStat
+from slipway.runtime.local import LocalRuntime
+from slipway.store.records import App, Deployment, Instance, Release
+from slipway.store.store import Store
+
+log = logging.getLogger("slipway.daemon")
+
+
+class Service:
+    def __init__(self, home: Home, haproxy_binary: str) -> None:
+        self.home = home
+        self.store = Store(home.db)
+        self.runtime = LocalRuntime(home)
+        self.router = HAProxyRouter(home, haproxy_binary)
+        self.services = Services(home, self.store, self.runtime, self.router)
+        self.engine = Engine(self.services)
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.started_at = time.time()
+
+    # operations -----------------------------------------------------------------------
+
+    def launch(self, deployment: Deployment) -> None:
+        task = asyncio.create_task(self.engine.run(deployment.id))
+        self.tasks[deployment.id] = task
+        task.add_done_callback(lambda _: self.tasks.pop(deployment.id, None))
+
+    def deploy(self, request: schemas.DeployRequest, who: str) -> Deployment:
+        app_dir = Path(request.app_dir).absolute()
+        git_sha: str | None
+        if request.git_rev:
+            git_sha = resolve_git_rev(app_dir, request.git_rev)
+            text = git(app_dir, "show", f"{git_sha}:slipway.toml")
+            config = parse_config(text, f"slipway.toml at {request.git_rev}")
+        else:
+            config = load_config(app_dir)
+            git_sha = working_tree_sha(app_dir)
+        self.check_routing(config)
+        holder = self.store.active_deployment(config.name)
+        if holder is not None:
+            raise self.store.lock_conflict(config.name, holder)
+        app = self.store.ensure_app(config.name, str(app_dir))
+        old_config = self.current_config(app.name)
+        release = self.store.new_release(
+            app.name,
+            source=str(app_dir),
+            source_kind="git" if request.git_rev else "dir",
+            git_sha=git_sha,
+            config_json=config.model_dump_json(),
+            config_hash=config_hash(config),
+        )
+        deployment = self.store.start_deployment(
+            app.name,
+            kind="deploy",
+            from_release=app.current_release,
+            to_release=release.id,
+            formation=plan_formation(app.formation, old_config, config),
+            who=who,
+            state="build",
+        )
+        self.launch(deployment)
+        return deployment
+
+    def check_routing(self, config: AppConfig) -> None:
+        """A new config must not clash with the listeners of the other apps."""
+        wanted = {config.name: routing_of(config)}
+        if config.name not in {a.name for a in self.store.apps()}:
+            placeholder = App(config.name, "", None, {}, time.time(), None)
+            apps = [*self.store.apps(), placeholder]
+        else:
+            apps = self.store.apps()
+        state = router_state(str(self.router.admin_socket), apps, [], override=wanted)
+        check_listeners(state.backends)
+
+    def current_config(self, app: str) -> AppConfig | None:
+        current = self.store.app(app).current_release
+        return self.store.release(app, current).config if current else None
+
+    def rollback(self, app_name: str, release_id: str | None, who: str) -> Deployment:
+        app = self.store.app(app_name)
+        if app.current_release is None:
+            raise DeployError(f"app '{app_name}' has nothing deployed yet", fix="slipway deploy")
+        if release_id:
+            target: Release | None = self.store.release(app_name, release_id)
+        else:
+            target = rollback_target(self.store.releases(app_name), app.current_release)
+            if target is None:
+                raise NotFound(
+                    f"app '{app_name}' has no earlier release to roll back to",
+                    fix="see `slipway releases`; only releases that served before qualify",
+                )
+        assert target is not None
+        if target.id == app.current_release:
+            raise UsageError(
+                f"{target.id} is already serving app '{app_name}'",
+                fix="name another release: `slipway rollback RELEASE`",
+            )
+        if target.status != "ready" or not target.on_disk:
+            state = "failed" if target.status == "failed" else "no longer on disk"
+            raise DeployError(
+                f"cannot roll back to {target.id}: it is {state}",
+                where=f"app {app_name}",
+                fix="see `slipway releases` for releases that can run",
+            )
+        self.refuse_if_locked(app_name)
+        formation = {p: n for p, n in app.formation.items() if p in target.config.processes}
+        for process in target.config.processes:
+            formation.setdefault(process, target.config.scale.get(process, 1))
+        deployment = self.store.start_deployment(
+            app_name,
+            kind="rollback",
+            from_release=app.current_release,
+            to_release=target.id,
+            formation=formation,
+            who=who,
+            state="start",
+        )
+        self.launch(deployment)
+        return deployment
+
+    def scale(self, app_name: str, counts: dict[str, int], who: str) -> Deployment:
+        app = self.store.app(app_name)
+        config = self.current_config(app_name)
+        if app.current_release is None or config is None:
+            raise DeployError(f"app '{app_name}' has nothing deployed yet", fix="slipway deploy")
+        for process, count in counts.items():
+            if process not in config.processes:
+                raise UsageError(
+                    f"app '{app_name}' has no process type '{process}'",
+                    where=f"release {app.current_release}",
+                    fix=f"process types: {', '.join(sorted(config.processes))}",
+                )
+            if count < 0 or count > 64:
+                raise UsageError(f"cannot scale {process} to {count}", fix="use 0 to 64")
+            if process == "web" and count == 0:
+                raise UsageError(
+                    "scaling web to 0 would leave the app's traffic with nowhere to go",
+                    fix="keep at least one web instance; `slipway down --all` stops everything",
+                )
+        self.refuse_if_locked(app_name)
+        deployment = self.store.start_deployment(
+            app_name,
+            kind="scale",
+            from_release=app.current_release,
+            to_release=app.current_release,
+            formation=app.formation | counts,
+            who=who,
+            state="start",
+        )
+        self.launch(deployment)
+        return deployment
+
+    def refuse_if_locked(self, app: str) -> None:
+        holder = self.store.active_deployment(app)
+        if holder is not None:
+            raise self.store.lock_conflict(app, holder)
+
+    # views ----------------------------------------------------------------------------
+
+    async def status(self) -> schemas.StatusView:
+        return schemas.StatusView(
+            daemon=schemas.DaemonView(
+                pid=os.getpid(),
+                version=__version__,
+                home=str(self.home.root),
+                started_at=self.started_at,
+            ),
+            router=schemas.RouterView(running=self.router.running(), pid=self.router.master_pid()),
+            apps=[await self.app_view(a.name) for a in self.store.apps()],
+        )
+
+    async def app_view(self, name: str) -> schemas.AppView:
+        app = self.store.app(name)
+        instances = await self.instance_views(name)
+        counts: dict[str, int] = {}
+        for view in instances:
+            counts[view.role] = counts.get(view.role, 0) + 1
+        warm = [r for r in self.store.releases(name) if r.warm_until and r.warm_until > time.time()]
+        recent = self.store.deployments(name, limit=1)
+        listen = None
+        url = None
+        if app.routing:
+            listen = schemas.ListenView(
+                address=app.routing["address"],
+                port=app.routing["port"],
+                hosts=app.routing.get("hosts") or [],
+            )
+            host = listen.hosts[0] if listen.hosts else listen.address
+            if host == "0.0.0.0":
+                host = "127.0.0.1"
+            url = f"http://{host}:{listen.port}/"
+        active = self.store.active_deployment(name)
+        return schemas.AppView(
+            name=name,
+            url=url,
+            listen=listen,
+            current_release=app.current_release,
+            formation=app.formation,
+            instances=counts,
+            deployment=deployment_view(active) if active else None,
+            last_deployment=deployment_view(recent[0]) if recent else None,
+            warm_release=warm[0].id if warm else None,
+            warm_until=warm[0].warm_until if warm else None,
+            source_dir=app.source_dir,
+        )
+
+    def release_views(self, app: str) -> list[schemas.ReleaseView]:
+        current = self.store.app(app).current_release
+        return [release_view(r, current) for r in self.store.releases(app)]
+
+    async def instance_views(self, app: str | None) -> list[schemas.InstanceView]:
+        if app is not None:
+            self.store.app(app)  # 404 for an unknown app
+        instances = self.store.instances(app)
+        stats: dict[str, dict[str, ServerStat]] = {}
+        for name in {i.app for i in instances if i.is_web}:
+            try:
+                stats[name] = await self.router.stats(name)
+            except SlipwayError:
+                stats[name] = {}
+        views = []
+        for instance in instances:
+            app_stats = stats.get(instance.app, {})
+            total = sum(s.weight for s in app_stats.values() if s.up)
+            views.append(self.instance_view(instance, app_stats.get(instance.id), total))
+        return views
+
+    def instance_view(
+        self, instance: Instance, stat: ServerStat | None, total_weight: int
+    ) -> schemas.InstanceView:
+        observed = self.runtime.observe(instance.app, instance.id, handle_of(instance))
+        state = observed.state if instance.status != "stopping" else "stopping"
+        if not instance.is_web:
+            role = "worker"
+        elif instance.status == "stopping":
+            role = "retiring"
+        elif instance.weight and instance.weight > 0:
+            role = "serving"
+        elif self.is_warm(instance):
+            role = "warm"
+        else:
+            role = "starting"
+        traffic = None
+        if stat is not None and total_weight > 0:
+            traffic = round(100.0 * stat.weight / total_weight, 1) if stat.up else 0.0
+        uptime = time.time() - observed.child_started if observed.child_started else None
+        return schemas.InstanceView(
+            id=instance.id,
+            app=instance.app,
+            release=instance.release,
+            process=instance.process,
+            port=instance.port,
+            state=state,
+            role=role,
+            pid=observed.child_pid,
+            restarts=observed.restarts,
+            weight=instance.weight,
+            traffic_percent=traffic,
+            check=f"{stat.status} {stat.check_status}".strip() if stat else None,
+            uptime_seconds=round(uptime, 1) if uptime is not None else None,
+            last_exit=observed.last_exit,
+        )
+
+    def is_warm(self, instance: Instance) -> bool:
+        try:
+            release = self.store.release(instance.app, instance.release)
+        except NotFound:
+            return False
+        return bool(release.warm_until and release.warm_until > time.time())
+
+    def deployment_events(self, deployment_id: int, after: int) -> list[schemas.EventView]:
+        return [
+            schemas.EventView(
+                id=e.id,
+                deployment=e.deployment,
+                at=e.at,
+                step=e.step,
+                status=e.status,
+                message=e.message,
+                data=e.data,
+            )
+            for e in self.store.events(deployment_id, after)
+        ]
+
+
+def deployment_view(d: Deployment) -> schemas.DeploymentView:
+    return schemas.DeploymentView(
+        id=d.id,
+        app=d.app,
+        kind=d.kind,
+        from_release=d.from_release,
+        to_release=d.to_release,
+        formation=d.formation,
+        state=d.state,
+        who=d.who,
+        started_at=d.started_at,
+        finished_at=d.finished_at,
+        outcome=d.outcome,
+        error=d.error,
+    )
+
+
+def release_view(r: Release, current: str | None) -> schemas.ReleaseView:
+    return schemas.ReleaseView(
+        id=r.id,
+        app=r.app,
+        status=r.status,
+        created_at=r.created_at,
+        source=r.source,
+        source_kind=r.source_kind,
+        git_sha=r.git_sha,
+        config_hash=r.config_hash,
+        build_seconds=r.build_seconds,
+        deployed_at=r.deployed_at,
+        current=r.id == current,
+        warm_until=r.warm_until if r.warm_until and r.warm_until > time.time() else None,
+        on_disk=r.on_disk,
+        error=r.error,
+    )

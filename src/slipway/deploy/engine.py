@@ -1,0 +1,477 @@
+"""The deploy engine: a deployment is a state machine persisted in SQLite.
+
+The recorded state names the step about to act; the next state is committed only when a step
+has finished, and every step can run again safely. A daemon restarted mid-deployment rolls
+back a deployment that had not shifted traffic yet and finishes one that had.
+
+Steps (bluegreen): build → start → health → shift → drain → retire → done.
+Rollback, scale and restore use the same steps without build.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from slipway.config.load import config_hash, load_config
+from slipway.config.schema import AppConfig
+from slipway.deploy import health
+from slipway.deploy.planning import next_state, past_point_of_no_return, releases_to_prune
+from slipway.deploy.routing import backend_for, router_state, routing_of
+from slipway.errors import DeployError, SlipwayError
+from slipway.paths import Home
+from slipway.releases import build as builder
+from slipway.router.base import Router
+from slipway.router.config import SERVING_WEIGHT, Backend, RouterState, Server
+from slipway.runtime.base import Handle, InstanceSpec, Runtime
+from slipway.runtime.local import free_port
+from slipway.store.records import Deployment, Instance
+from slipway.store.store import Store
+
+log = logging.getLogger("slipway.deploy")
+PROBE_EVERY = 0.1
+LOG_LINES_ON_FAILURE = 20
+
+
+@dataclass
+class Services:
+    home: Home
+    store: Store
+    runtime: Runtime
+    router: Router
+
+
+def handle_of(instance: Instance) -> Handle | None:
+    if instance.shim_pid is None or instance.shim_ctime is None:
+        return None
+    return Handle(instance.shim_pid, instance.shim_ctime)
+
+
+class Engine:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self.http = httpx.AsyncClient()
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    # driving --------------------------------------------------------------------------
+
+    async def run(self, deployment_id: int) -> None:
+        dep = self.s.store.deployment(deployment_id)
+        _fault_point(dep.state)
+        try:
+            while dep.state != "done":
+                started = time.monotonic()
+                self.event(dep, dep.state, "start", STEP_TITLES.get(dep.state, dep.state))
+                detail = await getattr(self, f"step_{dep.state}")(dep)
+                self.event(
+                    dep,
+                    dep.state,
+                    "ok",
+                    detail or "done",
+                    {"seconds": round(time.monotonic() - started, 3)},
+                )
+                dep = self.advance(dep)
+            self.event(dep, "done", "ok", f"{dep.to_release} is serving", {})
+        except SlipwayError as exc:
+            await self.fail(dep, exc)
+        except Exception as exc:  # a bug: still leave a consistent state behind
+            log.exception("deployment %s crashed", deployment_id)
+            await self.fail(
+                dep,
+                DeployError(
+                    f"internal error: {type(exc).__name__}: {exc}",
+                    fix="see the daemon log; please report this",
+                ),
+            )
+
+    def advance(self, dep: Deployment) -> Deployment:
+        state = next_state(dep.kind, dep.state)
+        if state == "done":
+            self.s.store.finish_deployment(dep.id, "succeeded")
+        else:
+            self.s.store.update_deployment(dep.id, state=state)
+        _fault_point(state)
+        return self.s.store.deployment(dep.id)
+
+    async def fail(self, dep: Deployment, error: SlipwayError) -> None:
+        dep = self.s.store.deployment(dep.id)
+        self.event(dep, dep.state, "fail", error.message, error.to_dict())
+        if past_point_of_no_return(dep.state):
+            # Traffic is already on the new release; what is left over gets retired by the
+            # daemon's housekeeping. Record the failure; do not undo the switch.
+            self.s.store.finish_deployment(dep.id, "failed", error.to_dict())
+            return
+        try:
+            await self.undo(dep)
+        except SlipwayError as undo_error:
+            self.event(
+                dep, "abort", "fail", f"cleanup failed: {undo_error.message}", undo_error.to_dict()
+            )
+        self.s.store.finish_deployment(dep.id, "failed", error.to_dict())
+
+    async def undo(self, dep: Deployment) -> None:
+        """Before the shift: stop what this deployment started; the stable release serves on."""
+        store = self.s.store
+        created = [
+            i
+            for i in store.instances(dep.app)
+            if i.id in dep.instances and i.created_at >= dep.started_at
+        ]
+        await asyncio.gather(*(self.retire_instance(i) for i in created))
+        app = store.app(dep.app)
+        if app.current_release:
+            current = store.release(dep.app, app.current_release).config
+            store.update_app(dep.app, routing=routing_of(current))
+        elif not store.instances(dep.app):
+            store.update_app(dep.app, routing=None)
+        await self.s.router.ensure(self.router_state())
+        if created:
+            self.event(
+                dep,
+                "abort",
+                "ok",
+                f"stopped {len(created)} new instance(s); "
+                f"{app.current_release or 'nothing'} keeps serving",
+            )
+
+    def event(
+        self,
+        dep: Deployment,
+        step: str,
+        status: str,
+        message: str,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self.s.store.add_event(dep.app, dep.id, step, status, message, data)
+        log.info("deployment %s %s %s: %s", dep.id, step, status, message)
+
+    def router_state(self) -> RouterState:
+        return router_state(
+            str(self.s.router.admin_socket), self.s.store.apps(), self.s.store.instances()
+        )
+
+    # steps ----------------------------------------------------------------------------
+
+    async def step_build(self, dep: Deployment) -> str:
+        store, home = self.s.store, self.s.home
+        release = store.release(dep.app, dep.to_release)
+        dest = home.release_dir(dep.app, release.id)
+        log_path = home.build_log(dep.app, release.id)
+        try:
+            if dest.exists():
+                shutil.rmtree(dest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            source = Path(release.source)
+            if release.source_kind == "git":
+                assert release.git_sha is not None
+                await asyncio.to_thread(builder.snapshot_git, source, release.git_sha, dest)
+            else:
+                await asyncio.to_thread(builder.snapshot_dir, source, dest, home.root)
+            config = load_config(dest)
+            store.update_release(
+                dep.app,
+                release.id,
+                config=config.model_dump_json(),
+                config_hash=config_hash(config),
+            )
+            seconds = await builder.build(dest, config, log_path, release.id)
+        except SlipwayError as exc:
+            store.update_release(dep.app, release.id, status="failed", error=exc.message, on_disk=0)
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+        store.update_release(dep.app, release.id, status="ready", build_seconds=seconds)
+        return f"built {release.id} in {seconds:.1f}s"
+
+    async def step_start(self, dep: Deployment) -> str:
+        store = self.s.store
+        release = store.release(dep.app, dep.to_release)
+        if release.status != "ready" or not release.on_disk:
+            raise DeployError(
+                f"release {release.id} cannot run: it is {release.status}"
+                + ("" if release.on_disk else " and no longer on disk"),
+                where=f"app {dep.app}",
+                fix="deploy a new release",
+            )
+        config = release.config
+        store.update_app(dep.app, routing=routing_of(config))
+        await self.s.router.ensure(self.router_state())
+        desired = self.plan_instances(dep, config)
+        store.update_deployment(dep.id, instances=[i.id for i in desired])
+        started = 0
+        for instance in desired:
+            if handle_of(instance) is None:
+                await self.spawn(instance, config)
+                started += 1
+        backend = self.backend(dep.app)
+        for instance in desired:
+            if instance.is_web and store.instance(dep.app, instance.id).weight is None:
+                store.update_instance(dep.app, instance.id, weight=0)
+                assert instance.port is not None
+                await self.s.router.add_server(backend, Server(instance.id, instance.port, 0))
+        reused = len(desired) - started
+        return f"started {started} instance(s)" + (f", reusing {reused}" if reused else "")
+
+    def plan_instances(self, dep: Deployment, config: AppConfig) -> list[Instance]:
+        store = self.s.store
+        live = [i for i in store.instances(dep.app) if i.release == dep.to_release and i.live]
+        if dep.instances:  # planned before a restart: keep that plan
+            planned = [i for i in live if i.id in dep.instances]
+            if len(planned) == len(dep.instances):
+                return planned
+        desired: list[Instance] = []
+        for process, count in dep.formation.items():
+            if process not in config.processes:
+                continue
+            existing = [i for i in live if i.process == process][:count]
+            desired.extend(existing)
+            for _ in range(count - len(existing)):
+                port = self.free_port() if process == "web" else None
+                desired.append(store.new_instance(dep.app, dep.to_release, process, port))
+        return desired
+
+    def free_port(self) -> int:
+        taken = {i.port for i in self.s.store.instances()}
+        while True:
+            port = free_port()
+            if port not in taken:
+                return port
+
+    async def spawn(self, instance: Instance, config: AppConfig) -> None:
+        release_dir = self.s.home.release_dir(instance.app, instance.release)
+        env = (
+            builder.base_env(release_dir / ".venv")
+            | config.env
+            | {
+                "SLIPWAY_APP": instance.app,
+                "SLIPWAY_RELEASE": instance.release,
+                "SLIPWAY_INSTANCE": instance.id,
+                "SLIPWAY_PROCESS": instance.process,
+            }
+        )
+        if instance.port is not None:
+            env["PORT"] = str(instance.port)
+        spec = InstanceSpec(
+            instance.app,
+            instance.id,
+            config.processes[instance.process],
+            release_dir,
+            env,
+            config.deploy.stop_grace,
+        )
+        handle = await self.s.runtime.start(spec)
+        self.s.store.update_instance(
+            instance.app,
+            instance.id,
+            shim_pid=handle.pid,
+            shim_ctime=handle.ctime,
+            status="running",
+        )
+
+    async def step_health(self, dep: Deployment) -> str:
+        store = self.s.store
+        config = store.release(dep.app, dep.to_release).config
+        check = config.healthcheck
+        instances = [store.instance(dep.app, i) for i in dep.instances]
+        states = {i.id: health.Readiness() for i in instances}
+        deadline = time.monotonic() + config.deploy.health_timeout
+        began = time.monotonic()
+        while True:
+            stats = await self.s.router.stats(dep.app) if config.has_web else {}
+            for instance in instances:
+                state = states[instance.id]
+                if state.ready:
+                    continue
+                observed = self.s.runtime.observe(dep.app, instance.id, handle_of(instance))
+                if observed.crashloop or not observed.alive:
+                    raise self.instance_failure(
+                        instance,
+                        "is crash-looping" if observed.alive else "stopped running",
+                        observed.last_exit,
+                    )
+                if not instance.is_web:
+                    # New code must prove it stays up; code that ran before needs only start.
+                    min_uptime = health.WORKER_READY_SECONDS if dep.kind == "deploy" else 0.0
+                    state.ready, state.last = health.worker_ready(observed, min_uptime)
+                    continue
+                assert instance.port is not None
+                ok, state.last = await health.probe(
+                    self.http, instance.port, check.path, check.timeout
+                )
+                state.passes = state.passes + 1 if ok else 0
+                in_router = stats.get(instance.id)
+                if in_router is not None and not in_router.checked_ok:
+                    state.last += f"; HAProxy check: {in_router.status} {in_router.check_status}"
+                state.ready = (
+                    state.passes >= check.healthy_threshold
+                    or (ok and instance.created_at < dep.started_at)
+                ) and (in_router is not None and in_router.checked_ok)
+            if all(s.ready for s in states.values()):
+                return f"{len(instances)} instance(s) healthy in {time.monotonic() - began:.1f}s"
+            if time.monotonic() > deadline:
+                stuck = next(i for i in instances if not states[i.id].ready)
+                raise self.instance_failure(
+                    stuck,
+                    f"did not become healthy within {config.deploy.health_timeout:g}s "
+                    f"(last check: {states[stuck.id].last})",
+                    None,
+                )
+            await asyncio.sleep(PROBE_EVERY)
+
+    def instance_failure(
+        self, instance: Instance, what: str, last_exit: dict[str, Any] | None
+    ) -> DeployError:
+        lines = self.s.runtime.log_tail(instance.app, instance.id, LOG_LINES_ON_FAILURE)
+        exit_note = ""
+        if last_exit:
+            exit_note = (
+                f" (last exit: signal {last_exit['signal']})"
+                if last_exit.get("signal")
+                else f" (last exit: code {last_exit.get('code')})"
+            )
+        return DeployError(
+            f"instance {instance.id} {what}{exit_note}; the deploy was stopped and the stable "
+            "release keeps all traffic",
+            where=f"app {instance.app}, release {instance.release}, instance {instance.id}",
+            details=[
+                f"{_clock(float(str(r.get('t', 0))))} {r.get('s')}: {r.get('m')}" for r in lines
+            ],
+            fix=f"the last {len(lines)} log lines are above; `slipway logs --release "
+            f"{instance.release}` shows more",
+        )
+
+    async def step_shift(self, dep: Deployment) -> str:
+        store, router = self.s.store, self.s.router
+        store.set_current(dep.app, dep.to_release, dep.formation)
+        wanted = set(dep.instances)
+        web = [i for i in store.instances(dep.app) if i.is_web and i.weight is not None]
+        incoming = [i for i in web if i.id in wanted]
+        outgoing = [i for i in web if i.id not in wanted]
+        for instance in incoming:
+            store.update_instance(dep.app, instance.id, weight=SERVING_WEIGHT)
+        for instance in outgoing:
+            store.update_instance(dep.app, instance.id, weight=0)
+        for instance in incoming:  # new first, so traffic never points at nothing
+            await router.set_weight(dep.app, instance.id, SERVING_WEIGHT)
+        for instance in outgoing:
+            await router.set_weight(dep.app, instance.id, 0)
+        return f"100% of traffic on {dep.to_release} ({len(incoming)} instance(s))"
+
+    async def step_drain(self, dep: Deployment) -> str:
+        store = self.s.store
+        config = store.release(dep.app, dep.to_release).config
+        outgoing = {
+            i.id
+            for i in store.instances(dep.app)
+            if i.is_web and i.weight is not None and i.id not in dep.instances
+        }
+        if not outgoing:
+            return "nothing to drain"
+        began = time.monotonic()
+        deadline = began + config.deploy.drain_timeout
+        while True:
+            stats = await self.s.router.stats(dep.app)
+            busy = [name for name in outgoing if name in stats and not stats[name].idle]
+            if not busy:
+                return f"{len(outgoing)} old instance(s) drained in {time.monotonic() - began:.2f}s"
+            if time.monotonic() > deadline:
+                return (
+                    f"drain timeout ({config.deploy.drain_timeout:g}s) with requests still "
+                    f"in flight on {', '.join(sorted(busy))}"
+                )
+            await asyncio.sleep(0.05)
+
+    async def step_retire(self, dep: Deployment) -> str:
+        store = self.s.store
+        config = store.release(dep.app, dep.to_release).config
+        keep_warm = config.deploy.keep_warm
+        warm = (
+            dep.from_release
+            if (
+                dep.kind in ("deploy", "rollback")
+                and keep_warm > 0
+                and dep.from_release not in (None, dep.to_release)
+            )
+            else None
+        )
+        wanted = set(dep.instances)
+        leaving = [
+            i
+            for i in store.instances(dep.app)
+            if i.live and i.id not in wanted and not (i.release == warm and i.is_web)
+        ]
+        await asyncio.gather(*(self.retire_instance(i) for i in leaving))
+        for release in store.releases(dep.app):
+            if release.id == warm:
+                store.update_release(dep.app, release.id, warm_until=time.time() + keep_warm)
+            elif release.warm_until is not None:
+                store.update_release(dep.app, release.id, warm_until=None)
+        self.prune(dep.app, config.deploy.keep_releases, {dep.to_release, warm or ""})
+        note = f"stopped {len(leaving)} instance(s)"
+        if warm and any(i.release == warm for i in store.instances(dep.app)):
+            note += f"; {warm} stays warm for {keep_warm:g}s for instant rollback"
+        return note
+
+    async def retire_instance(self, instance: Instance) -> None:
+        """Out of HAProxy (drain, maint, delete), then stopped with its grace period."""
+        store = self.s.store
+        if instance.weight is not None:
+            await self.s.router.drain(instance.app, instance.id)
+            await self.s.router.remove_server(instance.app, instance.id)
+            store.update_instance(instance.app, instance.id, weight=None)
+        store.update_instance(instance.app, instance.id, status="stopping")
+        grace = self.grace_for(instance)
+        await self.s.runtime.stop(instance.app, instance.id, handle_of(instance), grace)
+        store.update_instance(instance.app, instance.id, status="stopped", stopped_at=time.time())
+
+    def grace_for(self, instance: Instance) -> float:
+        try:
+            return self.s.store.release(instance.app, instance.release).config.deploy.stop_grace
+        except SlipwayError:
+            return 10.0
+
+    def prune(self, app: str, keep: int, protected: set[str]) -> None:
+        store = self.s.store
+        for release in releases_to_prune(store.releases(app), keep, protected):
+            if any(i.release == release.id for i in store.instances(app)):
+                continue
+            shutil.rmtree(self.s.home.release_dir(app, release.id), ignore_errors=True)
+            store.update_release(app, release.id, on_disk=0)
+
+    def backend(self, app: str) -> Backend:
+        routing = self.s.store.app(app).routing
+        if routing is None:
+            raise DeployError("this app has no web process", where=f"app {app}")
+        return backend_for(app, routing, self.s.store.instances(app))
+
+
+STEP_TITLES = {
+    "build": "building the release",
+    "start": "starting instances",
+    "health": "waiting for health checks",
+    "shift": "shifting traffic",
+    "drain": "draining the old release",
+    "retire": "retiring the old release",
+}
+
+
+def _clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def _fault_point(state: str) -> None:
+    """Test hook: SLIPWAY_FAULT=crash-after-commit:STATE kills the daemon right after the
+    state is recorded, before the step acts, to prove crash recovery at every step."""
+    fault = os.environ.get("SLIPWAY_FAULT", "")
+    if fault == f"crash-after-commit:{state}":
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,1 @@
+"""The data plane (HAProxy) and the code that drives it."""

@@ -1,0 +1,360 @@
+"""HAProxy as slipway's data plane: its process (master-worker, detached, so it keeps serving
+while the daemon is down), reloads (only when listeners change) and runtime server changes
+through the admin socket (every deploy)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from slipway.errors import PreflightError, RouterError
+from slipway.paths import Home
+from slipway.router.config import (
+    LOCALHOST,
+    Backend,
+    RouterState,
+    Server,
+    backend_name,
+    render,
+    server_options,
+    structure_hash,
+)
+from slipway.router.stats import ProcInfo, ServerStat, parse_show_proc, parse_show_stat
+
+MIN_VERSION = (2, 6)
+INSTALL_HINT = "install it with `apt-get install haproxy` (Debian/Ubuntu; version 2.6 or newer)"
+
+
+def find_haproxy() -> str:
+    """The haproxy binary ($SLIPWAY_HAPROXY or PATH), checked to be 2.6 or newer."""
+    binary = os.environ.get("SLIPWAY_HAPROXY") or shutil.which("haproxy")
+    if not binary or not Path(binary).exists():
+        raise PreflightError("HAProxy is not installed (no `haproxy` on PATH)", fix=INSTALL_HINT)
+    try:
+        out = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PreflightError(f"cannot run {binary}: {exc}", fix=INSTALL_HINT) from None
+    match = re.search(r"version (\d+)\.(\d+)", out)
+    if not match or (int(match.group(1)), int(match.group(2))) < MIN_VERSION:
+        raise PreflightError(
+            f"{binary} is too old or unrecognised: {out.strip().splitlines()[:1]}",
+            fix=INSTALL_HINT,
+        )
+    return binary
+
+
+class HAProxyRouter:
+    def __init__(self, home: Home, binary: str) -> None:
+        self.binary = binary
+        self.dir = home.haproxy_dir
+        self.cfg = self.dir / "haproxy.cfg"
+        self.master_socket = self.dir / "master.sock"
+        self.admin_socket = self.dir / "admin.sock"
+        self.pidfile = self.dir / "haproxy.pid"
+        self.output = self.dir / "haproxy.out"
+        self.loaded = self.dir / "loaded.json"
+        self._lock = asyncio.Lock()
+
+    # process --------------------------------------------------------------------------
+
+    def master_pid(self) -> int | None:
+        """The master's pid if our HAProxy is running (checked by its config path)."""
+        try:
+            pid = int(self.pidfile.read_text().split()[0])
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE or str(self.cfg) not in proc.cmdline():
+                return None
+            return pid
+        except (OSError, ValueError, IndexError, psutil.Error):
+            return None
+
+    def running(self) -> bool:
+        return self.master_pid() is not None
+
+    def haproxy_pids(self) -> set[int]:
+        """Our master and its workers: the ports they hold are ours already."""
+        pid = self.master_pid()
+        if pid is None:
+            return set()
+        try:
+            return {pid} | {c.pid for c in psutil.Process(pid).children()}
+        except psutil.Error:
+            return {pid}
+
+    async def ensure(self, state: RouterState) -> bool:
+        """Run HAProxy with this state's listeners and servers. Returns True if it (re)loaded.
+
+        A reload drops runtime-added servers, so the file always carries the current ones."""
+        async with self._lock:
+            loaded = self._loaded()
+            wanted = structure_hash(state)
+            if self.running() and loaded.get("hash") == wanted:
+                return False
+            for address, port in sorted({(b.address, b.port) for b in state.backends}):
+                ensure_port_free(address, port, self.haproxy_pids())
+            await self._write_checked(render(state))
+            if self.running():
+                await self._reload()
+            else:
+                await self._start()
+            self.loaded.write_text(json.dumps({"hash": wanted}))
+            return True
+
+    async def _write_checked(self, text: str) -> None:
+        candidate = self.cfg.with_suffix(".new")
+        candidate.write_text(text)
+        proc = await asyncio.create_subprocess_exec(
+            self.binary,
+            "-c",
+            "-q",
+            "-f",
+            str(candidate),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+        if proc.returncode != 0:
+            raise RouterError(
+                "HAProxy rejected the generated configuration; nothing was changed",
+                where=str(candidate),
+                details=out.decode(errors="replace").strip().splitlines()[-15:],
+                fix="this is a slipway bug if your slipway.toml passed `slipway config check`; "
+                "please report it with the file above",
+            )
+        os.replace(candidate, self.cfg)
+
+    async def _start(self) -> None:
+        for stale in (self.master_socket, self.admin_socket):
+            stale.unlink(missing_ok=True)
+        with open(self.output, "ab") as out:
+            proc = await asyncio.create_subprocess_exec(
+                self.binary,
+                "-W",
+                "-D",
+                "-S",
+                f"{self.master_socket},mode,600",
+                "-p",
+                str(self.pidfile),
+                "-f",
+                str(self.cfg),
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+            code = await proc.wait()
+        if code != 0:
+            raise RouterError(
+                f"HAProxy failed to start (exit code {code})",
+                where=str(self.cfg),
+                details=self._output_tail(),
+                fix="read the lines above; a port in use or a bad certificate are common causes",
+            )
+        await self._wait(
+            lambda: self.running() and self.admin_socket.exists(), 10.0, "HAProxy did not come up"
+        )
+        await self._wait_admin()
+
+    async def _reload(self) -> None:
+        before = parse_show_proc(await self.master_command("show proc"))
+        await self.master_command("reload")
+        deadline = time.monotonic() + 15.0
+        after: ProcInfo = before
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            try:  # the master re-executes itself: its socket is briefly unavailable
+                after = parse_show_proc(await self.master_command("show proc"))
+            except RouterError:
+                continue
+            if after.reloads > before.reloads and after.workers:
+                break
+        if after.failed > before.failed or after.reloads <= before.reloads:
+            raise RouterError(
+                "HAProxy did not take the new configuration; the previous one keeps serving",
+                where=str(self.cfg),
+                details=self._output_tail(),
+                fix="read the lines above; a port in use is the most common cause",
+            )
+        await self._wait_admin()
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Soft-stop: listeners close, in-flight requests finish, then HAProxy exits."""
+        pid = self.master_pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while self.master_pid() is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.master_pid() is not None:
+            os.kill(pid, signal.SIGTERM)
+            await self._wait(lambda: self.master_pid() is None, 5.0, "HAProxy did not stop")
+        self.loaded.unlink(missing_ok=True)
+
+    # runtime API ----------------------------------------------------------------------
+
+    async def add_server(self, backend: Backend, server: Server) -> None:
+        be = backend_name(backend.app)
+        answer = await self.command(
+            f"add server {be}/{server.name} {LOCALHOST}:{server.port} "
+            f"{server_options(backend, server.weight)}"
+        )
+        if "Already exists" not in answer and "New server registered" not in answer:
+            raise RouterError(
+                f"HAProxy refused to add server {server.name}: {answer.strip()}",
+                where=f"backend {be}",
+            )
+        await self.command(f"enable health {be}/{server.name}")
+        await self.command(f"enable server {be}/{server.name}")
+
+    async def set_weight(self, app: str, name: str, weight: int) -> None:
+        be = backend_name(app)
+        answer = await self.command(f"set server {be}/{name} state ready")
+        answer += await self.command(f"set server {be}/{name} weight {weight}")
+        if "No such" in answer:
+            raise RouterError(f"HAProxy has no server {name}", where=f"backend {be}")
+
+    async def drain(self, app: str, name: str) -> None:
+        await self.command(f"set server {backend_name(app)}/{name} state drain")
+
+    async def remove_server(self, app: str, name: str, timeout: float = 20.0) -> None:
+        """MAINT then delete; deletion is refused while connections remain, so retry."""
+        be = backend_name(app)
+        await self.command(f"set server {be}/{name} state maint")
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = await self.command(f"del server {be}/{name}")
+            if "Server deleted" in answer or "No such server" in answer:
+                return
+            if time.monotonic() > deadline:
+                await self.command(f"shutdown sessions server {be}/{name}")
+                answer = await self.command(f"del server {be}/{name}")
+                if "Server deleted" in answer or "No such server" in answer:
+                    return
+                raise RouterError(
+                    f"HAProxy would not delete server {name}: {answer.strip()}",
+                    where=f"backend {be}",
+                )
+            await asyncio.sleep(0.1)
+
+    async def stats(self, app: str) -> dict[str, ServerStat]:
+        be = backend_name(app)
+        return parse_show_stat(await self.command(f"show stat {be} 4 -1"), be)
+
+    async def sync(self, backend: Backend) -> None:
+        """Make HAProxy's runtime servers match `backend` (after a daemon restart)."""
+        current = await self.stats(backend.app)
+        wanted = {s.name: s for s in backend.servers}
+        for name in current.keys() - wanted.keys():
+            await self.remove_server(backend.app, name)
+        for name, server in wanted.items():
+            if name not in current:
+                await self.add_server(backend, server)
+            elif current[name].weight != server.weight or current[name].status.startswith(
+                ("MAINT", "DRAIN")
+            ):
+                await self.set_weight(backend.app, name, server.weight)
+
+    # sockets --------------------------------------------------------------------------
+
+    async def command(self, line: str) -> str:
+        return await _ask(self.admin_socket, line, "the HAProxy admin socket")
+
+    async def master_command(self, line: str) -> str:
+        return await _ask(self.master_socket, line, "the HAProxy master socket")
+
+    async def _wait_admin(self) -> None:
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                await self.command("show info")
+                return
+            except RouterError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+
+    async def _wait(self, done: object, timeout: float, what: str) -> None:
+        assert callable(done)
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise RouterError(what, details=self._output_tail(), where=str(self.cfg))
+            await asyncio.sleep(0.05)
+
+    def _output_tail(self) -> list[str]:
+        try:
+            return self.output.read_text(errors="replace").strip().splitlines()[-15:]
+        except OSError:
+            return []
+
+    def _loaded(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.loaded.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+
+
+async def _ask(path: Path, line: str, what: str) -> str:
+    """One command per connection; the master CLI answers only once we shut our write side."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 5.0)
+    except (OSError, TimeoutError) as exc:
+        raise RouterError(
+            f"{what} does not answer ({exc})",
+            where=str(path),
+            fix="is HAProxy running? `slipway up` restarts it",
+        ) from None
+    try:
+        writer.write(line.encode() + b"\n")
+        await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+        data = await asyncio.wait_for(reader.read(), 10.0)
+    except (OSError, TimeoutError) as exc:
+        raise RouterError(f"{what} failed during '{line}' ({exc})", where=str(path)) from None
+    finally:
+        writer.close()
+    return data.decode(errors="replace")
+
+
+def ensure_port_free(address: str, port: int, ours: set[int]) -> None:
+    owner = _port_owner(port)
+    if owner is not None and owner[0] in ours:
+        return
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+            return
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+    held = f" (held by pid {owner[0]}, {owner[1]})" if owner else ""
+    raise RouterError(
+        f"cannot listen on {address}:{port}: {reason}{held}",
+        where="listen.port in slipway.toml",
+        fix="choose a free port in [listen] port, or stop the program that holds it",
+    )
+
+
+def _port_owner(port: int) -> tuple[int, str] | None:
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == "LISTEN" and conn.pid:
+                return conn.pid, psutil.Process(conn.pid).name()
+    except psutil.Error:
+        pass
+    return None

@@ -1,0 +1,49 @@
+"""The Runtime protocol: where instances run. One real implementation (local.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    app: str
+    instance_id: str
+    command: str
+    cwd: Path
+    env: dict[str, str]
+    stop_grace: float
+
+
+@dataclass(frozen=True)
+class Handle:
+    """Names a running shim uniquely: a pid alone may be reused after it exits."""
+
+    pid: int
+    ctime: float
+
+
+@dataclass
+class Observed:
+    alive: bool
+    state: str  # running | backoff | crashloop | stopping | stopped | gone
+    child_pid: int | None = None
+    restarts: int = 0
+    crashloop: bool = False
+    last_exit: dict[str, Any] | None = None
+    child_started: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Runtime(Protocol):
+    async def start(self, spec: InstanceSpec) -> Handle: ...
+
+    def observe(self, app: str, instance_id: str, handle: Handle | None) -> Observed: ...
+
+    async def stop(
+        self, app: str, instance_id: str, handle: Handle | None, grace: float
+    ) -> None: ...
+
+    def log_tail(self, app: str, instance_id: str, lines: int) -> list[dict[str, Any]]: ...

@@ -1,0 +1,148 @@
+"""The local supervisor: one shim process per instance on this host."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from slipway.errors import RuntimeFailure
+from slipway.paths import Home
+from slipway.runtime import logfile
+from slipway.runtime.base import Handle, InstanceSpec, Observed
+from slipway.runtime.shim import STATUS_NAME, proc_start_ticks
+
+SUPERVISION = {
+    "log_max_bytes": 10 * 1024 * 1024,
+    "log_keep": 3,
+    "backoff_initial": 0.5,
+    "backoff_max": 30.0,
+    "crashloop_restarts": 3,
+    "crashloop_window": 60.0,
+    "stable_after": 10.0,
+}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def process_alive(handle: Handle | None) -> bool:
+    if handle is None:
+        return False
+    try:
+        proc = psutil.Process(handle.pid)
+        return abs(proc.create_time() - handle.ctime) < 0.05 and proc.status() != "zombie"
+    except psutil.Error:
+        return False
+
+
+class LocalRuntime:
+    def __init__(self, home: Home) -> None:
+        self.home = home
+
+    def instance_dir(self, app: str, instance_id: str) -> Path:
+        return self.home.instance_dir(app, instance_id)
+
+    async def start(self, spec: InstanceSpec) -> Handle:
+        directory = self.instance_dir(spec.app, spec.instance_id)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        spec_path = directory / "spec.json"
+        payload = {
+            "dir": str(directory),
+            "command": spec.command,
+            "cwd": str(spec.cwd),
+            "env": spec.env,
+            "stop_grace": spec.stop_grace,
+            **SUPERVISION,
+        }
+        fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle)
+        (directory / STATUS_NAME).unlink(missing_ok=True)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "slipway.runtime.shim",
+            str(spec_path),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        if proc.returncode != 0 or not out.strip().isdigit():
+            raise RuntimeFailure(
+                "could not start the instance's supervisor",
+                where=f"instance {spec.instance_id}",
+                details=err.decode(errors="replace").strip().splitlines()[-10:],
+                fix="check that slipway is installed in the daemon's Python environment",
+            )
+        pid = int(out.strip())
+        try:
+            ctime = psutil.Process(pid).create_time()
+        except psutil.Error:
+            ctime = 0.0
+        return Handle(pid, ctime)
+
+    def observe(self, app: str, instance_id: str, handle: Handle | None) -> Observed:
+        status = self._status(app, instance_id)
+        alive = process_alive(handle)
+        if not alive:
+            state = "stopped" if status.get("state") == "stopped" else "gone"
+            return Observed(
+                alive=False,
+                state=state,
+                last_exit=status.get("last_exit"),
+                restarts=int(status.get("restarts") or 0),
+            )
+        return Observed(
+            alive=True,
+            state=str(status.get("state") or "starting"),
+            child_pid=status.get("child_pid"),
+            restarts=int(status.get("restarts") or 0),
+            crashloop=bool(status.get("crashloop")),
+            last_exit=status.get("last_exit"),
+            child_started=status.get("child_started"),
+        )
+
+    async def stop(self, app: str, instance_id: str, handle: Handle | None, grace: float) -> None:
+        """SIGTERM the shim (which forwards it and SIGKILLs after `grace`); wait for it."""
+        if process_alive(handle):
+            assert handle is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(handle.pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace + 5.0
+            while process_alive(handle) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if process_alive(handle):
+                os.kill(handle.pid, signal.SIGKILL)
+        self.kill_orphan(app, instance_id)
+
+    def kill_orphan(self, app: str, instance_id: str) -> None:
+        """A shim that died (e.g. SIGKILL) leaves its child running: end that process group."""
+        status = self._status(app, instance_id)
+        pid, ticks = status.get("child_pid"), status.get("child_ticks")
+        if pid and ticks and proc_start_ticks(int(pid)) == ticks:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(pid), signal.SIGKILL)
+
+    def log_tail(self, app: str, instance_id: str, lines: int) -> list[dict[str, Any]]:
+        return logfile.tail(self.instance_dir(app, instance_id), lines)
+
+    def _status(self, app: str, instance_id: str) -> dict[str, Any]:
+        path = self.instance_dir(app, instance_id) / STATUS_NAME
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}

@@ -1,0 +1,264 @@
+"""The shim: one small supervisor process per instance, in the spirit of runit's `runsv`.
+
+It owns the instance's process: captures stdout/stderr into rotating JSON-lines files,
+restarts the process with exponential backoff when it crashes, flags crash loops, and on
+SIGTERM stops it (SIGTERM to its process group, SIGKILL after the grace period). It writes
+its state to status.json after every change. It runs detached in its own session, so
+instances keep running and being supervised while the daemon is down.
+
+Run as `python -m slipway.runtime.shim SPEC.json`; it forks, prints the shim's pid and the
+foreground process exits. Standard library only, so it starts fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from slipway.runtime.logfile import LogWriter
+
+STATUS_NAME = "status.json"
+MAX_LINE = 16 * 1024
+
+
+def proc_start_ticks(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot: with the pid, names it uniquely."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def shell_command(command: str) -> str:
+    """Let a simple command replace the shell, so signals and exit codes are the app's own."""
+    first_word = command.split(maxsplit=1)[0] if command.strip() else ""
+    if any(ch in command for ch in ";&|\n()`") or "=" in first_word:
+        return command
+    return "exec " + command
+
+
+class Shim:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.dir = Path(spec["dir"])
+        self.log = LogWriter(self.dir, int(spec["log_max_bytes"]), int(spec["log_keep"]))
+        self.child: subprocess.Popen[bytes] | None = None
+        self.child_started = 0.0
+        self.state = "starting"
+        self.restarts = 0
+        self.backoff = float(spec["backoff_initial"])
+        self.next_start = 0.0
+        self.exits: deque[float] = deque(maxlen=int(spec["crashloop_restarts"]))
+        self.last_exit: dict[str, Any] | None = None
+        self.stop_requested = False
+        self.kill_at: float | None = None
+        self.buffers: dict[int, bytes] = {}
+        self.streams: dict[int, str] = {}
+        self.selector = selectors.DefaultSelector()
+
+    # status ---------------------------------------------------------------------------
+
+    def write_status(self) -> None:
+        child_pid = self.child.pid if self.child else None
+        status = {
+            "shim_pid": os.getpid(),
+            "state": self.state,
+            "child_pid": child_pid,
+            "child_ticks": proc_start_ticks(child_pid) if child_pid else None,
+            "child_started": self.child_started or None,
+            "restarts": self.restarts,
+            "crashloop": self.crashlooping(),
+            "last_exit": self.last_exit,
+            "updated_at": time.time(),
+        }
+        tmp = self.dir / (STATUS_NAME + ".tmp")
+        tmp.write_text(json.dumps(status))
+        os.replace(tmp, self.dir / STATUS_NAME)
+
+    def note(self, message: str) -> None:
+        self.log.write(time.time(), "slipway", message)
+
+    def crashlooping(self) -> bool:
+        window = float(self.spec["crashloop_window"])
+        return len(self.exits) == self.exits.maxlen and time.time() - self.exits[0] <= window
+
+    # the child ------------------------------------------------------------------------
+
+    def spawn(self) -> None:
+        self.child = subprocess.Popen(
+            ["/bin/sh", "-c", shell_command(self.spec["command"])],
+            cwd=self.spec["cwd"],
+            env=self.spec["env"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: signals reach its children too
+        )
+        self.child_started = time.time()
+        assert self.child.stdout is not None and self.child.stderr is not None
+        for pipe, name in ((self.child.stdout, "out"), (self.child.stderr, "err")):
+            os.set_blocking(pipe.fileno(), False)
+            self.streams[pipe.fileno()] = name
+            self.buffers[pipe.fileno()] = b""
+            self.selector.register(pipe.fileno(), selectors.EVENT_READ)
+        self.state = "running"
+        self.note(f"started pid {self.child.pid}: {self.spec['command']}")
+        self.write_status()
+
+    def signal_child(self, signum: int) -> None:
+        if self.child is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.child.pid, signum)
+
+    def read_pipe(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        if not data:
+            self.close_pipe(fd)
+            return
+        buffer = self.buffers[fd] + data
+        *lines, rest = buffer.split(b"\n")
+        for line in lines:
+            self.emit(fd, line)
+        while len(rest) > MAX_LINE:
+            self.emit(fd, rest[:MAX_LINE])
+            rest = rest[MAX_LINE:]
+        self.buffers[fd] = rest
+
+    def emit(self, fd: int, raw: bytes) -> None:
+        self.log.write(time.time(), self.streams[fd], raw.decode("utf-8", "replace").rstrip("\r"))
+
+    def close_pipe(self, fd: int) -> None:
+        if self.buffers.get(fd):
+            self.emit(fd, self.buffers[fd])
+        self.buffers.pop(fd, None)
+        self.selector.unregister(fd)
+        os.close(fd)
+
+    def reap(self) -> None:
+        """Called when the child has exited: record it and plan what comes next."""
+        assert self.child is not None
+        code = self.child.returncode
+        deadline = time.time() + 0.5  # output still in the pipes (grandchildren may hold them)
+        while self.buffers and time.time() < deadline:
+            for key, _ in self.selector.select(timeout=0.05):
+                if key.fd in self.buffers:
+                    self.read_pipe(int(key.fd))
+        for fd in list(self.buffers):
+            self.close_pipe(fd)
+        signal_name = signal.Signals(-code).name if code < 0 else None
+        self.last_exit = {
+            "code": code if code >= 0 else None,
+            "signal": signal_name,
+            "at": time.time(),
+            "uptime": time.time() - self.child_started,
+        }
+        how = f"signal {signal_name}" if signal_name else f"code {code}"
+        self.signal_child(signal.SIGKILL)  # leftovers of its process group
+        self.child = None
+        if self.stop_requested:
+            self.note(f"stopped ({how})")
+            return
+        self.restarts += 1
+        self.exits.append(time.time())
+        uptime = self.last_exit["uptime"]
+        if uptime >= float(self.spec["stable_after"]):
+            self.backoff = float(self.spec["backoff_initial"])
+        delay = self.backoff
+        self.backoff = min(self.backoff * 2, float(self.spec["backoff_max"]))
+        self.next_start = time.time() + delay
+        self.state = "crashloop" if self.crashlooping() else "backoff"
+        self.note(
+            f"exited with {how} after {uptime:.1f}s; restarting in {delay:.1f}s"
+            + (" (crash loop)" if self.state == "crashloop" else "")
+        )
+        self.write_status()
+
+    # main loop ------------------------------------------------------------------------
+
+    def request_stop(self, *_: object) -> None:
+        self.stop_requested = True
+
+    def run(self) -> None:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.selector.register(wake_r, selectors.EVENT_READ)
+        grace = float(self.spec["stop_grace"])
+        while True:
+            now = time.time()
+            if self.stop_requested and self.kill_at is None:
+                self.kill_at = now + grace
+                self.state = "stopping"
+                self.signal_child(signal.SIGTERM)
+                self.write_status()
+            if self.kill_at is not None and now >= self.kill_at and self.child is not None:
+                self.note(f"still running {grace:g}s after SIGTERM: sending SIGKILL")
+                self.signal_child(signal.SIGKILL)
+                self.kill_at = now + 3600
+            if self.child is None and self.stop_requested:
+                break
+            if self.child is None and now >= self.next_start:
+                self.spawn()
+            timeout = 1.0 if self.child is not None else max(0.0, self.next_start - now)
+            for key, _ in self.selector.select(timeout=min(timeout, 1.0)):
+                if key.fd == wake_r:
+                    _drain(wake_r)
+                else:
+                    self.read_pipe(int(key.fd))
+            if self.child is not None and self.child.poll() is not None:
+                self.reap()
+        self.state = "stopped"
+        self.write_status()
+        self.log.close()
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _daemonize(directory: Path) -> None:
+    """Fork; the foreground process prints the shim's pid and exits."""
+    pid = os.fork()
+    if pid > 0:
+        print(pid, flush=True)
+        os._exit(0)
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    errors = os.open(directory / "shim.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.dup2(errors, 2)
+    os.close(devnull)
+    os.close(errors)
+
+
+def main(argv: list[str]) -> None:
+    spec = json.loads(Path(argv[1]).read_text())
+    _daemonize(Path(spec["dir"]))
+    Shim(spec).run()
+
+
+if __name__ == "__main__":
+    main(sys.argv)

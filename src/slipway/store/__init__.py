@@ -1,0 +1,1 @@
+"""SQLite state: apps, releases, instances, deployments and their events."""

@@ -1,0 +1,104 @@
+"""Typed rows of the state database."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from slipway.config.schema import AppConfig
+
+TERMINAL_OUTCOMES = ("succeeded", "failed", "aborted")
+
+
+@dataclass
+class App:
+    name: str
+    source_dir: str
+    current_release: str | None
+    formation: dict[str, int]
+    created_at: float
+    routing: dict[str, Any] | None = None
+
+
+@dataclass
+class Release:
+    app: str
+    id: str
+    number: int
+    status: str  # building | ready | failed
+    created_at: float
+    source: str
+    source_kind: str  # dir | git
+    git_sha: str | None
+    config_hash: str
+    config_json: str
+    error: str | None = None
+    build_seconds: float | None = None
+    deployed_at: float | None = None
+    warm_until: float | None = None
+    on_disk: bool = True
+
+    @property
+    def config(self) -> AppConfig:
+        return AppConfig.model_validate_json(self.config_json)
+
+
+@dataclass
+class Instance:
+    app: str
+    id: str
+    release: str
+    process: str
+    port: int | None
+    status: str  # starting | running | stopping | stopped
+    shim_pid: int | None
+    shim_ctime: float | None
+    weight: int | None  # None: not a server in HAProxy
+    created_at: float
+    stopped_at: float | None = None
+
+    @property
+    def is_web(self) -> bool:
+        return self.process == "web"
+
+    @property
+    def live(self) -> bool:
+        return self.status in ("starting", "running")
+
+
+@dataclass
+class Deployment:
+    id: int
+    app: str
+    kind: str  # deploy | rollback | scale | restore
+    from_release: str | None
+    to_release: str
+    formation: dict[str, int]
+    state: str
+    instances: list[str]
+    who: str
+    started_at: float
+    finished_at: float | None = None
+    outcome: str | None = None
+    error: dict[str, Any] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.finished_at is None
+
+
+@dataclass
+class Event:
+    id: int
+    deployment: int | None
+    app: str
+    at: float
+    step: str
+    status: str  # start | ok | fail | info
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)

@@ -1,0 +1,104 @@
+"""slipway's own SQLite schema and its migrations, applied in order on open."""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE apps (
+        name TEXT PRIMARY KEY,
+        source_dir TEXT NOT NULL,
+        routing TEXT,
+        current_release TEXT,
+        formation TEXT NOT NULL DEFAULT '{}',
+        next_release INTEGER NOT NULL DEFAULT 1,
+        next_instance INTEGER NOT NULL DEFAULT 1,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE releases (
+        app TEXT NOT NULL REFERENCES apps(name),
+        id TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        source TEXT NOT NULL,
+        source_kind TEXT NOT NULL DEFAULT 'dir',
+        git_sha TEXT,
+        config_hash TEXT NOT NULL,
+        config TEXT NOT NULL,
+        error TEXT,
+        build_seconds REAL,
+        deployed_at REAL,
+        warm_until REAL,
+        on_disk INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (app, id)
+    );
+    CREATE TABLE instances (
+        app TEXT NOT NULL REFERENCES apps(name),
+        id TEXT NOT NULL,
+        release TEXT NOT NULL,
+        process TEXT NOT NULL,
+        port INTEGER,
+        status TEXT NOT NULL,
+        shim_pid INTEGER,
+        shim_ctime REAL,
+        weight INTEGER,
+        created_at REAL NOT NULL,
+        stopped_at REAL,
+        PRIMARY KEY (app, id)
+    );
+    CREATE INDEX instances_live ON instances(app, status);
+    CREATE TABLE deployments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        app TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        from_release TEXT,
+        to_release TEXT NOT NULL,
+        formation TEXT NOT NULL,
+        state TEXT NOT NULL,
+        instances TEXT NOT NULL DEFAULT '[]',
+        who TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        outcome TEXT,
+        error TEXT
+    );
+    CREATE UNIQUE INDEX one_active_deployment ON deployments(app) WHERE finished_at IS NULL;
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        deployment INTEGER,
+        app TEXT NOT NULL,
+        at REAL NOT NULL,
+        step TEXT NOT NULL,
+        status TEXT NOT NULL,
+        message TEXT NOT NULL,
+        data TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_by_deployment ON events(deployment, id);
+    """,
+]
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema up to date; `conn` must be in autocommit mode (isolation_level=None)."""
+    conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    version = int(row[0]) if row else 0
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(number),),
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
