@@ -87,6 +87,12 @@ class Server(ThreadingHTTPServer):
         self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().server_bind()
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # HAProxy's health checks close with a reset; that is not an error worth a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
     def finish_in_flight(self, deadline: float) -> None:
         while time.monotonic() < deadline:
             with self.busy_lock:

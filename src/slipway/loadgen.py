@@ -89,8 +89,13 @@ async def run_load(
 class BackgroundLoad:
     """Load from a thread, for synchronous tests: `with BackgroundLoad(url) as load: ...`."""
 
-    def __init__(self, url: str, concurrency: int = 8, rate: float | None = None,
-                 record_key: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        concurrency: int = 8,
+        rate: float | None = None,
+        record_key: str | None = None,
+    ) -> None:
         self.url = url
         self.concurrency = concurrency
         self.rate = rate
@@ -103,8 +108,7 @@ class BackgroundLoad:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         self.result = self._loop.run_until_complete(
-            run_load(self.url, self._stop, self.concurrency, self.rate,
-                     record_key=self.record_key)
+            run_load(self.url, self._stop, self.concurrency, self.rate, record_key=self.record_key)
         )
 
     def start(self) -> BackgroundLoad:

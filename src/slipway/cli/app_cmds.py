@@ -126,13 +126,13 @@ def rollback(
 def parse_counts(pairs: tuple[str, ...]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for pair in pairs:
-        process, sep, number = pair.partition("=")
-        if not sep or not process or not re.fullmatch(r"-?\d+", number.strip()):
+        process, sep, number = (part.strip() for part in pair.partition("="))
+        if not sep or not process or not re.fullmatch(r"-?\d+", number):
             raise click.BadParameter(f"'{pair}' is not PROCESS=COUNT (e.g. web=3)")
         count = int(number)
         if count < 0:
             raise click.BadParameter(f"'{pair}': a count cannot be negative")
-        counts[process.strip()] = count
+        counts[process] = count
     if not counts:
         raise click.BadParameter("give at least one PROCESS=COUNT, e.g. web=3")
     return counts

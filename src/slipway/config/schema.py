@@ -6,7 +6,7 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 from slipway.config.durations import parse_duration
 
@@ -144,15 +144,19 @@ class AppConfig(Strict):
                 raise ValueError(f'"{name}" is set by slipway itself; choose another name')
         return value
 
-    @model_validator(mode="after")
-    def _scale_names_processes(self) -> AppConfig:
-        unknown = sorted(set(self.scale) - set(self.processes))
+    @field_validator("scale")
+    @classmethod
+    def _scale_names_processes(cls, value: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+        processes = info.data.get("processes")
+        if processes is None:  # [processes] itself is invalid and reported on its own
+            return value
+        unknown = sorted(set(value) - set(processes))
         if unknown:
             raise ValueError(
                 f"[scale] names unknown process type(s) {', '.join(unknown)}; "
-                f"defined in [processes]: {', '.join(sorted(self.processes))}"
+                f"defined in [processes]: {', '.join(sorted(processes))}"
             )
-        return self
+        return value
 
     @property
     def has_web(self) -> bool:

@@ -46,8 +46,13 @@ def plan_formation(
 
 
 def rollback_target(releases: list[Release], current: str | None) -> Release | None:
-    """The release that served before the current one: the latest deployed other release."""
-    candidates = [r for r in releases if r.deployed_at is not None and r.id != current]
+    """The release that served before the current one: the latest deployed other release
+    that can still run (ready and on disk)."""
+    candidates = [
+        r
+        for r in releases
+        if r.deployed_at is not None and r.id != current and r.status == "ready" and r.on_disk
+    ]
     if not candidates:
         return None
     return max(candidates, key=lambda r: r.deployed_at or 0.0)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from slipway.errors import ConfigError
 
 SERVING_WEIGHT = 100
+HOST = "req.hdr(host),field(1,:)"  # the Host header without its port
+WILDCARD_ADDRESSES = {"0.0.0.0", "::"}
 LOCALHOST = "127.0.0.1"
 
 
@@ -65,7 +67,22 @@ def server_options(backend: Backend, weight: int) -> str:
 
 
 def check_listeners(backends: tuple[Backend, ...]) -> None:
-    """Apps may share an address:port only when every one of them names its hosts."""
+    """Apps may share an address:port only when every one of them names its hosts; a
+    wildcard address (0.0.0.0) overlaps every other address on the same port."""
+    for a in backends:
+        for b in backends:
+            if (
+                a.app < b.app
+                and a.port == b.port
+                and a.address != b.address
+                and (a.address in WILDCARD_ADDRESSES or b.address in WILDCARD_ADDRESSES)
+            ):
+                raise ConfigError(
+                    f"apps {a.app} ({a.address}:{a.port}) and {b.app} ({b.address}:{b.port}) "
+                    "overlap: a wildcard address takes the port on every address",
+                    where="listen.address / listen.port",
+                    fix="give both apps the same [listen] address (and hosts), or different ports",
+                )
     by_listener: dict[tuple[str, int], list[Backend]] = defaultdict(list)
     for backend in backends:
         by_listener[(backend.address, backend.port)].append(backend)
@@ -147,19 +164,22 @@ def _frontend(address: str, port: int, group: list[Backend]) -> list[str]:
     ]
     default = "no_app_for_host"
     for backend in group:
-        if backend.hosts:
-            hosts = " ".join(backend.hosts)
+        exact = [h for h in backend.hosts if not h.startswith("*.")]
+        suffixes = [h[1:] for h in backend.hosts if h.startswith("*.")]  # "*.a.b" -> ".a.b"
+        if exact:
+            lines.append(f"    use_backend {backend.name} if {{ {HOST} -i {' '.join(exact)} }}")
+        if suffixes:
             lines.append(
-                f"    use_backend {backend.name} if {{ req.hdr(host),field(1,:) -i {hosts} }}"
+                f"    use_backend {backend.name} if {{ {HOST} -m end -i {' '.join(suffixes)} }}"
             )
-        else:
+        if not backend.hosts:
             default = backend.name
     lines.extend([f"    default_backend {default}", ""])
     return lines
 
 
 def _backend(backend: Backend, with_servers: bool) -> list[str]:
-    host = backend.hosts[0] if backend.hosts else "localhost"
+    host = next((h for h in backend.hosts if not h.startswith("*.")), "localhost")
     lines = [
         f"backend {backend.name}",
         "    balance roundrobin",  # the only algorithm that splits weights exactly

@@ -306,7 +306,6 @@ class HAProxyRouter:
         return data if isinstance(data, dict) else {}
 
 
-
 async def _ask(path: Path, line: str, what: str) -> str:
     """One command per connection; the master CLI answers only once we shut our write side."""
     try:

@@ -24,7 +24,8 @@ class ServerStat:
     @property
     def checked_ok(self) -> bool:
         """Up and its last health check passed (L7OK): safe to give traffic."""
-        return self.status == "UP" and self.check_status.startswith("L7OK")
+        # "* L7OK" means a new check is in progress and the last one passed.
+        return self.status == "UP" and self.check_status.lstrip("* ").startswith("L7OK")
 
     @property
     def idle(self) -> bool:

@@ -42,7 +42,7 @@ def proc_start_ticks(pid: int) -> int | None:
 def shell_command(command: str) -> str:
     """Let a simple command replace the shell, so signals and exit codes are the app's own."""
     first_word = command.split(maxsplit=1)[0] if command.strip() else ""
-    if any(ch in command for ch in ";&|\n()`") or "=" in first_word:
+    if any(ch in command for ch in ";&|\n()`") or "=" in first_word or first_word == "exec":
         return command
     return "exec " + command
 

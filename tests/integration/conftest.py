@@ -1,0 +1,233 @@
+"""Integration fixtures: a real daemon in a throwaway home, real HAProxy, real app processes.
+
+Every test gets its own home and app folder on short paths (unix sockets are limited to 107
+bytes), and ends with `slipway down --all`; any process of ours still alive after that is
+killed by pid and fails the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HELLO = ROOT / "examples" / "hello"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+@dataclass
+class App:
+    dir: Path
+    name: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def write_config(self, **sections: dict[str, Any] | str) -> None:
+        self.dir.joinpath("slipway.toml").write_text(app_toml(self.name, self.port, **sections))
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def app_toml(name: str, port: int, **sections: dict[str, Any] | str) -> str:
+    """slipway.toml for the hello example, fast settings for tests; sections override."""
+    base: dict[str, dict[str, Any]] = {
+        "listen": {"address": "127.0.0.1", "port": port},
+        "processes": {"web": "python app.py --port $PORT"},
+        "build": {"command": "pip install -q -r requirements.txt"},
+        "healthcheck": {
+            "path": "/up",
+            "interval": "500ms",
+            "timeout": "1s",
+            "healthy_threshold": 2,
+        },
+        "scale": {"web": 2},
+        "env": {"GREETING": "hello"},
+        "deploy": {
+            "health_timeout": "20s",
+            "drain_timeout": "5s",
+            "stop_grace": "3s",
+            "keep_warm": "5m",
+        },
+    }
+    lines = [f'name = "{name}"', ""]
+    extra = ""
+    for section, values in sections.items():
+        if isinstance(values, str):
+            extra += values + "\n"
+        elif section in ("processes", "scale", "env"):
+            base[section] = dict(values)
+        else:
+            base[section] = base.get(section, {}) | values
+    for section, values in base.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {toml_value(value)}" for key, value in values.items())
+        lines.append("")
+    return "\n".join(lines) + extra
+
+
+@dataclass
+class Slipway:
+    home: Path
+    workdir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return os.environ | {"SLIPWAY_HOME": str(self.home)} | self.extra_env | extra
+
+    def run(
+        self,
+        *args: str,
+        check: bool = True,
+        cwd: Path | None = None,
+        timeout: float = 180,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "slipway", *args],
+            cwd=cwd or self.workdir,
+            env=env or self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"slipway {' '.join(args)} exited {proc.returncode}\n"
+                f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}\n"
+                f"--- daemon log (tail)\n{self.daemon_log_tail()}"
+            )
+        return proc
+
+    def json(self, *args: str, cwd: Path | None = None) -> Any:
+        return json.loads(self.run(*args, "--json", cwd=cwd).stdout)
+
+    def daemon_log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join((self.home / "daemon.log").read_text().splitlines()[-lines:])
+        except OSError:
+            return "(no daemon log)"
+
+    def make_app(self, name: str = "hello", **sections: dict[str, Any] | str) -> App:
+        folder = self.workdir / name
+        shutil.copytree(HELLO, folder, ignore=shutil.ignore_patterns("__pycache__"))
+        app = App(folder, name, free_port())
+        app.write_config(**sections)
+        return app
+
+    def deploy(self, app: App, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("deploy", "--app", str(app.dir), *args, check=check)
+
+    def app_status(self, name: str) -> dict[str, Any]:
+        apps = self.json("status")["apps"]
+        return next(a for a in apps if a["name"] == name)
+
+    def wait_idle(self, name: str, timeout: float = 60) -> dict[str, Any]:
+        """Until the app has no deployment in flight; returns its status."""
+
+        def idle() -> dict[str, Any] | None:
+            status = self.app_status(name)
+            return status if status["deployment"] is None else None
+
+        result: dict[str, Any] = wait_for(idle, timeout, f"{name} to finish deploying", 0.2)
+        return result
+
+    def ps(self, name: str) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = self.json("ps", "--app", name)
+        return data
+
+    def our_processes(self) -> list[psutil.Process]:
+        """Processes started for this home: shims, app instances, HAProxy, the daemon."""
+        found = []
+        home = str(self.home)
+        for proc in psutil.process_iter(["pid", "cmdline", "cwd", "status"]):
+            try:
+                if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                    continue
+                cmdline = " ".join(proc.info["cmdline"] or [])
+                cwd = proc.info["cwd"] or ""
+            except psutil.Error:
+                continue
+            if home in cmdline or cwd.startswith(home):
+                found.append(proc)
+        return found
+
+
+@pytest.fixture
+def slipway() -> Iterator[Slipway]:
+    home = Path(tempfile.mkdtemp(prefix="sw-", dir="/tmp"))
+    work = Path(tempfile.mkdtemp(prefix="swapp-", dir="/tmp"))
+    instance = Slipway(home=home / "home", workdir=work)
+    try:
+        yield instance
+    finally:
+        leftovers = stop_all(instance)
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    assert not leftovers, f"processes left behind after `slipway down --all`: {leftovers}"
+
+
+def stop_all(instance: Slipway) -> list[str]:
+    """`slipway down --all` (starting the daemon first if a test left it dead), then report
+    and kill, by pid, whatever of ours is still running."""
+    if instance.home.exists():
+        env = os.environ | {"SLIPWAY_HOME": str(instance.home)}
+        if not (instance.home / "daemon.pid").exists():
+            instance.run("up", check=False, env=env)
+        instance.run("down", "--all", check=False, env=env)
+    described = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and instance.our_processes():
+        time.sleep(0.1)
+    for proc in instance.our_processes():
+        try:
+            described.append(f"{proc.pid} {' '.join(proc.cmdline())}")
+            proc.kill()
+        except psutil.Error:
+            pass
+    return described
+
+
+@pytest.fixture
+def running(slipway: Slipway) -> Slipway:
+    """A started daemon."""
+    slipway.run("up")
+    return slipway

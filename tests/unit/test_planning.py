@@ -1,0 +1,224 @@
+"""Deployment step planning: steps, point of no return, formations, rollback, pruning."""
+
+from __future__ import annotations
+
+import pytest
+
+from slipway.config.load import parse_config
+from slipway.config.schema import AppConfig
+from slipway.deploy.planning import (
+    DEPLOY_STEPS,
+    next_state,
+    past_point_of_no_return,
+    plan_formation,
+    releases_to_prune,
+    rollback_target,
+    steps_for,
+)
+from slipway.store.records import Release
+
+
+def make_config(processes: dict[str, str], scale: dict[str, int] | None = None) -> AppConfig:
+    lines = ['name = "shop"', "[processes]"]
+    lines += [f'{name} = "{command}"' for name, command in processes.items()]
+    if scale is not None:
+        lines.append("[scale]")
+        lines += [f"{name} = {count}" for name, count in scale.items()]
+    return parse_config("\n".join(lines) + "\n")
+
+
+WEB = "python app.py --port $PORT"
+WORKER = "python worker.py"
+
+
+def release(
+    number: int,
+    status: str = "ready",
+    deployed_at: float | None = None,
+    on_disk: bool = True,
+) -> Release:
+    return Release(
+        app="shop",
+        id=f"r{number}",
+        number=number,
+        status=status,
+        created_at=1000.0 + number,
+        source="/srv/shop",
+        source_kind="dir",
+        git_sha=None,
+        config_hash="0" * 12,
+        config_json="{}",
+        deployed_at=deployed_at,
+        on_disk=on_disk,
+    )
+
+
+# -- steps -----------------------------------------------------------------------------
+
+
+def test_deploy_runs_every_step_in_order() -> None:
+    assert steps_for("deploy") == ("build", "start", "health", "shift", "drain", "retire")
+
+
+@pytest.mark.parametrize("kind", ["rollback", "scale", "restore"])
+def test_other_kinds_skip_the_build(kind: str) -> None:
+    assert steps_for(kind) == ("start", "health", "shift", "drain", "retire")
+
+
+def test_next_state_walks_the_steps_then_done() -> None:
+    state = "build"
+    seen = [state]
+    while state != "done":
+        state = next_state("deploy", state)
+        seen.append(state)
+    assert seen == [*DEPLOY_STEPS, "done"]
+
+
+def test_next_state_of_rollback_starts_at_start() -> None:
+    assert next_state("rollback", "start") == "health"
+    assert next_state("rollback", "retire") == "done"
+    with pytest.raises(ValueError):
+        next_state("rollback", "build")  # a rollback has no build step
+
+
+@pytest.mark.parametrize(
+    ("state", "forward"),
+    [
+        ("build", False),
+        ("start", False),
+        ("health", False),
+        ("shift", True),
+        ("drain", True),
+        ("retire", True),
+        ("done", False),
+        ("unknown", False),
+    ],
+)
+def test_point_of_no_return_is_the_shift_step(state: str, forward: bool) -> None:
+    assert past_point_of_no_return(state) is forward
+
+
+# -- formation -------------------------------------------------------------------------
+
+
+def test_first_deploy_uses_config_scale_or_one() -> None:
+    new = make_config({"web": WEB, "worker": WORKER}, {"worker": 3})
+    assert plan_formation({}, None, new) == {"web": 1, "worker": 3}
+
+
+def test_scale_choice_survives_deploy_when_config_scale_unchanged() -> None:
+    old = make_config({"web": WEB, "worker": WORKER}, {"web": 2})
+    new = make_config({"web": WEB + " --v2", "worker": WORKER}, {"web": 2})
+    # the user ran `slipway scale web=5 worker=0` since the last deploy
+    assert plan_formation({"web": 5, "worker": 0}, old, new) == {"web": 5, "worker": 0}
+
+
+def test_scale_choice_survives_when_neither_config_has_a_scale_entry() -> None:
+    old = make_config({"web": WEB})
+    new = make_config({"web": WEB})
+    assert plan_formation({"web": 4}, old, new) == {"web": 4}
+
+
+def test_changed_config_scale_entry_wins_over_scale_choice() -> None:
+    old = make_config({"web": WEB, "worker": WORKER}, {"web": 2, "worker": 1})
+    new = make_config({"web": WEB, "worker": WORKER}, {"web": 3, "worker": 1})
+    assert plan_formation({"web": 5, "worker": 4}, old, new) == {"web": 3, "worker": 4}
+
+
+def test_removed_config_scale_entry_counts_as_a_change() -> None:
+    old = make_config({"web": WEB}, {"web": 2})
+    new = make_config({"web": WEB})
+    assert plan_formation({"web": 5}, old, new) == {"web": 1}
+
+
+def test_new_process_type_gets_config_scale_or_one() -> None:
+    old = make_config({"web": WEB})
+    new = make_config({"web": WEB, "worker": WORKER, "mailer": "python mail.py"}, {"worker": 2})
+    assert plan_formation({"web": 3}, old, new) == {"web": 3, "worker": 2, "mailer": 1}
+
+
+def test_removed_process_type_disappears() -> None:
+    old = make_config({"web": WEB, "worker": WORKER})
+    new = make_config({"web": WEB})
+    assert plan_formation({"web": 2, "worker": 3}, old, new) == {"web": 2}
+
+
+def test_process_missing_from_current_formation_gets_config_value() -> None:
+    old = make_config({"web": WEB, "worker": WORKER}, {"worker": 2})
+    new = make_config({"web": WEB, "worker": WORKER}, {"worker": 2})
+    assert plan_formation({"web": 2}, old, new) == {"web": 2, "worker": 2}
+
+
+# -- rollback target -------------------------------------------------------------------
+
+
+def test_rollback_target_is_latest_deployed_other_release() -> None:
+    releases = [
+        release(1, deployed_at=100.0),
+        release(2, deployed_at=300.0),  # current
+        release(3, deployed_at=200.0),  # deployed, then rolled back from
+        release(4),  # built, never deployed
+        release(5, status="failed"),
+    ]
+    target = rollback_target(releases, "r2")
+    assert target is not None and target.id == "r3"
+
+
+def test_rollback_target_uses_deploy_time_not_release_number() -> None:
+    releases = [release(1, deployed_at=500.0), release(2, deployed_at=100.0)]
+    target = rollback_target(releases, "r3")
+    assert target is not None and target.id == "r1"
+
+
+def test_rollback_target_none_when_nothing_else_served() -> None:
+    assert rollback_target([release(1, deployed_at=10.0), release(2)], "r1") is None
+    assert rollback_target([], None) is None
+
+
+# -- pruning ---------------------------------------------------------------------------
+
+
+def ids(releases: list[Release]) -> list[str]:
+    return [r.id for r in releases]
+
+
+def test_prune_keeps_newest_ready_releases() -> None:
+    releases = [release(n) for n in range(1, 7)]
+    assert ids(releases_to_prune(releases, keep=3, protected=set())) == ["r1", "r2", "r3"]
+
+
+def test_prune_never_removes_protected_releases() -> None:
+    releases = [release(n) for n in range(1, 6)]
+    pruned = releases_to_prune(releases, keep=2, protected={"r1", "r3"})
+    assert ids(pruned) == ["r2"]
+
+
+def test_prune_skips_building_and_already_removed_releases() -> None:
+    releases = [
+        release(1, on_disk=False),
+        release(2),
+        release(3, status="building"),
+        release(4),
+    ]
+    assert ids(releases_to_prune(releases, keep=1, protected=set())) == ["r2"]
+
+
+def test_prune_removes_failed_releases_without_counting_them_as_kept() -> None:
+    releases = [release(1), release(2), release(3, status="failed"), release(4, status="failed")]
+    pruned = releases_to_prune(releases, keep=2, protected=set())
+    assert sorted(ids(pruned)) == ["r3", "r4"]
+
+
+def test_prune_nothing_when_under_the_limit() -> None:
+    releases = [release(1), release(2)]
+    assert releases_to_prune(releases, keep=5, protected=set()) == []
+
+
+def test_rollback_target_skips_releases_that_can_no_longer_run() -> None:
+    releases = [
+        release(1, deployed_at=100.0),
+        release(2, deployed_at=200.0, on_disk=False),  # pruned
+        release(3, deployed_at=300.0),  # current
+    ]
+    target = rollback_target(releases, "r3")
+    assert target is not None and target.id == "r1"
