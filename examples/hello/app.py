@@ -54,8 +54,10 @@ class Handler(BaseHTTPRequestHandler):
         if FAIL_RATE and random.random() < FAIL_RATE:
             self.reply(500, {"error": "injected failure", "release": RELEASE})
             return
-        self.reply(200, {"greeting": GREETING, "release": RELEASE, "instance": INSTANCE,
-                         "pid": os.getpid()})
+        self.reply(
+            200,
+            {"greeting": GREETING, "release": RELEASE, "instance": INSTANCE, "pid": os.getpid()},
+        )
 
     def reply(self, status: int, body: dict[str, object]) -> None:
         data = (json.dumps(body) + "\n").encode()

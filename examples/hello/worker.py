@@ -1,6 +1,6 @@
 """hello's worker: takes simulated jobs; on SIGTERM it finishes the job in hand, then exits.
 
-  JOB_SECONDS  how long one job takes (default 1)
+JOB_SECONDS  how long one job takes (default 1)
 """
 
 from __future__ import annotations

@@ -277,7 +277,7 @@ class Service:
             restarts=observed.restarts,
             weight=instance.weight,
             traffic_percent=traffic,
-            check=f"{stat.status} {stat.check_status}".strip() if stat else None,
+            check=f"{stat.status} {stat.check_status.lstrip('* ')}".strip() if stat else None,
             uptime_seconds=round(uptime, 1) if uptime is not None else None,
             last_exit=observed.last_exit,
         )

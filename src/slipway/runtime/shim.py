@@ -62,6 +62,8 @@ class Shim:
         self.last_exit: dict[str, Any] | None = None
         self.stop_requested = False
         self.kill_at: float | None = None
+        self.killed = False
+        self.group: int | None = None  # the child's process group; outlives it when stopping
         self.buffers: dict[int, bytes] = {}
         self.streams: dict[int, str] = {}
         self.selector = selectors.DefaultSelector()
@@ -105,6 +107,7 @@ class Shim:
             start_new_session=True,  # its own process group: signals reach its children too
         )
         self.child_started = time.time()
+        self.group = self.child.pid
         assert self.child.stdout is not None and self.child.stderr is not None
         for pipe, name in ((self.child.stdout, "out"), (self.child.stderr, "err")):
             os.set_blocking(pipe.fileno(), False)
@@ -115,10 +118,19 @@ class Shim:
         self.note(f"started pid {self.child.pid}: {self.spec['command']}")
         self.write_status()
 
-    def signal_child(self, signum: int) -> None:
-        if self.child is not None:
+    def signal_group(self, signum: int) -> None:
+        if self.group is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.child.pid, signum)
+                os.killpg(self.group, signum)
+
+    def group_alive(self) -> bool:
+        if self.group is None:
+            return False
+        try:
+            os.killpg(self.group, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
     def read_pipe(self, fd: int) -> None:
         try:
@@ -166,11 +178,11 @@ class Shim:
             "uptime": time.time() - self.child_started,
         }
         how = f"signal {signal_name}" if signal_name else f"code {code}"
-        self.signal_child(signal.SIGKILL)  # leftovers of its process group
         self.child = None
         if self.stop_requested:
-            self.note(f"stopped ({how})")
-            return
+            return  # what is left of its group gets the rest of the grace period
+        self.signal_group(signal.SIGKILL)  # leftovers of a crashed process
+        self.group = None
         self.restarts += 1
         self.exits.append(time.time())
         uptime = self.last_exit["uptime"]
@@ -207,17 +219,20 @@ class Shim:
             if self.stop_requested and self.kill_at is None:
                 self.kill_at = now + grace
                 self.state = "stopping"
-                self.signal_child(signal.SIGTERM)
+                self.signal_group(signal.SIGTERM)
                 self.write_status()
-            if self.kill_at is not None and now >= self.kill_at and self.child is not None:
-                self.note(f"still running {grace:g}s after SIGTERM: sending SIGKILL")
-                self.signal_child(signal.SIGKILL)
-                self.kill_at = now + 3600
-            if self.child is None and self.stop_requested:
+            if self.kill_at is not None and now >= self.kill_at and not self.killed:
+                if self.group_alive():
+                    self.note(f"still running {grace:g}s after SIGTERM: sending SIGKILL")
+                    self.signal_group(signal.SIGKILL)
+                    self.killed = True
+            if self.stop_requested and self.child is None and not self.group_alive():
                 break
-            if self.child is None and now >= self.next_start:
+            if self.child is None and not self.stop_requested and now >= self.next_start:
                 self.spawn()
             timeout = 1.0 if self.child is not None else max(0.0, self.next_start - now)
+            if self.stop_requested:
+                timeout = 0.05
             for key, _ in self.selector.select(timeout=min(timeout, 1.0)):
                 if key.fd == wake_r:
                     _drain(wake_r)
@@ -226,6 +241,13 @@ class Shim:
             if self.child is not None and self.child.poll() is not None:
                 self.reap()
         self.state = "stopped"
+        exit_info = self.last_exit or {}
+        how = (
+            f"signal {exit_info.get('signal')}"
+            if exit_info.get("signal")
+            else f"code {exit_info.get('code')}"
+        )
+        self.note("stopped (signal SIGKILL)" if self.killed else f"stopped ({how})")
         self.write_status()
         self.log.close()
 

@@ -1,0 +1,46 @@
+"""Worker processes get their grace period to finish their work; then SIGKILL."""
+
+from __future__ import annotations
+
+from tests.integration.conftest import Slipway, wait_for
+
+
+def worker_log(slipway: Slipway, release: str) -> str:
+    return slipway.run(
+        "logs", "--app", "hello", "--process", "worker", "--release", release, "-n", "200"
+    ).stdout
+
+
+def test_worker_finishes_its_job_when_stopped(running: Slipway) -> None:
+    processes = {"web": "python app.py --port $PORT", "worker": "python worker.py"}
+    app = running.make_app(
+        processes=processes,
+        scale={"web": 1, "worker": 1},
+        env={"JOB_SECONDS": "2"},
+        deploy={"stop_grace": "10s"},
+    )
+    running.deploy(app)
+    wait_for(lambda: "job 1: started" in worker_log(running, "r1"), 10, "the first job")
+    running.deploy(app)  # replaces the worker: SIGTERM mid-job
+    log = worker_log(running, "r1")
+    term = log.index("SIGTERM: will exit after the current job")
+    assert "finished" in log[term:], log
+    assert "exiting cleanly" in log[term:], log
+    assert "stopped (code 0)" in log, log
+
+
+def test_stubborn_process_is_killed_after_the_grace_period(running: Slipway) -> None:
+    stubborn = (
+        "python -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        ' print("ignoring SIGTERM", flush=True); time.sleep(600)\''
+    )
+    processes = {"web": "python app.py --port $PORT", "worker": stubborn}
+    app = running.make_app(
+        processes=processes, scale={"web": 1, "worker": 1}, deploy={"stop_grace": "1s"}
+    )
+    running.deploy(app)
+    running.deploy(app)
+    log = worker_log(running, "r1")
+    assert "still running 1s after SIGTERM: sending SIGKILL" in log, log
+    assert "stopped (signal SIGKILL)" in log, log
+    assert [i["release"] for i in running.ps("hello") if i["process"] == "worker"] == ["r2"]
