@@ -7,9 +7,11 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -73,6 +75,15 @@ def preflight(home: Home) -> str:
     return find_haproxy()
 
 
+class ApiServer(uvicorn.Server):
+    """uvicorn, minus its signal handling: it re-raises SIGTERM after serving, which would
+    kill the daemon before it cleans up. The daemon installs its own handlers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 def bind_socket(path: Path) -> socket.socket:
     path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -113,7 +124,10 @@ async def serve(home: Home) -> None:
         lifespan="off",
         timeout_graceful_shutdown=2,
     )
-    server = uvicorn.Server(config)
+    server = ApiServer(config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, lambda: setattr(server, "should_exit", True))
     log.info("listening on %s", home.socket)
     try:
         await server.serve(sockets=[sock])

@@ -221,11 +221,11 @@ class Shim:
                 self.state = "stopping"
                 self.signal_group(signal.SIGTERM)
                 self.write_status()
-            if self.kill_at is not None and now >= self.kill_at and not self.killed:
-                if self.group_alive():
-                    self.note(f"still running {grace:g}s after SIGTERM: sending SIGKILL")
-                    self.signal_group(signal.SIGKILL)
-                    self.killed = True
+            overdue = self.kill_at is not None and now >= self.kill_at and not self.killed
+            if overdue and self.group_alive():
+                self.note(f"still running {grace:g}s after SIGTERM: sending SIGKILL")
+                self.signal_group(signal.SIGKILL)
+                self.killed = True
             if self.stop_requested and self.child is None and not self.group_alive():
                 break
             if self.child is None and not self.stop_requested and now >= self.next_start:
