@@ -30,8 +30,14 @@ console = Console(highlight=False)
 def slipway(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     console.print(f"[bold cyan]$ slipway {' '.join(args)}[/bold cyan]")
     env = os.environ | {"SLIPWAY_HOME": str(HOME)}
-    proc = subprocess.run([sys.executable, "-m", "slipway", *args], env=env, cwd=APP,
-                          text=True, stdout=sys.stdout, stderr=sys.stderr)
+    proc = subprocess.run(
+        [sys.executable, "-m", "slipway", *args],
+        env=env,
+        cwd=APP,
+        text=True,
+        stdout=sys.stdout,
+        stderr=sys.stderr,
+    )
     if check and proc.returncode != 0:
         console.print(f"[red]slipway {' '.join(args)} failed (exit {proc.returncode})[/red]")
         raise SystemExit(proc.returncode)
@@ -50,8 +56,10 @@ def pick_port(preferred: int = 8080) -> int:
 
 def set_greeting(text: str) -> None:
     config = APP / "slipway.toml"
-    lines = [f'GREETING = "{text}"' if ln.startswith("GREETING") else ln
-             for ln in config.read_text().splitlines()]
+    lines = [
+        f'GREETING = "{text}"' if ln.startswith("GREETING") else ln
+        for ln in config.read_text().splitlines()
+    ]
     config.write_text("\n".join(lines) + "\n")
 
 
@@ -59,12 +67,12 @@ def fresh_start() -> int:
     if HOME.exists():  # a previous demo: stop everything it left running
         env = os.environ | {"SLIPWAY_HOME": str(HOME)}
         subprocess.run([sys.executable, "-m", "slipway", "up"], env=env, capture_output=True)
-        subprocess.run([sys.executable, "-m", "slipway", "down", "--all"], env=env,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "slipway", "down", "--all"], env=env, capture_output=True
+        )
     shutil.rmtree(DEMO, ignore_errors=True)
     DEMO.mkdir()
-    shutil.copytree(ROOT / "examples" / "hello", APP,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "examples" / "hello", APP, ignore=shutil.ignore_patterns("__pycache__"))
     port = pick_port()
     config = APP / "slipway.toml"
     config.write_text(config.read_text().replace("port = 8080", f"port = {port}"))
@@ -79,11 +87,16 @@ def under_load(url: str, what: str, *args: str) -> LoadResult:
         result = load.stop()
     served = ", ".join(f"{release}: {n}" for release, n in sorted(result.bodies.items()))
     colour = "green" if result.failed == 0 else "red"
-    console.print(Panel(
-        f"{result.sent} requests during {what} ({result.rate:.0f}/s): "
-        f"[bold {colour}]{result.failed} failed[/bold {colour}]\n"
-        f"answered by {served}; p50 {result.quantile(0.5):.1f} ms, "
-        f"p99 {result.quantile(0.99):.1f} ms", title=what, expand=False))
+    console.print(
+        Panel(
+            f"{result.sent} requests during {what} ({result.rate:.0f}/s): "
+            f"[bold {colour}]{result.failed} failed[/bold {colour}]\n"
+            f"answered by {served}; p50 {result.quantile(0.5):.1f} ms, "
+            f"p99 {result.quantile(0.99):.1f} ms",
+            title=what,
+            expand=False,
+        )
+    )
     return result
 
 
