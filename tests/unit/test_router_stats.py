@@ -166,6 +166,25 @@ def test_checked_ok_while_next_check_is_in_progress() -> None:
     assert parse_show_stat(text, "app_shop")["w1"].checked_ok
 
 
+@pytest.mark.parametrize(
+    ("status", "check", "agrees"),
+    [
+        ("UP", "L7OK", True),  # checked and passed
+        ("UP", "* L7OK", True),  # passed, next check running
+        ("UP 1/2", "INI", True),  # just added: HAProxy has not checked it yet
+        ("UP", "* INI", True),  # its first check is running
+        ("UP 2/3", "L4CON", False),  # failed a check: must pass again first
+        ("DOWN", "L7STS", False),
+        ("MAINT", "INI", False),
+    ],
+)
+def test_haproxy_agrees_with_our_probes_unless_it_saw_a_failure(
+    status: str, check: str, agrees: bool
+) -> None:
+    text = HEADER + "\n" + server_row("app_shop", "w1", status, 0, check)
+    assert parse_show_stat(text, "app_shop")["w1"].agrees is agrees
+
+
 SHOW_PROC = """\
 #<PID>          <type>          <reloads>       <uptime>        <version>      
 9132            master          2 [failed: 1]   0d00h00m02s     2.6.12-1+deb12u4

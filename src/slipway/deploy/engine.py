@@ -208,11 +208,9 @@ class Engine:
         await self.s.router.ensure(self.router_state())
         desired = self.plan_instances(dep, config)
         store.update_deployment(dep.id, instances=[i.id for i in desired])
-        started = 0
-        for instance in desired:
-            if handle_of(instance) is None:
-                await self.spawn(instance, config)
-                started += 1
+        new = [i for i in desired if handle_of(i) is None]
+        await asyncio.gather(*(self.spawn(i, config) for i in new))
+        started = len(new)
         backend = self.backend(dep.app)
         for instance in desired:
             if instance.is_web and store.instance(dep.app, instance.id).weight is None:
@@ -312,10 +310,10 @@ class Engine:
                 in_router = stats.get(instance.id)
                 if in_router is not None and not in_router.checked_ok:
                     state.last += f"; HAProxy check: {in_router.status} {in_router.check_status}"
-                state.ready = (
-                    state.passes >= check.healthy_threshold
-                    or (ok and instance.created_at < dep.started_at)
-                ) and (in_router is not None and in_router.checked_ok)
+                proven = state.passes >= check.healthy_threshold or (
+                    ok and instance.created_at < dep.started_at  # warm: it served before
+                )
+                state.ready = proven and in_router is not None and in_router.agrees
             if all(s.ready for s in states.values()):
                 return f"{len(instances)} instance(s) healthy in {time.monotonic() - began:.1f}s"
             if time.monotonic() > deadline:

@@ -28,6 +28,14 @@ class ServerStat:
         return self.status == "UP" and self.check_status.lstrip("* ").startswith("L7OK")
 
     @property
+    def agrees(self) -> bool:
+        """HAProxy does not contradict our own probes: its last check passed, or it has not
+        checked yet (its first check comes at a random point of the first interval, up to a
+        second away). A server that failed a check must pass again first."""
+        status = self.check_status.lstrip("* ")
+        return self.status.startswith("UP") and (status.startswith("L7OK") or status == "INI")
+
+    @property
     def idle(self) -> bool:
         return self.scur == 0 and self.qcur == 0
 
