@@ -1,7 +1,9 @@
 """A small HTTP load generator (asyncio + httpx) for the demo, tests and benchmarks.
 
 It keeps `concurrency` requests in flight (optionally capped at `rate` per second) and
-records every outcome: a request fails if it gets no response or a 5xx."""
+records every outcome: a request fails if it gets no response or a 5xx. Given a `samples`
+list, it also appends one `Sample` per request, so a benchmark can split the load into
+phases by time and tell which release answered each request."""
 
 from __future__ import annotations
 
@@ -12,6 +14,27 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import httpx
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One request: when it was sent (time.monotonic()), how long it took, its HTTP status
+    (0: no response) and the `record_key` field of its answer (None if not recorded)."""
+
+    t: float
+    latency_ms: float
+    status: int
+    value: str | None = None
+    error: str | None = None
+
+    @property
+    def done(self) -> float:
+        """When the answer (or the error) came back, on the same clock as `t`."""
+        return self.t + self.latency_ms / 1000
+
+    @property
+    def failed(self) -> bool:
+        return self.status == 0 or self.status >= 500
 
 
 @dataclass
@@ -54,34 +77,47 @@ async def run_load(
     rate: float | None = None,
     timeout: float = 10.0,
     record_key: str | None = None,
+    samples: list[Sample] | None = None,
 ) -> LoadResult:
-    """Send requests until `stop` is set. `record_key` counts a JSON field of the answers."""
+    """Send requests until `stop` is set. `record_key` counts a JSON field of the answers;
+    `samples`, if given, gets one `Sample` per request."""
     result = LoadResult(started=time.monotonic())
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     interval = concurrency / rate if rate else 0.0
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
 
-        async def worker() -> None:
-            next_at = time.monotonic()
+        async def worker(index: int) -> None:
+            # Workers are staggered across the interval, so a fixed rate is an even stream
+            # rather than `concurrency` requests at once.
+            next_at = result.started + index * interval / concurrency
+            if interval:
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             while not stop.is_set():
                 began = time.monotonic()
+                status, value, error = 0, None, None
                 try:
                     response = await client.get(url)
-                    result.statuses[response.status_code] += 1
-                    if response.status_code >= 500:
+                    status = response.status_code
+                    result.statuses[status] += 1
+                    if status >= 500:
                         result.failed += 1
                     elif record_key:
-                        result.bodies[str(response.json().get(record_key))] += 1
+                        value = str(response.json().get(record_key))
+                        result.bodies[value] += 1
                 except httpx.HTTPError as exc:
                     result.failed += 1
-                    result.errors[type(exc).__name__] += 1
+                    error = type(exc).__name__
+                    result.errors[error] += 1
+                latency_ms = (time.monotonic() - began) * 1000
                 result.sent += 1
-                result.latencies_ms.append((time.monotonic() - began) * 1000)
+                result.latencies_ms.append(latency_ms)
+                if samples is not None:
+                    samples.append(Sample(began, latency_ms, status, value, error))
                 if interval:
                     next_at += interval
                     await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
     result.ended = time.monotonic()
     return result
 
@@ -95,11 +131,13 @@ class BackgroundLoad:
         concurrency: int = 8,
         rate: float | None = None,
         record_key: str | None = None,
+        samples: list[Sample] | None = None,
     ) -> None:
         self.url = url
         self.concurrency = concurrency
         self.rate = rate
         self.record_key = record_key
+        self.samples = samples
         self.result: LoadResult | None = None
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
@@ -108,7 +146,14 @@ class BackgroundLoad:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         self.result = self._loop.run_until_complete(
-            run_load(self.url, self._stop, self.concurrency, self.rate, record_key=self.record_key)
+            run_load(
+                self.url,
+                self._stop,
+                self.concurrency,
+                self.rate,
+                record_key=self.record_key,
+                samples=self.samples,
+            )
         )
 
     def start(self) -> BackgroundLoad:

@@ -44,3 +44,17 @@ def test_stubborn_process_is_killed_after_the_grace_period(running: Slipway) -> 
     assert "still running 1s after SIGTERM: sending SIGKILL" in log, log
     assert "stopped (signal SIGKILL)" in log, log
     assert [i["release"] for i in running.ps("hello") if i["process"] == "worker"] == ["r2"]
+
+
+def test_an_app_of_workers_only_deploys_and_rolls_back(running: Slipway) -> None:
+    app = running.make_app(
+        processes={"worker": "python worker.py"}, scale={"worker": 2}, env={"JOB_SECONDS": "0.2"}
+    )
+    running.deploy(app)
+    status = running.app_status("hello")
+    assert status["url"] is None and status["current_release"] == "r1"
+    assert [i["role"] for i in running.ps("hello")] == ["worker", "worker"]
+    running.deploy(app)
+    running.run("rollback", "--app", "hello")
+    workers = running.ps("hello")
+    assert {i["release"] for i in workers} == {"r1"} and len(workers) == 2

@@ -27,7 +27,7 @@ from slipway.config.schema import AppConfig
 from slipway.deploy import health
 from slipway.deploy.planning import next_state, past_point_of_no_return, releases_to_prune
 from slipway.deploy.routing import backend_for, router_state, routing_of
-from slipway.errors import DeployError, SlipwayError
+from slipway.errors import BuildError, DeployError, SlipwayError
 from slipway.paths import Home
 from slipway.releases import build as builder
 from slipway.router.base import Router
@@ -82,7 +82,6 @@ class Engine:
                     {"seconds": round(time.monotonic() - started, 3)},
                 )
                 dep = self.advance(dep)
-            self.event(dep, "done", "ok", f"{dep.to_release} is serving", {})
         except SlipwayError as exc:
             await self.fail(dep, exc)
         except Exception as exc:  # a bug: still leave a consistent state behind
@@ -98,6 +97,7 @@ class Engine:
     def advance(self, dep: Deployment) -> Deployment:
         state = next_state(dep.kind, dep.state)
         if state == "done":
+            self.event(dep, "done", "ok", f"{dep.to_release} is serving")
             self.s.store.finish_deployment(dep.id, "succeeded")
         else:
             self.s.store.update_deployment(dep.id, state=state)
@@ -186,10 +186,21 @@ class Engine:
                 config_hash=config_hash(config),
             )
             seconds = await builder.build(dest, config, log_path, release.id)
-        except SlipwayError as exc:
-            store.update_release(dep.app, release.id, status="failed", error=exc.message, on_disk=0)
+        except (SlipwayError, OSError, shutil.Error) as exc:
+            error = (
+                exc
+                if isinstance(exc, SlipwayError)
+                else BuildError(
+                    f"could not snapshot the app's files: {exc}",
+                    where=f"release {release.id} from {release.source}",
+                    fix="check that the folder is readable and the disk has room",
+                )
+            )
+            store.update_release(
+                dep.app, release.id, status="failed", error=error.message, on_disk=0
+            )
             shutil.rmtree(dest, ignore_errors=True)
-            raise
+            raise error from None
         store.update_release(dep.app, release.id, status="ready", build_seconds=seconds)
         return f"built {release.id} in {seconds:.1f}s"
 
@@ -211,12 +222,12 @@ class Engine:
         new = [i for i in desired if handle_of(i) is None]
         await asyncio.gather(*(self.spawn(i, config) for i in new))
         started = len(new)
-        backend = self.backend(dep.app)
         for instance in desired:
             if instance.is_web and store.instance(dep.app, instance.id).weight is None:
                 store.update_instance(dep.app, instance.id, weight=0)
                 assert instance.port is not None
-                await self.s.router.add_server(backend, Server(instance.id, instance.port, 0))
+                server = Server(instance.id, instance.port, 0)
+                await self.s.router.add_server(self.backend(dep.app), server)
         reused = len(desired) - started
         return f"started {started} instance(s)" + (f", reusing {reused}" if reused else "")
 

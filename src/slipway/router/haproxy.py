@@ -221,7 +221,7 @@ class HAProxyRouter:
         be = backend_name(app)
         answer = await self.command(f"set server {be}/{name} state ready")
         answer += await self.command(f"set server {be}/{name} weight {weight}")
-        if "No such" in answer:
+        if "No such" in answer and weight > 0:  # weight 0 on a server that is gone: done
             raise RouterError(f"HAProxy has no server {name}", where=f"backend {be}")
 
     async def drain(self, app: str, name: str) -> None:
@@ -234,7 +234,7 @@ class HAProxyRouter:
         deadline = time.monotonic() + timeout
         while True:
             answer = await self.command(f"del server {be}/{name}")
-            if "Server deleted" in answer or "No such server" in answer:
+            if "Server deleted" in answer or "No such" in answer:
                 return
             if time.monotonic() > deadline:
                 await self.command(f"shutdown sessions server {be}/{name}")
