@@ -1,0 +1,68 @@
+"""Anytime-valid confidence sequences: bounds that hold at every sample size at once, so the
+judge may look as often as it likes.
+
+- Rates (errors): the Beta-Binomial mixture martingale (Robbins; as in Lindon & Malek's
+  mixture SPRT). For true rate r, M_n(r) = B(a+k, b+n−k) / B(a,b) / (r^k (1−r)^(n−k)) is
+  a nonnegative martingale with M_0 = 1, so by Ville's inequality P(∃n: M_n(r) ≥ 1/α) ≤ α
+  and {r : M_n(r) < 1/α} is a (1−α) confidence sequence.
+- Distributions (latency): a time-uniform DKW band (Howard & Ramdas), sup_x |F̂_n − F| ≤ ε_n
+  for all n at once with probability ≥ 1 − δ, turned into bands on every quantile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+RATE_PRIOR = (1.0, 1.0)  # Beta(a, b); tuned by bench/judge
+
+
+def _log_beta(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+
+def log_mixture(k: int, n: int, rate: float, prior: tuple[float, float] = RATE_PRIOR) -> float:
+    """log M_n(rate) for k events in n trials."""
+    a, b = prior
+    if rate <= 0.0:
+        return math.inf if k > 0 else _log_beta(a, b + n) - _log_beta(a, b)
+    if rate >= 1.0:
+        return math.inf if k < n else _log_beta(a + n, b) - _log_beta(a, b)
+    evidence = _log_beta(a + k, b + n - k) - _log_beta(a, b)
+    return evidence - k * math.log(rate) - (n - k) * math.log1p(-rate)
+
+
+def rate_bounds(
+    k: int, n: int, alpha: float, prior: tuple[float, float] = RATE_PRIOR
+) -> tuple[float, float]:
+    """A (1−alpha) anytime-valid confidence interval for a rate: k events in n trials."""
+    if n == 0:
+        return 0.0, 1.0
+    threshold = math.log(1.0 / alpha)
+    mle = k / n
+
+    def outside(rate: float) -> bool:
+        return log_mixture(k, n, rate, prior) >= threshold
+
+    lower = 0.0 if not outside(0.0) else _bisect(outside, 0.0, mle, rising=False)
+    upper = 1.0 if not outside(1.0) else _bisect(outside, mle, 1.0, rising=True)
+    return lower, upper
+
+
+def _bisect(outside: Callable[[float], bool], lo: float, hi: float, rising: bool) -> float:
+    """The boundary of the confidence set between lo and hi (60 halvings: exact to 1e-18)."""
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if outside(mid) == rising:
+            hi = mid
+        else:
+            lo = mid
+    return hi if rising else lo  # the wider side: never tighter than the exact bound
+
+
+def dkw_epsilon(n: int, delta: float) -> float:
+    """Half-width of a time-uniform band on an empirical CDF of n samples (level 1−delta)."""
+    if n <= 0:
+        return 1.0
+    spread = math.log(math.log(math.e * n)) + 0.8 * math.log(1612 / delta)
+    return min(1.0, 0.85 * math.sqrt(spread / n))

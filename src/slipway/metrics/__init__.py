@@ -1,0 +1,1 @@
+"""Per-request data from HAProxy, per release per second."""

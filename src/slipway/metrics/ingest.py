@@ -1,0 +1,153 @@
+"""Per-request data from HAProxy: one UDP datagram per request, aggregated per release per
+second.
+
+HAProxy sends each request as a raw log line (`log … format raw`) in LOG_FORMAT to a UDP
+socket of the daemon; UDP on loopback with a large receive buffer loses nothing at tens of
+thousands of requests per second (a unix datagram socket did, see shared/notes). Losses are
+still counted, never assumed away: the kernel's drop counter for our socket and HAProxy's
+DroppedLogs both mark a second as incomplete, and the judge refuses to judge on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from slipway.judge.histogram import bucket_of
+
+# backend, server, status, TR, Tw, Tc, Tr, Ta, bytes, termination state
+LOG_FORMAT = "slipway %b %s %ST %TR %Tw %Tc %Tr %Ta %B %ts"
+RECEIVE_BUFFER = 8 * 1024 * 1024
+BACKEND_PREFIX = "app_"
+
+
+@lru_cache(maxsize=65536)
+def _bucket(ms: int) -> int:
+    return bucket_of(float(ms))
+
+
+@dataclass
+class Second:
+    """One release's traffic in one second."""
+
+    requests: int = 0
+    errors: int = 0  # 5xx answered by the app, and failed connections to it
+    conn_failures: int = 0  # part of errors: HAProxy could not get an answer from it
+    client_aborts: int = 0  # the client went away: nobody's fault, not counted as errors
+    latency: dict[int, int] = field(default_factory=dict)  # histogram bucket -> count
+
+    def add(self, other: Second) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.conn_failures += other.conn_failures
+        self.client_aborts += other.client_aborts
+        for bucket, count in other.latency.items():
+            self.latency[bucket] = self.latency.get(bucket, 0) + count
+
+
+@dataclass(frozen=True)
+class Request:
+    app: str
+    release: str
+    instance: str
+    status: int
+    total_ms: int
+    termination: str
+
+
+def parse(line: str) -> Request | None:
+    """A log line in LOG_FORMAT; None for lines that are not ours or not for an instance."""
+    parts = line.split()
+    if len(parts) != 11 or parts[0] != "slipway" or not parts[1].startswith(BACKEND_PREFIX):
+        return None
+    server = parts[2]
+    release, sep, _ = server.partition("-")
+    if not sep or not release.startswith("r"):
+        return None  # <NOSRV>: HAProxy answered itself (no server available)
+    try:
+        status, total = int(parts[3]), int(parts[8])
+    except ValueError:
+        return None
+    return Request(parts[1][len(BACKEND_PREFIX) :], release, server, status, total, parts[10])
+
+
+def classify(request: Request, second: Second) -> None:
+    """Count one request into its second."""
+    second.requests += 1
+    first = request.termination[:1]
+    if first == "C":
+        second.client_aborts += 1
+        return
+    if first == "S" or request.status < 0:
+        second.errors += 1
+        second.conn_failures += 1
+        return
+    if request.status >= 500:
+        second.errors += 1
+        return
+    if request.total_ms >= 0:
+        bucket = _bucket(request.total_ms)
+        second.latency[bucket] = second.latency.get(bucket, 0) + 1
+
+
+class Aggregator:
+    """Seconds per (app, release), handed over once complete."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.open: dict[tuple[str, str, int], Second] = {}
+        self.lines = 0
+        self.ignored = 0
+
+    def feed(self, line: str) -> None:
+        self.lines += 1
+        request = parse(line)
+        if request is None:
+            self.ignored += 1
+            return
+        key = (request.app, request.release, int(self.clock()))
+        second = self.open.get(key)
+        if second is None:
+            second = self.open[key] = Second()
+        classify(request, second)
+
+    def take_complete(self, now: float | None = None) -> list[tuple[str, str, int, Second]]:
+        """Seconds that have ended (a second after their end, for late datagrams)."""
+        cutoff = int(now if now is not None else self.clock()) - 1
+        done = [key for key in self.open if key[2] < cutoff]
+        return [(app, rel, sec, self.open.pop((app, rel, sec))) for app, rel, sec in done]
+
+
+class LogReceiver(asyncio.DatagramProtocol):
+    def __init__(self, aggregator: Aggregator) -> None:
+        self.aggregator = aggregator
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        for line in data.decode("utf-8", "replace").splitlines():
+            self.aggregator.feed(line)
+
+
+def udp_socket(port: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    sock.bind(("127.0.0.1", port))
+    sock.setblocking(False)
+    return sock
+
+
+def kernel_drops(port: int) -> int:
+    """Datagrams the kernel dropped for our UDP socket (its receive buffer was full)."""
+    try:
+        lines = open("/proc/net/udp").read().splitlines()[1:]  # noqa: SIM115
+    except OSError:
+        return 0
+    for line in lines:
+        fields = line.split()
+        local = fields[1]
+        if int(local.split(":")[1], 16) == port:
+            return int(fields[-1])
+    return 0
