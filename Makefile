@@ -28,9 +28,11 @@ unit: deps
 	$(BIN)/pytest -q tests/unit
 
 integration: deps
+	@./scripts/install-system-deps.sh --test
 	$(BIN)/pytest -q tests/integration
 
 test: lint
+	@./scripts/install-system-deps.sh --test
 	$(BIN)/pytest -q tests
 
 bench: deps

@@ -1,13 +1,16 @@
 #!/bin/sh
 # Installs what slipway needs from the OS packages, only if missing:
-# haproxy (2.6+) always; wrk too when called with --bench.
+# haproxy (2.6+) and git always; prometheus for the tests (--test); wrk for --bench.
 set -eu
 need=""
 command -v haproxy >/dev/null 2>&1 || need="$need haproxy"
 command -v git >/dev/null 2>&1 || need="$need git"
-if [ "${1:-}" = "--bench" ]; then
-    command -v wrk >/dev/null 2>&1 || need="$need wrk"
-fi
+for extra in "$@"; do
+    case "$extra" in
+        --test) command -v prometheus >/dev/null 2>&1 || need="$need prometheus" ;;
+        --bench) command -v wrk >/dev/null 2>&1 || need="$need wrk" ;;
+    esac
+done
 [ -z "$need" ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
     echo "slipway needs:$need — install them with your package manager" >&2

@@ -6,6 +6,7 @@ Knobs, read from the environment:
   BOOT_SECONDS      sleep this long before listening (a slow boot)
   CRASH_ON_BOOT     if set to 1, exit with an error before listening
   GREETING          the text it answers with
+  QUEUE_DEPTH       the value of the hello_queue_depth gauge on /metrics (for canary checks)
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ INSTANCE = os.environ.get("SLIPWAY_INSTANCE", "local")
 FAIL_RATE = float(os.environ.get("FAIL_RATE", "0") or 0)
 EXTRA_LATENCY = float(os.environ.get("EXTRA_LATENCY_MS", "0") or 0) / 1000
 GREETING = os.environ.get("GREETING", "hello")
+QUEUE_DEPTH = float(os.environ.get("QUEUE_DEPTH", "0") or 0)
+COUNTS: dict[int, int] = {}
+COUNTS_LOCK = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -47,6 +51,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/up":
             self.reply(200, {"status": "up", "release": RELEASE})
             return
+        if self.path == "/metrics":
+            self.metrics()
+            return
         if self.path.startswith("/slow"):
             time.sleep(float(self.path.partition("=")[2] or 1))
         if EXTRA_LATENCY:
@@ -59,7 +66,25 @@ class Handler(BaseHTTPRequestHandler):
             {"greeting": GREETING, "release": RELEASE, "instance": INSTANCE, "pid": os.getpid()},
         )
 
+    def metrics(self) -> None:
+        """Prometheus text format, labelled with the release (as apps usually do)."""
+        labels = f'release="{RELEASE}",instance_id="{INSTANCE}"'
+        with COUNTS_LOCK:
+            counts = dict(COUNTS)
+        lines = ["# TYPE hello_requests_total counter"]
+        lines += [f'hello_requests_total{{{labels},code="{c}"}} {n}' for c, n in counts.items()]
+        lines += ["# TYPE hello_queue_depth gauge", f"hello_queue_depth{{{labels}}} {QUEUE_DEPTH}"]
+        data = ("\n".join(lines) + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def reply(self, status: int, body: dict[str, object]) -> None:
+        if self.path != "/up":
+            with COUNTS_LOCK:
+                COUNTS[status] = COUNTS.get(status, 0) + 1
         data = (json.dumps(body) + "\n").encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

@@ -58,6 +58,10 @@ class Home:
     def build_log(self, app: str, release: str) -> Path:
         return self.app_dir(app) / "builds" / f"{release}.log"
 
+    @property
+    def prometheus_targets(self) -> Path:
+        return self.root / "prometheus"
+
     def instance_dir(self, app: str, instance: str) -> Path:
         return self.app_dir(app) / "instances" / instance
 

@@ -231,3 +231,68 @@ def running(slipway: Slipway) -> Slipway:
     """A started daemon."""
     slipway.run("up")
     return slipway
+
+
+@dataclass
+class Prometheus:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        import httpx
+
+        body = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=5).json()
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+
+@pytest.fixture
+def prometheus(slipway: Slipway) -> Iterator[Prometheus]:
+    """A real Prometheus (Debian's package) scraping the app instances slipway lists for it,
+    every second."""
+    import httpx
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail(
+            "prometheus is not installed: `make test` installs it (apt-get install prometheus)"
+        )
+    folder = Path(tempfile.mkdtemp(prefix="prom-", dir="/tmp"))
+    port = free_port()
+    (folder / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: apps\n    file_sd_configs:\n"
+        f"      - files: ['{slipway.home}/prometheus/*.json']\n        refresh_interval: 1s\n"
+    )
+    log = open(folder / "prometheus.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={folder / 'prometheus.yml'}",
+            f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(ready, 30, "Prometheus to be ready")
+        yield Prometheus(url, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        shutil.rmtree(folder, ignore_errors=True)

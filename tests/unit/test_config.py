@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from slipway.config.load import CONFIG_FILE, config_hash, load_config, locate, parse_config
+from slipway.config import CONFIG_FILE
+from slipway.config.load import config_hash, load_config, locate, parse_config
 from slipway.config.schema import AppConfig
 from slipway.config.template import render_template
 from slipway.errors import ConfigError

@@ -9,11 +9,13 @@ from slipway.config.schema import AppConfig
 from slipway.deploy.planning import (
     DEPLOY_STEPS,
     next_state,
-    past_point_of_no_return,
     plan_formation,
     releases_to_prune,
+    resumed_after_restart,
     rollback_target,
+    split_weights,
     steps_for,
+    undone_on_failure,
 )
 from slipway.store.records import Release
 
@@ -82,20 +84,52 @@ def test_next_state_of_rollback_starts_at_start() -> None:
 
 
 @pytest.mark.parametrize(
-    ("state", "forward"),
+    ("state", "resumed", "undone"),
     [
-        ("build", False),
-        ("start", False),
-        ("health", False),
-        ("shift", True),
-        ("drain", True),
-        ("retire", True),
-        ("done", False),
-        ("unknown", False),
+        ("build", False, True),
+        ("start", False, True),
+        ("health", False, True),
+        ("canary", True, True),  # the judge resumes; a failing canary gives traffic back
+        ("shift", True, False),
+        ("drain", True, False),
+        ("retire", True, False),
+        ("done", False, False),
     ],
 )
-def test_point_of_no_return_is_the_shift_step(state: str, forward: bool) -> None:
-    assert past_point_of_no_return(state) is forward
+def test_what_a_restart_or_a_failure_does_at_each_step(
+    state: str, resumed: bool, undone: bool
+) -> None:
+    assert resumed_after_restart(state) is resumed
+    assert undone_on_failure(state) is undone
+
+
+def test_a_canary_deploy_judges_between_health_and_shift() -> None:
+    assert steps_for("deploy", "canary") == (
+        "build",
+        "start",
+        "health",
+        "canary",
+        "shift",
+        "drain",
+        "retire",
+    )
+    assert next_state("deploy", "health", "canary") == "canary"
+    assert next_state("deploy", "canary", "canary") == "shift"
+    assert steps_for("rollback", "canary")[0] == "start", "rollbacks are always blue-green"
+    assert "canary" not in steps_for("rollback", "canary")
+
+
+@pytest.mark.parametrize(
+    ("share", "stable", "candidate"),
+    [(5, 2, 2), (1, 2, 2), (25, 3, 1), (50, 2, 2), (10, 1, 3), (5, 1, 1), (99, 2, 2)],
+)
+def test_split_weights_give_the_share_under_roundrobin(
+    share: float, stable: int, candidate: int
+) -> None:
+    ws, wc = split_weights(share, stable, candidate)
+    assert 1 <= ws <= 256 and 1 <= wc <= 256
+    got = 100 * wc * candidate / (wc * candidate + ws * stable)
+    assert abs(got - share) < 0.05, (ws, wc, got)
 
 
 # -- formation -------------------------------------------------------------------------

@@ -1,0 +1,3 @@
+"""The daemon's HTTP API."""
+
+API_PREFIX = "/v1"

@@ -13,13 +13,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from slipway.api import schemas
+from slipway.api import API_PREFIX, schemas
 from slipway.daemon.logs import LogFilter, LogReader
 from slipway.daemon.service import Service, deployment_view
 from slipway.errors import SlipwayError, UsageError
 
 Handler = Callable[[Request], Awaitable[Response]]
-P = schemas.API_PREFIX
+P = API_PREFIX
 
 
 def ok(value: BaseModel | list[Any] | dict[str, Any], status: int = 200) -> JSONResponse:
@@ -94,6 +94,21 @@ def create_app(service: Service, request_shutdown: Callable[[bool], Awaitable[No
         deployment = service.scale(request.path_params["app"], payload.counts, who(request))
         return ok(deployment_view(deployment), 202)
 
+    async def canary(request: Request) -> Response:
+        app, command = request.path_params["app"], request.path_params["command"]
+        if command == "abort":
+            return ok(deployment_view(await service.abort(app, who(request))), 202)
+        if command not in ("promote", "pause", "resume"):
+            raise UsageError(
+                f"unknown command '{command}'", fix="use promote, abort, pause or resume"
+            )
+        return ok(deployment_view(service.canary_command(app, command, who(request))), 202)
+
+    async def analysis(request: Request) -> Response:
+        deployment_id = request.path_params.get("id")
+        app = request.path_params.get("app")
+        return ok(service.analysis(int(deployment_id) if deployment_id else None, app))
+
     async def deployment(request: Request) -> Response:
         return ok(deployment_view(service.store.deployment(int(request.path_params["id"]))))
 
@@ -159,7 +174,10 @@ def create_app(service: Service, request_shutdown: Callable[[bool], Awaitable[No
         Route(f"{P}/apps/{{app}}/logs", logs),
         Route(f"{P}/apps/{{app}}/rollback", rollback, methods=["POST"]),
         Route(f"{P}/apps/{{app}}/scale", scale, methods=["POST"]),
+        Route(f"{P}/apps/{{app}}/analysis", analysis),
+        Route(f"{P}/apps/{{app}}/{{command}}", canary, methods=["POST"]),
         Route(f"{P}/deployments/{{id:int}}", deployment),
+        Route(f"{P}/deployments/{{id:int}}/analysis", analysis),
         Route(f"{P}/deployments/{{id:int}}/events", events),
         Route(f"{P}/shutdown", shutdown, methods=["POST"]),
     ]

@@ -6,8 +6,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-API_PREFIX = "/v1"
-
 
 class DeployRequest(BaseModel):
     app_dir: str
@@ -64,6 +62,7 @@ class DeploymentView(BaseModel):
     id: int
     app: str
     kind: str
+    strategy: str
     from_release: str | None
     to_release: str
     formation: dict[str, int]
@@ -91,6 +90,34 @@ class ListenView(BaseModel):
     hosts: list[str]
 
 
+class VerdictView(BaseModel):
+    id: int
+    deployment: int
+    at: float
+    step: int
+    share: float
+    decision: str  # rollback | promote | continue | inconclusive
+    reason: str
+    evidence: dict[str, Any]
+
+
+class CanaryView(BaseModel):
+    deployment: int
+    candidate: str
+    stable: str
+    step: int
+    steps: list[float]
+    share: float
+    paused: bool
+    step_started: float
+    verdict: VerdictView | None
+
+
+class AnalysisView(BaseModel):
+    deployment: DeploymentView
+    verdicts: list[VerdictView]
+
+
 class AppView(BaseModel):
     name: str
     url: str | None
@@ -103,6 +130,7 @@ class AppView(BaseModel):
     warm_release: str | None
     warm_until: float | None
     source_dir: str
+    canary: CanaryView | None = None
 
 
 class DaemonView(BaseModel):

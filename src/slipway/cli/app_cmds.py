@@ -10,8 +10,7 @@ import click
 from slipway.cli.client import Client
 from slipway.cli.common import app_option, follow, home_of, json_option, resolve_app
 from slipway.cli.output import emit_json, out
-from slipway.config.load import CONFIG_FILE, load_config
-from slipway.config.template import render_template
+from slipway.config import CONFIG_FILE
 from slipway.errors import UsageError
 
 
@@ -22,6 +21,8 @@ from slipway.errors import UsageError
 @click.option("--force", is_flag=True, help="Overwrite an existing slipway.toml.")
 def init(directory: str, name: str | None, port: int, force: bool) -> None:
     """Write a commented slipway.toml for the app in DIRECTORY."""
+    from slipway.config.template import render_template
+
     folder = Path(directory).absolute()
     target = folder / CONFIG_FILE
     if target.exists() and not force:
@@ -56,6 +57,8 @@ def config() -> None:
 @json_option
 def config_check(app_dir: str, as_json: bool) -> None:
     """Validate slipway.toml without deploying."""
+    from slipway.config.load import load_config
+
     cfg = load_config(Path(app_dir).absolute())
     warnings = cfg.warnings()
     if as_json:
@@ -86,6 +89,8 @@ def deploy(
     ctx: click.Context, app_dir: str, git_rev: str | None, detach: bool, as_json: bool
 ) -> None:
     """Build a release and move traffic to it with zero downtime."""
+    from slipway.config.load import load_config
+
     folder = Path(app_dir).absolute()
     if not git_rev:
         load_config(folder)  # fail fast, before talking to the daemon

@@ -1,16 +1,19 @@
-"""The CLI's client of the daemon API: HTTP over the daemon's unix socket."""
+"""The CLI's client of the daemon API: HTTP/1.1 over the daemon's unix socket.
+
+Standard library only (http.client): the CLI starts for every command, and importing a
+full HTTP client library would cost more than the rollback it triggers."""
 
 from __future__ import annotations
 
 import getpass
+import http.client
 import json
 import socket
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
-import httpx
-
-from slipway.api.schemas import API_PREFIX
+from slipway.api import API_PREFIX
 from slipway.errors import DaemonNotRunning, SlipwayError, error_from_dict
 from slipway.paths import Home
 
@@ -23,15 +26,22 @@ def identity() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float | None) -> None:
+        super().__init__("slipway", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.path)
+        self.sock = sock
+
+
 class Client:
     def __init__(self, home: Home, timeout: float = 60.0) -> None:
         self.home = home
-        self.http = httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(home.socket)),
-            base_url="http://slipway" + API_PREFIX,
-            timeout=timeout,
-            headers={"x-slipway-user": identity()},
-        )
+        self.timeout = timeout
 
     def not_running(self) -> DaemonNotRunning:
         home = "" if self.home.root == Home.resolve(None).root else f" --home {self.home.root}"
@@ -41,6 +51,29 @@ class Client:
             fix=f"start it with `slipway up{home}` (or `slipway server{home}` in the foreground)",
         )
 
+    def _send(
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None,
+        params: dict[str, str] | None,
+        timeout: float | None,
+    ) -> http.client.HTTPResponse:
+        url = API_PREFIX + path + (f"?{urlencode(params)}" if params else "")
+        body = json.dumps(payload).encode() if payload is not None else None
+        headers = {"x-slipway-user": identity(), "content-type": "application/json"}
+        connection = UnixConnection(str(self.home.socket), timeout)
+        try:
+            connection.request(method, url, body=body, headers=headers)
+            return connection.getresponse()
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise self.not_running() from None
+        except OSError as exc:
+            raise SlipwayError(
+                f"talking to the daemon failed: {exc}",
+                fix="check `slipway status`; the daemon's log is daemon.log in its home",
+            ) from None
+
     def request(
         self,
         method: str,
@@ -48,16 +81,8 @@ class Client:
         payload: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
     ) -> Any:
-        try:
-            response = self.http.request(method, path, json=payload, params=params)
-        except (httpx.ConnectError, FileNotFoundError):
-            raise self.not_running() from None
-        except httpx.TransportError as exc:
-            raise SlipwayError(
-                f"talking to the daemon failed: {exc}",
-                fix="check `slipway status`; the daemon log is in the home",
-            ) from None
-        return self._decode(response)
+        response = self._send(method, path, payload, params, self.timeout)
+        return self._decode(response.status, response.read())
 
     def get(self, path: str, **params: str) -> Any:
         return self.request("GET", path, params=params or None)
@@ -66,35 +91,32 @@ class Client:
         return self.request("POST", path, payload=payload or {})
 
     def stream(self, path: str, **params: str) -> Iterator[dict[str, Any]]:
-        """NDJSON lines of a streaming endpoint."""
+        """NDJSON lines of a streaming endpoint, as they come."""
+        response = self._send("GET", path, None, params, None)
+        if response.status >= 400:
+            self._decode(response.status, response.read())
         try:
-            with self.http.stream("GET", path, params=params, timeout=None) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    self._decode(response)
-                for line in response.iter_lines():
-                    if line.strip():
-                        yield json.loads(line)
-        except (httpx.ConnectError, FileNotFoundError):
-            raise self.not_running() from None
-        except httpx.RemoteProtocolError:
+            for line in response:
+                if line.strip():
+                    yield json.loads(line)
+        except (http.client.HTTPException, OSError):
             raise SlipwayError(
                 "the daemon closed the connection (did it stop?)", fix="check `slipway status`"
             ) from None
 
     @staticmethod
-    def _decode(response: httpx.Response) -> Any:
+    def _decode(status: int, raw: bytes) -> Any:
         try:
-            data = response.json()
+            data = json.loads(raw)
         except json.JSONDecodeError:
             raise SlipwayError(
-                f"the daemon answered HTTP {response.status_code} without JSON",
-                details=[response.text[:500]],
+                f"the daemon answered HTTP {status} without JSON",
+                details=[raw[:500].decode(errors="replace")],
             ) from None
-        if response.status_code >= 400:
+        if status >= 400:
             if isinstance(data, dict) and isinstance(data.get("error"), dict):
                 raise error_from_dict(data["error"])
             raise SlipwayError(
-                f"the daemon answered HTTP {response.status_code}", details=[json.dumps(data)[:500]]
+                f"the daemon answered HTTP {status}", details=[json.dumps(data)[:500]]
             )
         return data

@@ -10,7 +10,7 @@ import click
 
 from slipway.cli.client import Client
 from slipway.cli.output import emit_json, err, out, show_error, show_event
-from slipway.config.load import CONFIG_FILE, load_config
+from slipway.config import CONFIG_FILE
 from slipway.errors import UsageError, error_from_dict
 from slipway.paths import Home
 
@@ -33,6 +33,8 @@ def home_of(ctx: click.Context) -> Home:
 def resolve_app(client: Client, app: str | None, required: bool = True) -> str | None:
     """An app name from --app NAME, --app DIR, the current folder's slipway.toml, or the only
     app the daemon knows."""
+    from slipway.config.load import load_config  # pydantic: imported only when needed
+
     if app and Path(app, CONFIG_FILE).is_file():
         return load_config(Path(app)).name
     if app:

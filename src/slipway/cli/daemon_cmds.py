@@ -12,7 +12,7 @@ import psutil
 from slipway.cli.client import Client
 from slipway.cli.common import home_of, json_option
 from slipway.cli.output import emit_json, out
-from slipway.daemon.server import preflight, running_daemon_pid
+from slipway.daemon.lifecycle import preflight, running_daemon_pid
 from slipway.errors import DaemonNotRunning, PreflightError, SlipwayError
 from slipway.paths import Home
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from slipway.cli.canary_cmds import show_canary
 from slipway.cli.client import Client
 from slipway.cli.common import app_option, home_of, json_option, resolve_app
 from slipway.cli.output import ago, clock, duration, emit_json, out, table
@@ -55,6 +56,8 @@ def show_app(view: dict[str, Any]) -> None:
             f"  warm      {view['warm_release']} for {duration(left)} more "
             "(rollback is a traffic switch)"
         )
+    if view.get("canary"):
+        show_canary(view["canary"])
     active = view.get("deployment")
     if active:
         out.print(

@@ -1,1 +1,3 @@
 """slipway.toml: schema (pure) and loading."""
+
+CONFIG_FILE = "slipway.toml"

@@ -12,10 +12,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from slipway.config import CONFIG_FILE
 from slipway.config.schema import AppConfig
 from slipway.errors import ConfigError
-
-CONFIG_FILE = "slipway.toml"
 
 _TABLE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r'^\s*("?)([A-Za-z0-9_.\-]+)\1\s*=')

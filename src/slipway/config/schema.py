@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from slipway.config.durations import parse_duration
 
@@ -81,12 +90,76 @@ class HealthCheck(Strict):
 
 
 class Deploy(Strict):
-    strategy: Literal["bluegreen"] = "bluegreen"
+    strategy: Literal["bluegreen", "canary"] = "bluegreen"
     health_timeout: Duration = 60.0
     drain_timeout: Duration = 30.0
     stop_grace: Duration = 10.0
     keep_warm: Duration = 300.0
     keep_releases: int = Field(default=5, ge=1, le=100)
+    # canary only
+    steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0])
+    step_min_seconds: Duration = 30.0
+    step_min_requests: int = Field(default=200, ge=0)
+    step_timeout: Duration = 600.0
+    on_inconclusive: Literal["abort", "pause"] = "abort"
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: list[float]) -> list[float]:
+        if not value or value[-1] != 100:
+            raise ValueError("the last step must be 100 (all traffic on the new release)")
+        if any(not 0 < s <= 100 for s in value):
+            raise ValueError("each step is a share of traffic in percent: above 0, at most 100")
+        if any(b <= a for a, b in itertools.pairwise(value)):
+            raise ValueError("steps must increase, e.g. [5, 25, 50, 100]")
+        return value
+
+
+class PrometheusCheck(Strict):
+    """A PromQL query judged against a threshold during a canary."""
+
+    name: str
+    query: str
+    threshold: float
+    direction: Literal["above", "below"]  # the release fails when the value is above / below
+    url: str | None = None
+    every: Duration = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f'"{value}" is not an http(s) URL, e.g. "http://127.0.0.1:9090"')
+        return value
+
+
+class Analysis(Strict):
+    """How a canary is judged (see docs/config.md)."""
+
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    max_error_rate_increase: float = Field(default=0.005, ge=0, lt=1)
+    max_latency_increase: float = Field(default=0.10, ge=0)
+    latency_quantiles: list[float] = Field(default_factory=lambda: [0.5, 0.9, 0.99])
+    abort_error_rate: float = Field(default=0.5, gt=0, le=1)
+    prometheus_url: str | None = None
+    prometheus: list[PrometheusCheck] = Field(default_factory=list)
+
+    @field_validator("latency_quantiles")
+    @classmethod
+    def _quantiles(cls, value: list[float]) -> list[float]:
+        if any(not 0 < q < 1 for q in value):
+            raise ValueError("quantiles are between 0 and 1, e.g. [0.5, 0.9, 0.99]")
+        return value
+
+    @model_validator(mode="after")
+    def _urls(self) -> Analysis:
+        for check in self.prometheus:
+            if check.url is None and self.prometheus_url is None:
+                raise ValueError(
+                    f"Prometheus check '{check.name}' has no url: set [analysis] "
+                    "prometheus_url or url in the check"
+                )
+        return self
 
 
 EnvValue = Annotated[str, BeforeValidator(lambda v: _env_value(v))]
@@ -109,6 +182,7 @@ class AppConfig(Strict):
     scale: dict[str, Annotated[int, Field(ge=0, le=64)]] = Field(default_factory=dict)
     env: dict[str, EnvValue] = Field(default_factory=dict)
     deploy: Deploy = Field(default_factory=Deploy)
+    analysis: Analysis = Field(default_factory=Analysis)
 
     @field_validator("name")
     @classmethod

@@ -13,10 +13,10 @@ import logging
 import time
 
 from slipway.daemon.service import Service
-from slipway.deploy.engine import handle_of
-from slipway.deploy.planning import past_point_of_no_return
+from slipway.deploy.planning import resumed_after_restart
 from slipway.deploy.routing import backend_for
 from slipway.errors import DeployError, SlipwayError
+from slipway.metrics import discovery
 from slipway.store.records import Instance
 
 log = logging.getLogger("slipway.reconcile")
@@ -27,7 +27,7 @@ async def on_start(service: Service) -> None:
     store = service.store
     await sync_router(service)
     for deployment in store.active_deployments():
-        if past_point_of_no_return(deployment.state):
+        if resumed_after_restart(deployment.state):
             log.info("resuming deployment %s at %s", deployment.id, deployment.state)
             service.engine.event(
                 deployment, deployment.state, "info", "daemon restarted: finishing this deployment"
@@ -91,7 +91,7 @@ async def heal_instances(service: Service) -> None:
             log.info("retiring %s/%s", instance.app, instance.id)
             await service.engine.retire_instance(instance)
             continue
-        observed = service.runtime.observe(instance.app, instance.id, handle_of(instance))
+        observed = service.runtime.observe(instance.app, instance.id, instance.handle)
         if observed.alive:
             continue
         log.warning("supervisor of %s/%s is gone: restarting it", instance.app, instance.id)
@@ -131,6 +131,10 @@ async def monitor(service: Service) -> None:
                 log.warning("HAProxy is not running: starting it with the recorded servers")
                 await sync_router(service)
             await heal_instances(service)
+            store = service.store
+            discovery.write_targets(
+                service.home.prometheus_targets, [a.name for a in store.apps()], store.instances()
+            )
         except SlipwayError as exc:
             log.error("housekeeping failed: %s", exc)
         except Exception:
@@ -149,7 +153,7 @@ async def stop_everything(service: Service) -> None:
     async def stop(instance: Instance) -> None:
         store.update_instance(instance.app, instance.id, status="stopping", weight=None)
         grace = service.engine.grace_for(instance)
-        await service.runtime.stop(instance.app, instance.id, handle_of(instance), grace)
+        await service.runtime.stop(instance.app, instance.id, instance.handle, grace)
         store.update_instance(instance.app, instance.id, status="stopped", stopped_at=time.time())
 
     await asyncio.gather(*(stop(i) for i in live))

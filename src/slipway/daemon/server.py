@@ -14,15 +14,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import uvicorn
 
 from slipway.api.app import create_app
 from slipway.daemon import reconcile
+from slipway.daemon.lifecycle import preflight
 from slipway.daemon.service import Service
-from slipway.errors import PreflightError, SlipwayError
+from slipway.errors import SlipwayError
 from slipway.paths import Home
-from slipway.router.haproxy import find_haproxy
 
 log = logging.getLogger("slipway.daemon")
 
@@ -48,31 +47,6 @@ def setup_logging() -> None:
     root.setLevel(logging.INFO)
     for noisy in ("httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def running_daemon_pid(home: Home) -> int | None:
-    """The pid of a live daemon for this home, if any."""
-    try:
-        pid = int(home.pidfile.read_text().strip())
-        proc = psutil.Process(pid)
-    except (OSError, ValueError, psutil.Error):
-        return None
-    if pid == os.getpid() or proc.status() == psutil.STATUS_ZOMBIE:
-        return None
-    return pid if "slipway" in " ".join(proc.cmdline()) else None
-
-
-def preflight(home: Home) -> str:
-    """Checks that fail before anything starts. Returns the haproxy binary."""
-    home.ensure()
-    pid = running_daemon_pid(home)
-    if pid is not None:
-        raise PreflightError(
-            f"a slipway daemon is already running for this home (pid {pid})",
-            where=str(home.root),
-            fix="use it, or stop it first with `slipway down`",
-        )
-    return find_haproxy()
 
 
 class ApiServer(uvicorn.Server):
@@ -101,12 +75,20 @@ async def serve(home: Home) -> None:
     binary = preflight(home)
     home.pidfile.write_text(str(os.getpid()))
     service = Service(home, binary)
-    log.info("slipway daemon starting (pid %s, home %s)", os.getpid(), home.root)
+    await service.hub.start()
+    service.services.log_target = service.hub.log_target
+    log.info(
+        "slipway daemon starting (pid %s, home %s, request logs on udp %s)",
+        os.getpid(),
+        home.root,
+        service.hub.log_target,
+    )
     try:
         await reconcile.on_start(service)
     except SlipwayError as exc:
         log.error("could not restore everything at start: %s", exc)
     monitor = asyncio.create_task(reconcile.monitor(service))
+    ingest = asyncio.create_task(service.hub.run())
     sock = bind_socket(home.socket)
     server: uvicorn.Server | None = None
 
@@ -132,9 +114,11 @@ async def serve(home: Home) -> None:
     try:
         await server.serve(sockets=[sock])
     finally:
-        monitor.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await monitor
+        for task in (monitor, ingest):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        service.hub.close()
         for task in list(service.tasks.values()):
             task.cancel()
         await service.engine.close()

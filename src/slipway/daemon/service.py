@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -12,17 +13,19 @@ from slipway import __version__
 from slipway.api import schemas
 from slipway.config.load import config_hash, load_config, parse_config
 from slipway.config.schema import AppConfig
-from slipway.deploy.engine import Engine, Services, handle_of
-from slipway.deploy.planning import plan_formation, rollback_target
+from slipway.deploy.engine import Engine, Services
+from slipway.deploy.planning import plan_formation, rollback_target, undone_on_failure
 from slipway.deploy.routing import router_state, routing_of
 from slipway.errors import DeployError, NotFound, SlipwayError, UsageError
+from slipway.metrics.hub import TrafficHub
 from slipway.paths import Home
 from slipway.releases.build import git, resolve_git_rev, working_tree_sha
 from slipway.router.config import check_listeners
 from slipway.router.haproxy import HAProxyRouter
 from slipway.router.stats import ServerStat
 from slipway.runtime.local import LocalRuntime
-from slipway.store.records import App, Deployment, Instance, Release
+from slipway.store import traffic
+from slipway.store.records import App, Deployment, Instance, Release, VerdictRecord
 from slipway.store.store import Store
 
 log = logging.getLogger("slipway.daemon")
@@ -35,6 +38,7 @@ class Service:
         self.runtime = LocalRuntime(home)
         self.router = HAProxyRouter(home, haproxy_binary)
         self.services = Services(home, self.store, self.runtime, self.router)
+        self.hub = TrafficHub(home, self.store, self.router)
         self.engine = Engine(self.services)
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.started_at = time.time()
@@ -70,6 +74,8 @@ class Service:
             config_json=config.model_dump_json(),
             config_hash=config_hash(config),
         )
+        # A canary needs a stable release to be compared with: a first deploy is blue-green.
+        strategy = config.deploy.strategy if app.current_release else "bluegreen"
         deployment = self.store.start_deployment(
             app.name,
             kind="deploy",
@@ -78,7 +84,16 @@ class Service:
             formation=plan_formation(app.formation, old_config, config),
             who=who,
             state="build",
+            strategy=strategy,
         )
+        if strategy != config.deploy.strategy:
+            self.engine.event(
+                deployment,
+                "build",
+                "info",
+                "first deploy of this app: no stable release to compare a "
+                "canary with, so it goes blue-green",
+            )
         self.launch(deployment)
         return deployment
 
@@ -171,6 +186,95 @@ class Service:
         self.launch(deployment)
         return deployment
 
+    def canary_command(self, app_name: str, command: str, who: str) -> Deployment:
+        """promote, pause or resume the canary in flight."""
+        self.store.app(app_name)
+        active = self.store.active_deployment(app_name)
+        if active is None or active.strategy != "canary":
+            raise UsageError(
+                f"app '{app_name}' has no canary in progress",
+                fix="`slipway status` shows what is running",
+            )
+        if active.state != "canary":
+            raise UsageError(
+                f"the canary of {active.to_release} is not being judged now (step "
+                f"'{active.state}')",
+                fix=f"wait until it meets traffic, then `slipway {command}`",
+            )
+        self.engine.give_canary_command(active.id, command, who)
+        return active
+
+    async def abort(self, app_name: str, who: str) -> Deployment:
+        """Stop the deployment in flight; the stable release keeps (or takes back) all
+        traffic. Possible until the new release has taken all traffic."""
+        self.store.app(app_name)
+        active = self.store.active_deployment(app_name)
+        if active is None:
+            raise UsageError(
+                f"app '{app_name}' has no deployment in progress",
+                fix="`slipway rollback` goes back to an earlier release",
+            )
+        if active.state == "canary":
+            self.engine.give_canary_command(active.id, "abort", who)
+            return active
+        if not undone_on_failure(active.state):
+            raise UsageError(
+                f"too late to abort: {active.to_release} already has all traffic",
+                fix="wait for the deployment to finish, then `slipway rollback`",
+            )
+        task = self.tasks.get(active.id)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.engine.fail(
+            self.store.deployment(active.id),
+            DeployError(
+                f"deployment of {active.to_release} aborted by {who}",
+                where=f"app {app_name}",
+                fix="the stable release keeps all traffic",
+            ),
+        )
+        return self.store.deployment(active.id)
+
+    def analysis(self, deployment_id: int | None, app_name: str | None) -> schemas.AnalysisView:
+        if deployment_id is None:
+            assert app_name is not None
+            self.store.app(app_name)
+            canaries = [
+                d for d in self.store.deployments(app_name, limit=50) if d.strategy == "canary"
+            ]
+            if not canaries:
+                raise NotFound(
+                    f"app '{app_name}' has had no canary deployment yet",
+                    fix='set [deploy] strategy = "canary" and deploy',
+                )
+            deployment = canaries[0]
+        else:
+            deployment = self.store.deployment(deployment_id)
+        views = [verdict_view(v) for v in traffic.verdicts(self.store, deployment.id)]
+        return schemas.AnalysisView(deployment=deployment_view(deployment), verdicts=views)
+
+    def canary_view(self, app_name: str) -> schemas.CanaryView | None:
+        active = self.store.active_deployment(app_name)
+        if active is None or active.strategy != "canary" or not active.canary:
+            return None
+        config = self.store.release(app_name, active.to_release).config
+        steps = [s for s in config.deploy.steps if s < 100]
+        index = min(int(active.canary.get("index", 0)), len(steps) - 1)
+        latest = traffic.verdicts(self.store, active.id, limit=1)
+        return schemas.CanaryView(
+            deployment=active.id,
+            candidate=active.to_release,
+            stable=active.from_release or "",
+            step=index + 1,
+            steps=steps,
+            share=steps[index],
+            paused=bool(active.canary.get("paused")),
+            step_started=float(active.canary.get("step_started", active.started_at)),
+            verdict=verdict_view(latest[0]) if latest else None,
+        )
+
     def refuse_if_locked(self, app: str) -> None:
         holder = self.store.active_deployment(app)
         if holder is not None:
@@ -223,6 +327,7 @@ class Service:
             warm_release=warm[0].id if warm else None,
             warm_until=warm[0].warm_until if warm else None,
             source_dir=app.source_dir,
+            canary=self.canary_view(name),
         )
 
     def release_views(self, app: str) -> list[schemas.ReleaseView]:
@@ -249,7 +354,7 @@ class Service:
     def instance_view(
         self, instance: Instance, stat: ServerStat | None, total_weight: int
     ) -> schemas.InstanceView:
-        observed = self.runtime.observe(instance.app, instance.id, handle_of(instance))
+        observed = self.runtime.observe(instance.app, instance.id, instance.handle)
         state = observed.state if instance.status != "stopping" else "stopping"
         if not instance.is_web:
             role = "worker"
@@ -304,11 +409,25 @@ class Service:
         ]
 
 
+def verdict_view(v: VerdictRecord) -> schemas.VerdictView:
+    return schemas.VerdictView(
+        id=v.id,
+        deployment=v.deployment,
+        at=v.at,
+        step=v.step,
+        share=v.share,
+        decision=v.decision,
+        reason=v.reason,
+        evidence=v.evidence,
+    )
+
+
 def deployment_view(d: Deployment) -> schemas.DeploymentView:
     return schemas.DeploymentView(
         id=d.id,
         app=d.app,
         kind=d.kind,
+        strategy=d.strategy,
         from_release=d.from_release,
         to_release=d.to_release,
         formation=d.formation,

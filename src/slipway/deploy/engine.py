@@ -25,14 +25,14 @@ import httpx
 from slipway.config.load import config_hash, load_config
 from slipway.config.schema import AppConfig
 from slipway.deploy import health
-from slipway.deploy.planning import next_state, past_point_of_no_return, releases_to_prune
+from slipway.deploy.planning import next_state, releases_to_prune, undone_on_failure
 from slipway.deploy.routing import backend_for, router_state, routing_of
 from slipway.errors import BuildError, DeployError, SlipwayError
 from slipway.paths import Home
 from slipway.releases import build as builder
 from slipway.router.base import Router
 from slipway.router.config import SERVING_WEIGHT, Backend, RouterState, Server
-from slipway.runtime.base import Handle, InstanceSpec, Runtime
+from slipway.runtime.base import InstanceSpec, Runtime
 from slipway.runtime.local import free_port
 from slipway.store.records import Deployment, Instance
 from slipway.store.store import Store
@@ -48,18 +48,22 @@ class Services:
     store: Store
     runtime: Runtime
     router: Router
-
-
-def handle_of(instance: Instance) -> Handle | None:
-    if instance.shim_pid is None or instance.shim_ctime is None:
-        return None
-    return Handle(instance.shim_pid, instance.shim_ctime)
+    log_target: str | None = None  # where HAProxy sends per-request log lines
 
 
 class Engine:
     def __init__(self, services: Services) -> None:
         self.s = services
         self.http = httpx.AsyncClient()
+        # promote / abort / pause / resume, given by hand, for a canary in flight
+        self.canary_commands: dict[int, list[tuple[str, str]]] = {}
+
+    def give_canary_command(self, deployment: int, command: str, who: str) -> None:
+        self.canary_commands.setdefault(deployment, []).append((command, who))
+
+    def take_canary_command(self, deployment: int) -> tuple[str, str] | None:
+        queue = self.canary_commands.get(deployment)
+        return queue.pop(0) if queue else None
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -95,7 +99,7 @@ class Engine:
             )
 
     def advance(self, dep: Deployment) -> Deployment:
-        state = next_state(dep.kind, dep.state)
+        state = next_state(dep.kind, dep.state, dep.strategy)
         if state == "done":
             self.event(dep, "done", "ok", f"{dep.to_release} is serving")
             self.s.store.finish_deployment(dep.id, "succeeded")
@@ -107,9 +111,9 @@ class Engine:
     async def fail(self, dep: Deployment, error: SlipwayError) -> None:
         dep = self.s.store.deployment(dep.id)
         self.event(dep, dep.state, "fail", error.message, error.to_dict())
-        if past_point_of_no_return(dep.state):
-            # Traffic is already on the new release; what is left over gets retired by the
-            # daemon's housekeeping. Record the failure; do not undo the switch.
+        if not undone_on_failure(dep.state):
+            # All traffic is already on the new release; what is left over gets retired by
+            # the daemon's housekeeping. Record the failure; do not undo the switch.
             self.s.store.finish_deployment(dep.id, "failed", error.to_dict())
             return
         try:
@@ -121,15 +125,31 @@ class Engine:
         self.s.store.finish_deployment(dep.id, "failed", error.to_dict())
 
     async def undo(self, dep: Deployment) -> None:
-        """Before the shift: stop what this deployment started; the stable release serves on."""
+        """Before the shift: all traffic back to the stable release (a canary's rollback is
+        a traffic switch: the stable instances never stopped), then stop what this
+        deployment started."""
         store = self.s.store
+        app = store.app(dep.app)
+        stable = [
+            i
+            for i in store.instances(dep.app)
+            if i.release == app.current_release and i.is_web and i.weight is not None
+        ]
+        for instance in stable:
+            if instance.weight != SERVING_WEIGHT:
+                store.update_instance(dep.app, instance.id, weight=SERVING_WEIGHT)
+                await self.s.router.set_weight(dep.app, instance.id, SERVING_WEIGHT)
         created = [
             i
             for i in store.instances(dep.app)
             if i.id in dep.instances and i.created_at >= dep.started_at
         ]
+        for instance in created:
+            if instance.weight:
+                store.update_instance(dep.app, instance.id, weight=0)
+                await self.s.router.set_weight(dep.app, instance.id, 0)
+        created = [store.instance(dep.app, i.id) for i in created]
         await asyncio.gather(*(self.retire_instance(i) for i in created))
-        app = store.app(dep.app)
         if app.current_release:
             current = store.release(dep.app, app.current_release).config
             store.update_app(dep.app, routing=routing_of(current))
@@ -158,7 +178,10 @@ class Engine:
 
     def router_state(self) -> RouterState:
         return router_state(
-            str(self.s.router.admin_socket), self.s.store.apps(), self.s.store.instances()
+            str(self.s.router.admin_socket),
+            self.s.store.apps(),
+            self.s.store.instances(),
+            log_target=self.s.log_target,
         )
 
     # steps ----------------------------------------------------------------------------
@@ -219,7 +242,7 @@ class Engine:
         await self.s.router.ensure(self.router_state())
         desired = self.plan_instances(dep, config)
         store.update_deployment(dep.id, instances=[i.id for i in desired])
-        new = [i for i in desired if handle_of(i) is None]
+        new = [i for i in desired if i.handle is None]
         await asyncio.gather(*(self.spawn(i, config) for i in new))
         started = len(new)
         for instance in desired:
@@ -301,7 +324,7 @@ class Engine:
                 state = states[instance.id]
                 if state.ready:
                     continue
-                observed = self.s.runtime.observe(dep.app, instance.id, handle_of(instance))
+                observed = self.s.runtime.observe(dep.app, instance.id, instance.handle)
                 if observed.crashloop or not observed.alive:
                     raise self.instance_failure(
                         instance,
@@ -358,6 +381,14 @@ class Engine:
             fix=f"the last {len(lines)} log lines are above; `slipway logs --release "
             f"{instance.release}` shows more",
         )
+
+    async def step_canary(self, dep: Deployment) -> str:
+        from slipway.deploy.canary import CanaryRun  # it imports this module
+
+        try:
+            return await CanaryRun(self, dep).run()
+        finally:
+            self.canary_commands.pop(dep.id, None)
 
     async def step_shift(self, dep: Deployment) -> str:
         store, router = self.s.store, self.s.router
@@ -440,7 +471,7 @@ class Engine:
             store.update_instance(instance.app, instance.id, weight=None)
         store.update_instance(instance.app, instance.id, status="stopping")
         grace = self.grace_for(instance)
-        await self.s.runtime.stop(instance.app, instance.id, handle_of(instance), grace)
+        await self.s.runtime.stop(instance.app, instance.id, instance.handle, grace)
         store.update_instance(instance.app, instance.id, status="stopped", stopped_at=time.time())
 
     def grace_for(self, instance: Instance) -> float:
@@ -468,6 +499,7 @@ STEP_TITLES = {
     "build": "building the release",
     "start": "starting instances",
     "health": "waiting for health checks",
+    "canary": "judging the canary on live traffic",
     "shift": "shifting traffic",
     "drain": "draining the old release",
     "retire": "retiring the old release",

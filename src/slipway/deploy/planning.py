@@ -6,23 +6,55 @@ from slipway.config.schema import AppConfig
 from slipway.store.records import Release
 
 DEPLOY_STEPS = ("build", "start", "health", "shift", "drain", "retire")
-# Once the shift step is committed, traffic may already be on the new release: a daemon
-# restarted after that point finishes the deployment; before it, it rolls it back.
-FORWARD_FROM = DEPLOY_STEPS.index("shift")
+CANARY_STEPS = ("build", "start", "health", "canary", "shift", "drain", "retire")
+# A daemon restarted in the middle of a deployment rolls back one that had not given the
+# new release traffic yet, resumes a canary (its judge continues from recorded data), and
+# finishes one that had shifted all traffic.
+RESUMED_AFTER_RESTART = frozenset({"canary", "shift", "drain", "retire"})
+# A failing step undoes the deployment (the stable release takes all traffic back) only
+# until the shift; after it, the new release is the stable one.
+UNDONE_ON_FAILURE = frozenset({"build", "start", "health", "canary"})
 
 
-def steps_for(kind: str) -> tuple[str, ...]:
-    return DEPLOY_STEPS if kind == "deploy" else DEPLOY_STEPS[1:]
+def steps_for(kind: str, strategy: str = "bluegreen") -> tuple[str, ...]:
+    steps = CANARY_STEPS if strategy == "canary" and kind == "deploy" else DEPLOY_STEPS
+    return steps if kind == "deploy" else steps[1:]
 
 
-def next_state(kind: str, state: str) -> str:
-    steps = steps_for(kind)
+def next_state(kind: str, state: str, strategy: str = "bluegreen") -> str:
+    steps = steps_for(kind, strategy)
     index = steps.index(state)
     return steps[index + 1] if index + 1 < len(steps) else "done"
 
 
-def past_point_of_no_return(state: str) -> bool:
-    return state in DEPLOY_STEPS and DEPLOY_STEPS.index(state) >= FORWARD_FROM
+def resumed_after_restart(state: str) -> bool:
+    return state in RESUMED_AFTER_RESTART
+
+
+def undone_on_failure(state: str) -> bool:
+    return state in UNDONE_ON_FAILURE
+
+
+def split_weights(share: float, stable_servers: int, candidate_servers: int) -> tuple[int, int]:
+    """Per-server HAProxy weights (stable, candidate), each 1–256, so that under roundrobin the
+    candidate's servers together get `share` percent of requests, as closely as integers
+    allow (5% with 2 + 2 servers: 19 and 1)."""
+    target = share / 100
+    best: tuple[float, int, int] | None = None
+    for stable in range(1, 257):
+        candidate = round(stable * target * stable_servers / ((1 - target) * candidate_servers))
+        if not 1 <= candidate <= 256:
+            continue
+        got = (
+            candidate
+            * candidate_servers
+            / (candidate * candidate_servers + stable * stable_servers)
+        )
+        if best is None or abs(got - target) < best[0] - 1e-12:
+            best = (abs(got - target), stable, candidate)
+    if best is None:
+        raise ValueError(f"no weights give {share}% with {stable_servers}+{candidate_servers}")
+    return best[1], best[2]
 
 
 def plan_formation(

@@ -51,6 +51,7 @@ def router_state(
     apps: list[App],
     instances: list[Instance],
     override: dict[str, dict[str, Any] | None] | None = None,
+    log_target: str | None = None,
 ) -> RouterState:
     """`override` lets a caller check a candidate routing before recording it."""
     overrides = override or {}
@@ -60,4 +61,4 @@ def router_state(
         if routing is None:
             continue
         backends.append(backend_for(app.name, routing, [i for i in instances if i.app == app.name]))
-    return RouterState(admin_socket=admin_socket, backends=tuple(backends))
+    return RouterState(admin_socket=admin_socket, backends=tuple(backends), log_target=log_target)

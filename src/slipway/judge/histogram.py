@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -48,7 +49,7 @@ class Histogram:
         return cls(np.bincount(buckets_of(values), minlength=BUCKETS).astype(np.int64))
 
     @classmethod
-    def from_sparse(cls, sparse: Mapping[int | str, int]) -> Histogram:
+    def from_sparse(cls, sparse: Mapping[Any, int]) -> Histogram:
         hist = cls()
         for bucket, count in sparse.items():
             hist.counts[int(bucket)] += int(count)

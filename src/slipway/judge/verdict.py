@@ -94,7 +94,8 @@ class Verdict:
     stable_requests: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON: infinite or missing numbers become None."""
+        return _finite(asdict(self))  # type: ignore[no-any-return]
 
 
 def check_errors(stable: Arm, candidate: Arm, settings: Settings) -> Check:
@@ -195,6 +196,16 @@ def judge(
             f"{progress.step_seconds:.0f}s in this step"
         ),
     )
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _pct(rate: float) -> str:

@@ -19,8 +19,6 @@ from functools import lru_cache
 
 from slipway.judge.histogram import bucket_of
 
-# backend, server, status, TR, Tw, Tc, Tr, Ta, bytes, termination state
-LOG_FORMAT = "slipway %b %s %ST %TR %Tw %Tc %Tr %Ta %B %ts"
 RECEIVE_BUFFER = 8 * 1024 * 1024
 BACKEND_PREFIX = "app_"
 
@@ -115,10 +113,12 @@ class Aggregator:
             second = self.open[key] = Second()
         classify(request, second)
 
-    def take_complete(self, now: float | None = None) -> list[tuple[str, str, int, Second]]:
-        """Seconds that have ended (a second after their end, for late datagrams)."""
-        cutoff = int(now if now is not None else self.clock()) - 1
-        done = [key for key in self.open if key[2] < cutoff]
+    def take_complete(
+        self, now: float | None = None, grace: float = 1.0
+    ) -> list[tuple[str, str, int, Second]]:
+        """Seconds that ended at least `grace` seconds ago (datagrams may still be in flight)."""
+        moment = now if now is not None else self.clock()
+        done = [key for key in self.open if key[2] + 1 + grace <= moment]
         return [(app, rel, sec, self.open.pop((app, rel, sec))) for app, rel, sec in done]
 
 

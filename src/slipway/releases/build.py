@@ -29,6 +29,7 @@ ALWAYS_IGNORED = {
     ".ruff_cache",
 }
 IGNORE_FILE = ".slipwayignore"
+BUILD_NICENESS = 10
 BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME")
 
 
@@ -168,6 +169,9 @@ async def _run(
     log_path: Path,
     release_name: str,
 ) -> None:
+    nice = shutil.which("nice")
+    if nice:  # a build must not take the CPU from the instances serving traffic
+        argv = [nice, "-n", str(BUILD_NICENESS), *argv]
     proc = await asyncio.create_subprocess_exec(
         *argv,
         cwd=cwd,
@@ -179,6 +183,10 @@ async def _run(
     )
     try:
         code = await asyncio.wait_for(proc.wait(), timeout)
+    except asyncio.CancelledError:  # the deployment was aborted: leave nothing running
+        os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        raise
     except TimeoutError:
         os.killpg(proc.pid, signal.SIGKILL)
         await proc.wait()

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from slipway.errors import ConfigError
 
 SERVING_WEIGHT = 100
+# One line per request to the daemon: backend, server, status, TR, Tw, Tc, Tr, Ta, bytes,
+# termination state (parsed by slipway.metrics.ingest).
+LOG_FORMAT = "slipway %b %s %ST %TR %Tw %Tc %Tr %Ta %B %ts"
 HOST = "req.hdr(host),field(1,:)"  # the Host header without its port
 WILDCARD_ADDRESSES = {"0.0.0.0", "::"}
 LOCALHOST = "127.0.0.1"
@@ -47,6 +50,7 @@ class Backend:
 class RouterState:
     admin_socket: str
     backends: tuple[Backend, ...] = field(default_factory=tuple)
+    log_target: str | None = None  # host:port of the daemon's UDP request-log receiver
 
 
 def backend_name(app: str) -> str:
@@ -121,9 +125,15 @@ def render(state: RouterState, *, with_servers: bool = True) -> str:
         "    stats timeout 30s",
         "    maxconn 4096",
         "    hard-stop-after 5m",
+        *(
+            [f"    log {state.log_target} len 2048 format raw local0 info"]
+            if state.log_target
+            else []
+        ),
         "",
         "defaults",
         "    mode http",
+        *(["    log global", f'    log-format "{LOG_FORMAT}"'] if state.log_target else []),
         "    option dontlognull",
         "    option forwardfor",
         "    option idle-close-on-response",  # clean reloads under load

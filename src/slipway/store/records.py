@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slipway.config.schema import AppConfig
+from slipway.runtime.base import Handle
 
 TERMINAL_OUTCOMES = ("succeeded", "failed", "aborted")
 
@@ -63,6 +64,13 @@ class Instance:
         return self.process == "web"
 
     @property
+    def handle(self) -> Handle | None:
+        """Names its running supervisor, if one was started."""
+        if self.shim_pid is None or self.shim_ctime is None:
+            return None
+        return Handle(self.shim_pid, self.shim_ctime)
+
+    @property
     def live(self) -> bool:
         return self.status in ("starting", "running")
 
@@ -82,10 +90,24 @@ class Deployment:
     finished_at: float | None = None
     outcome: str | None = None
     error: dict[str, Any] | None = None
+    strategy: str = "bluegreen"
+    canary: dict[str, Any] | None = None
 
     @property
     def active(self) -> bool:
         return self.finished_at is None
+
+
+@dataclass
+class VerdictRecord:
+    id: int
+    deployment: int
+    at: float
+    step: int
+    share: float
+    decision: str
+    reason: str
+    evidence: dict[str, Any]
 
 
 @dataclass

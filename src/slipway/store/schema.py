@@ -77,6 +77,38 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX events_by_deployment ON events(deployment, id);
     """,
+    """
+    ALTER TABLE deployments ADD COLUMN strategy TEXT NOT NULL DEFAULT 'bluegreen';
+    ALTER TABLE deployments ADD COLUMN canary TEXT;
+    CREATE TABLE traffic (
+        app TEXT NOT NULL,
+        release TEXT NOT NULL,
+        second INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        conn_failures INTEGER NOT NULL,
+        client_aborts INTEGER NOT NULL,
+        latency TEXT NOT NULL,
+        PRIMARY KEY (app, release, second)
+    );
+    CREATE TABLE ingest_losses (
+        second INTEGER NOT NULL,
+        lost INTEGER NOT NULL,
+        source TEXT NOT NULL
+    );
+    CREATE INDEX ingest_losses_by_second ON ingest_losses(second);
+    CREATE TABLE verdicts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        deployment INTEGER NOT NULL,
+        at REAL NOT NULL,
+        step INTEGER NOT NULL,
+        share REAL NOT NULL,
+        decision TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        evidence TEXT NOT NULL
+    );
+    CREATE INDEX verdicts_by_deployment ON verdicts(deployment, id);
+    """,
 ]
 
 

@@ -184,12 +184,13 @@ class Store:
         formation: dict[str, int],
         who: str,
         state: str,
+        strategy: str = "bluegreen",
     ) -> Deployment:
         try:
             with self.tx() as c:
                 cur = c.execute(
                     "INSERT INTO deployments (app, kind, from_release, to_release, formation, "
-                    "state, who, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "state, who, started_at, strategy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         app,
                         kind,
@@ -199,6 +200,7 @@ class Store:
                         state,
                         who,
                         time.time(),
+                        strategy,
                     ),
                 )
                 deployment_id = int(cur.lastrowid or 0)
@@ -282,7 +284,7 @@ class Store:
         return [_event(r) for r in rows]
 
 
-_JSON_FIELDS = {"formation", "instances", "error", "routing"}
+_JSON_FIELDS = {"formation", "instances", "error", "routing", "canary"}
 
 
 def _update(
@@ -362,6 +364,8 @@ def _deployment(row: sqlite3.Row) -> Deployment:
         finished_at=row["finished_at"],
         outcome=row["outcome"],
         error=json.loads(row["error"]) if row["error"] else None,
+        strategy=row["strategy"],
+        canary=json.loads(row["canary"]) if row["canary"] else None,
     )
 
 
