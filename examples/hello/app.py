@@ -144,7 +144,8 @@ def main() -> None:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
     thread.start()
     print(f"hello {RELEASE} listening on 127.0.0.1:{port}", flush=True)
-    stop.wait()
+    while not stop.wait(0.5):  # a bare wait() can miss the signal (seen under load)
+        pass
     print("SIGTERM: finishing in-flight requests", flush=True)
     server.stopping.set()
     server.shutdown()  # stop accepting

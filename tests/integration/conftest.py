@@ -170,9 +170,18 @@ class Slipway:
         result: dict[str, Any] = wait_for(idle, timeout, f"{name} to finish deploying", 0.2)
         return result
 
-    def ps(self, name: str) -> list[dict[str, Any]]:
-        data: list[dict[str, Any]] = self.json("ps", "--app", name)
-        return data
+    def ps(self, name: str, settled: bool = True) -> list[dict[str, Any]]:
+        """The app's instances; by default once old ones have finished stopping (a deploy
+        returns when traffic has moved; retired processes stop in the background)."""
+
+        deadline = time.monotonic() + 30
+        while True:
+            data: list[dict[str, Any]] = self.json("ps", "--app", name)
+            if not settled or all(i["role"] != "retiring" for i in data):
+                return data
+            if time.monotonic() > deadline:
+                raise AssertionError(f"instances still stopping after 30s: {data}")
+            time.sleep(0.1)
 
     def our_processes(self) -> list[psutil.Process]:
         """Processes started for this home: shims, app instances, HAProxy, the daemon."""

@@ -22,6 +22,7 @@ def test_worker_finishes_its_job_when_stopped(running: Slipway) -> None:
     running.deploy(app)
     wait_for(lambda: "job 1: started" in worker_log(running, "r1"), 10, "the first job")
     running.deploy(app)  # replaces the worker: SIGTERM mid-job
+    running.ps("hello")  # until the old worker has stopped
     log = worker_log(running, "r1")
     term = log.index("SIGTERM: will exit after the current job")
     assert "finished" in log[term:], log
@@ -40,6 +41,7 @@ def test_stubborn_process_is_killed_after_the_grace_period(running: Slipway) -> 
     )
     running.deploy(app)
     running.deploy(app)
+    running.ps("hello")  # until the old worker has stopped
     log = worker_log(running, "r1")
     assert "still running 1s after SIGTERM: sending SIGKILL" in log, log
     assert "stopped (signal SIGKILL)" in log, log

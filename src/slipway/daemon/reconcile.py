@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from slipway.daemon.service import Service
 from slipway.deploy.planning import resumed_after_restart
@@ -83,6 +82,9 @@ async def heal_instances(service: Service) -> None:
     """Restart instances whose supervisor is gone; retire ones nobody wants any more."""
     store = service.store
     for instance in store.instances():
+        if instance.status == "stopping":
+            service.engine.stop_in_background(instance)  # e.g. left by a daemon that died
+            continue
         if instance.status not in ("running", "starting"):
             continue
         if store.active_deployment(instance.app) is not None:
@@ -149,11 +151,13 @@ async def stop_everything(service: Service) -> None:
     await service.router.stop()
     store = service.store
     live = [i for i in store.instances() if i.status != "stopped"]
-
-    async def stop(instance: Instance) -> None:
+    for instance in live:
         store.update_instance(instance.app, instance.id, status="stopping", weight=None)
-        grace = service.engine.grace_for(instance)
-        await service.runtime.stop(instance.app, instance.id, instance.handle, grace)
-        store.update_instance(instance.app, instance.id, status="stopped", stopped_at=time.time())
-
-    await asyncio.gather(*(stop(i) for i in live))
+    await asyncio.gather(
+        *service.engine.stopping.values(),
+        *(
+            service.engine.stop_process(i)
+            for i in live
+            if (i.app, i.id) not in service.engine.stopping
+        ),
+    )

@@ -356,10 +356,10 @@ class Service:
     ) -> schemas.InstanceView:
         observed = self.runtime.observe(instance.app, instance.id, instance.handle)
         state = observed.state if instance.status != "stopping" else "stopping"
-        if not instance.is_web:
-            role = "worker"
-        elif instance.status == "stopping":
+        if instance.status == "stopping":
             role = "retiring"
+        elif not instance.is_web:
+            role = "worker"
         elif instance.weight and instance.weight > 0:
             role = "serving"
         elif self.is_warm(instance):

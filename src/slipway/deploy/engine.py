@@ -57,6 +57,8 @@ class Engine:
         self.http = httpx.AsyncClient()
         # promote / abort / pause / resume, given by hand, for a canary in flight
         self.canary_commands: dict[int, list[tuple[str, str]]] = {}
+        # processes stopping in the background, by (app, instance)
+        self.stopping: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     def give_canary_command(self, deployment: int, command: str, who: str) -> None:
         self.canary_commands.setdefault(deployment, []).append((command, who))
@@ -450,29 +452,48 @@ class Engine:
             for i in store.instances(dep.app)
             if i.live and i.id not in wanted and not (i.release == warm and i.is_web)
         ]
-        await asyncio.gather(*(self.retire_instance(i) for i in leaving))
+        await asyncio.gather(*(self.retire_instance(i, wait=False) for i in leaving))
         for release in store.releases(dep.app):
             if release.id == warm:
                 store.update_release(dep.app, release.id, warm_until=time.time() + keep_warm)
             elif release.warm_until is not None:
                 store.update_release(dep.app, release.id, warm_until=None)
-        self.prune(dep.app, config.deploy.keep_releases, {dep.to_release, warm or ""})
-        note = f"stopped {len(leaving)} instance(s)"
+        await self.prune(dep.app, config.deploy.keep_releases, {dep.to_release, warm or ""})
+        note = f"stopping {len(leaving)} old instance(s)"
         if warm and any(i.release == warm for i in store.instances(dep.app)):
             note += f"; {warm} stays warm for {keep_warm:g}s for instant rollback"
         return note
 
-    async def retire_instance(self, instance: Instance) -> None:
-        """Out of HAProxy (drain, maint, delete), then stopped with its grace period."""
+    async def retire_instance(self, instance: Instance, wait: bool = True) -> None:
+        """Out of HAProxy (drain, maint, delete), then stopped with its grace period; with
+        wait=False the stop goes on in the background (a worker may take its whole grace
+        period to finish a job; the deployment need not wait for it)."""
         store = self.s.store
         if instance.weight is not None:
             await self.s.router.drain(instance.app, instance.id)
             await self.s.router.remove_server(instance.app, instance.id)
             store.update_instance(instance.app, instance.id, weight=None)
         store.update_instance(instance.app, instance.id, status="stopping")
+        if wait:
+            await self.stop_process(instance)
+        else:
+            self.stop_in_background(instance)
+
+    def stop_in_background(self, instance: Instance) -> None:
+        key = (instance.app, instance.id)
+        if key not in self.stopping:
+            task = asyncio.create_task(self.stop_process(instance))
+            self.stopping[key] = task
+            task.add_done_callback(lambda _: self.stopping.pop(key, None))
+
+    async def stop_process(self, instance: Instance) -> None:
+        """If the daemon dies meanwhile, the instance stays 'stopping' and the restarted
+        daemon's housekeeping stops it."""
         grace = self.grace_for(instance)
         await self.s.runtime.stop(instance.app, instance.id, instance.handle, grace)
-        store.update_instance(instance.app, instance.id, status="stopped", stopped_at=time.time())
+        self.s.store.update_instance(
+            instance.app, instance.id, status="stopped", stopped_at=time.time()
+        )
 
     def grace_for(self, instance: Instance) -> float:
         try:
@@ -480,13 +501,14 @@ class Engine:
         except SlipwayError:
             return 10.0
 
-    def prune(self, app: str, keep: int, protected: set[str]) -> None:
+    async def prune(self, app: str, keep: int, protected: set[str]) -> None:
         store = self.s.store
         for release in releases_to_prune(store.releases(app), keep, protected):
             if any(i.release == release.id for i in store.instances(app)):
                 continue
-            shutil.rmtree(self.s.home.release_dir(app, release.id), ignore_errors=True)
             store.update_release(app, release.id, on_disk=0)
+            folder = self.s.home.release_dir(app, release.id)
+            await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)
 
     def backend(self, app: str) -> Backend:
         routing = self.s.store.app(app).routing
