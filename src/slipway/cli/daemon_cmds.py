@@ -7,12 +7,10 @@ import sys
 import time
 
 import click
-import psutil
 
 from slipway.cli.client import Client
 from slipway.cli.common import home_of, json_option
 from slipway.cli.output import emit_json, out
-from slipway.daemon.lifecycle import preflight, running_daemon_pid
 from slipway.errors import DaemonNotRunning, PreflightError, SlipwayError
 from slipway.paths import Home
 
@@ -24,6 +22,8 @@ START_TIMEOUT = 120.0  # a start may first finish or roll back deployments left 
 @click.pass_context
 def up(ctx: click.Context, as_json: bool) -> None:
     """Start the daemon in the background (apps and HAProxy are restored as recorded)."""
+    from slipway.daemon.lifecycle import preflight, running_daemon_pid
+
     home = home_of(ctx)
     pid = running_daemon_pid(home)
     if pid is None:
@@ -61,7 +61,7 @@ def wait_until_serving(home: Home, pid: int) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     client = Client(home, timeout=5.0)
     while time.monotonic() < deadline:
-        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+        if not _alive(pid):
             raise PreflightError(
                 "the daemon exited while starting",
                 where=str(home.daemon_log),
@@ -95,6 +95,8 @@ def _log_tail(home: Home) -> list[str]:
 @click.pass_context
 def down(ctx: click.Context, stop_all: bool, as_json: bool) -> None:
     """Stop the daemon. Apps and HAProxy keep serving unless --all is given."""
+    from slipway.daemon.lifecycle import running_daemon_pid
+
     home = home_of(ctx)
     pid = running_daemon_pid(home)
     if pid is None:
@@ -110,14 +112,9 @@ def down(ctx: click.Context, stop_all: bool, as_json: bool) -> None:
         return
     Client(home, timeout=600.0).post("/shutdown", {"all": stop_all})
     deadline = time.monotonic() + 30.0
-    while psutil.pid_exists(pid) and time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                break
-        except psutil.Error:
-            break
+    while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if psutil.pid_exists(pid) and _alive(pid):
+    if _alive(pid):
         raise SlipwayError(
             f"the daemon (pid {pid}) did not stop within 30s",
             fix=f"look at {home.daemon_log}; `kill {pid}` stops it",
@@ -131,6 +128,8 @@ def down(ctx: click.Context, stop_all: bool, as_json: bool) -> None:
 
 
 def _alive(pid: int) -> bool:
+    import psutil  # only the lifecycle commands need it
+
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:

@@ -8,7 +8,6 @@ import psutil
 
 from slipway.errors import PreflightError
 from slipway.paths import Home
-from slipway.router.haproxy import find_haproxy
 
 
 def running_daemon_pid(home: Home) -> int | None:
@@ -25,6 +24,8 @@ def running_daemon_pid(home: Home) -> int | None:
 
 def preflight(home: Home) -> str:
     """Checks that fail before anything starts. Returns the haproxy binary."""
+    from slipway.router.haproxy import find_haproxy  # asyncio and more: only when starting
+
     home.ensure()
     pid = running_daemon_pid(home)
     if pid is not None:

@@ -95,6 +95,8 @@ async def heal_instances(service: Service) -> None:
             continue
         observed = service.runtime.observe(instance.app, instance.id, instance.handle)
         if observed.alive:
+            # e.g. booted at a lower priority by a daemon that died before it was healthy
+            service.runtime.set_priority(instance.app, instance.id, instance.handle, 0)
             continue
         log.warning("supervisor of %s/%s is gone: restarting it", instance.app, instance.id)
         service.runtime.kill_orphan(instance.app, instance.id)

@@ -351,6 +351,8 @@ class Engine:
                 )
                 state.ready = proven and in_router is not None and in_router.agrees
             if all(s.ready for s in states.values()):
+                for instance in instances:  # booted at a lower priority
+                    self.s.runtime.set_priority(instance.app, instance.id, instance.handle, 0)
                 return f"{len(instances)} instance(s) healthy in {time.monotonic() - began:.1f}s"
             if time.monotonic() > deadline:
                 stuck = next(i for i in instances if not states[i.id].ready)

@@ -21,6 +21,12 @@ from slipway.runtime import logfile
 from slipway.runtime.base import Handle, InstanceSpec, Observed
 from slipway.runtime.shim import STATUS_NAME, proc_start_ticks
 
+# A new instance boots at a lower CPU priority, so on a busy machine the instances serving
+# traffic keep theirs; it gets normal priority once healthy. Lowering a niceness again needs
+# root, so a daemon that is not root leaves priorities alone.
+BOOT_NICE = 5
+RETIRE_NICE = 10
+
 SUPERVISION = {
     "log_max_bytes": 10 * 1024 * 1024,
     "log_keep": 3,
@@ -65,6 +71,7 @@ class LocalRuntime:
             "cwd": str(spec.cwd),
             "env": spec.env,
             "stop_grace": spec.stop_grace,
+            "boot_nice": BOOT_NICE if os.geteuid() == 0 else 0,
             **SUPERVISION,
         }
         fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -115,10 +122,22 @@ class LocalRuntime:
             child_started=status.get("child_started"),
         )
 
+    def set_priority(self, app: str, instance_id: str, handle: Handle | None, nice: int) -> None:
+        """Niceness of an instance's shim and its process group (best effort)."""
+        if not process_alive(handle) or (nice < BOOT_NICE and os.geteuid() != 0):
+            return
+        assert handle is not None
+        child = self._status(app, instance_id).get("child_pid")
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, handle.pid, nice)
+            if child:
+                os.setpriority(os.PRIO_PGRP, int(child), nice)
+
     async def stop(self, app: str, instance_id: str, handle: Handle | None, grace: float) -> None:
         """SIGTERM the shim (which forwards it and SIGKILLs after `grace`); wait for it."""
         if process_alive(handle):
             assert handle is not None
+            self.set_priority(app, instance_id, handle, RETIRE_NICE)  # no traffic left
             with contextlib.suppress(ProcessLookupError):
                 os.kill(handle.pid, signal.SIGTERM)
             deadline = time.monotonic() + grace + 5.0

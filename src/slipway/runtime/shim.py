@@ -204,6 +204,8 @@ class Shim:
         self.stop_requested = True
 
     def run(self) -> None:
+        if self.spec.get("boot_nice"):  # inherited by the child; the daemon lifts it later
+            os.nice(int(self.spec["boot_nice"]))
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
