@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -129,7 +128,7 @@ def create_app(service: Service, request_shutdown: Callable[[bool], Awaitable[No
                     final = deployment_view(service.store.deployment(deployment_id))
                     yield {"final": final.model_dump(mode="json")}
                     return
-                await asyncio.sleep(0.05)
+                await service.engine.wait_for_change(0.5)
 
         return ndjson(stream())
 

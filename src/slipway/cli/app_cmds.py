@@ -89,11 +89,11 @@ def deploy(
     ctx: click.Context, app_dir: str, git_rev: str | None, detach: bool, as_json: bool
 ) -> None:
     """Build a release and move traffic to it with zero downtime."""
-    from slipway.config.load import load_config
-
     folder = Path(app_dir).absolute()
-    if not git_rev:
-        load_config(folder)  # fail fast, before talking to the daemon
+    if not git_rev and not (folder / CONFIG_FILE).is_file():
+        from slipway.config.load import load_config
+
+        load_config(folder)  # says what is missing and how to fix it; the daemon validates
     client = Client(home_of(ctx))
     deployment = client.post("/deploy", {"app_dir": str(folder), "git_rev": git_rev})
     if detach:

@@ -153,8 +153,9 @@ async def stop_everything(service: Service) -> None:
     await service.router.stop()
     store = service.store
     live = [i for i in store.instances() if i.status != "stopped"]
-    for instance in live:
+    for instance in live:  # HAProxy is gone: no servers to remove
         store.update_instance(instance.app, instance.id, status="stopping", weight=None)
+    live = [store.instance(i.app, i.id) for i in live]
     await asyncio.gather(
         *service.engine.stopping.values(),
         *(

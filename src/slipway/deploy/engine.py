@@ -11,6 +11,7 @@ Rollback, scale and restore use the same steps without build.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -38,7 +39,7 @@ from slipway.store.records import Deployment, Instance
 from slipway.store.store import Store
 
 log = logging.getLogger("slipway.deploy")
-PROBE_EVERY = 0.1
+PROBE_EVERY = 0.05
 LOG_LINES_ON_FAILURE = 20
 
 
@@ -59,6 +60,7 @@ class Engine:
         self.canary_commands: dict[int, list[tuple[str, str]]] = {}
         # processes stopping in the background, by (app, instance)
         self.stopping: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.watchers: list[asyncio.Future[None]] = []
 
     def give_canary_command(self, deployment: int, command: str, who: str) -> None:
         self.canary_commands.setdefault(deployment, []).append((command, who))
@@ -105,6 +107,7 @@ class Engine:
         if state == "done":
             self.event(dep, "done", "ok", f"{dep.to_release} is serving")
             self.s.store.finish_deployment(dep.id, "succeeded")
+            self.wake_watchers()
         else:
             self.s.store.update_deployment(dep.id, state=state)
         _fault_point(state)
@@ -117,6 +120,7 @@ class Engine:
             # All traffic is already on the new release; what is left over gets retired by
             # the daemon's housekeeping. Record the failure; do not undo the switch.
             self.s.store.finish_deployment(dep.id, "failed", error.to_dict())
+            self.wake_watchers()
             return
         try:
             await self.undo(dep)
@@ -125,6 +129,7 @@ class Engine:
                 dep, "abort", "fail", f"cleanup failed: {undo_error.message}", undo_error.to_dict()
             )
         self.s.store.finish_deployment(dep.id, "failed", error.to_dict())
+        self.wake_watchers()
 
     async def undo(self, dep: Deployment) -> None:
         """Before the shift: all traffic back to the stable release (a canary's rollback is
@@ -177,6 +182,20 @@ class Engine:
     ) -> None:
         self.s.store.add_event(dep.app, dep.id, step, status, message, data)
         log.info("deployment %s %s %s: %s", dep.id, step, status, message)
+        self.wake_watchers()
+
+    def wake_watchers(self) -> None:
+        for waiter in self.watchers:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.watchers.clear()
+
+    async def wait_for_change(self, timeout: float) -> None:
+        """Until the next event of any deployment (or the timeout): event streams sleep here."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.watchers.append(waiter)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter, timeout)
 
     def router_state(self) -> RouterState:
         return router_state(
@@ -468,14 +487,9 @@ class Engine:
 
     async def retire_instance(self, instance: Instance, wait: bool = True) -> None:
         """Out of HAProxy (drain, maint, delete), then stopped with its grace period; with
-        wait=False the stop goes on in the background (a worker may take its whole grace
-        period to finish a job; the deployment need not wait for it)."""
-        store = self.s.store
-        if instance.weight is not None:
-            await self.s.router.drain(instance.app, instance.id)
-            await self.s.router.remove_server(instance.app, instance.id)
-            store.update_instance(instance.app, instance.id, weight=None)
-        store.update_instance(instance.app, instance.id, status="stopping")
+        wait=False both go on in the background: the instance already gets no traffic (a
+        worker may take its whole grace period to finish a job; a deployment need not wait)."""
+        self.s.store.update_instance(instance.app, instance.id, status="stopping")
         if wait:
             await self.stop_process(instance)
         else:
@@ -489,8 +503,13 @@ class Engine:
             task.add_done_callback(lambda _: self.stopping.pop(key, None))
 
     async def stop_process(self, instance: Instance) -> None:
-        """If the daemon dies meanwhile, the instance stays 'stopping' and the restarted
-        daemon's housekeeping stops it."""
+        """If the daemon dies meanwhile, the instance stays 'stopping': the restarted daemon
+        drops its server from HAProxy (it is no longer a live one) and stops it."""
+        store = self.s.store
+        if instance.weight is not None and self.s.router.running():
+            await self.s.router.drain(instance.app, instance.id)
+            await self.s.router.remove_server(instance.app, instance.id)
+            store.update_instance(instance.app, instance.id, weight=None)
         grace = self.grace_for(instance)
         await self.s.runtime.stop(instance.app, instance.id, instance.handle, grace)
         self.s.store.update_instance(
