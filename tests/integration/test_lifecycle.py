@@ -56,7 +56,8 @@ def test_old_releases_are_pruned_and_cannot_be_rolled_back_to(running: Slipway) 
         running.deploy(app)
     releases = {r["id"]: r for r in running.json("releases", "--app", "hello")}
     assert [rid for rid, r in releases.items() if r["on_disk"]] == ["r4", "r3"]
-    assert not (running.home / "apps" / "hello" / "releases" / "r1").exists()
+    old = running.home / "apps" / "hello" / "releases" / "r1"
+    wait_for(lambda: not old.exists(), 10, "r1's files to be deleted")
     refused = running.run("rollback", "r1", "--app", "hello", check=False)
     assert refused.returncode == 1 and "no longer on disk" in refused.stderr
     running.run("rollback", "--app", "hello")

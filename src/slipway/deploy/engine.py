@@ -61,6 +61,7 @@ class Engine:
         # processes stopping in the background, by (app, instance)
         self.stopping: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.watchers: list[asyncio.Future[None]] = []
+        self.pruning: set[asyncio.Task[None]] = set()
 
     def give_canary_command(self, deployment: int, command: str, who: str) -> None:
         self.canary_commands.setdefault(deployment, []).append((command, who))
@@ -479,7 +480,7 @@ class Engine:
                 store.update_release(dep.app, release.id, warm_until=time.time() + keep_warm)
             elif release.warm_until is not None:
                 store.update_release(dep.app, release.id, warm_until=None)
-        await self.prune(dep.app, config.deploy.keep_releases, {dep.to_release, warm or ""})
+        self.prune(dep.app, config.deploy.keep_releases, {dep.to_release, warm or ""})
         note = f"stopping {len(leaving)} old instance(s)"
         if warm and any(i.release == warm for i in store.instances(dep.app)):
             note += f"; {warm} stays warm for {keep_warm:g}s for instant rollback"
@@ -522,14 +523,17 @@ class Engine:
         except SlipwayError:
             return 10.0
 
-    async def prune(self, app: str, keep: int, protected: set[str]) -> None:
+    def prune(self, app: str, keep: int, protected: set[str]) -> None:
+        """Old releases leave the disk; their files are deleted in a thread meanwhile."""
         store = self.s.store
         for release in releases_to_prune(store.releases(app), keep, protected):
             if any(i.release == release.id for i in store.instances(app)):
                 continue
             store.update_release(app, release.id, on_disk=0)
             folder = self.s.home.release_dir(app, release.id)
-            await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)
+            task = asyncio.create_task(asyncio.to_thread(shutil.rmtree, folder, True))
+            self.pruning.add(task)
+            task.add_done_callback(self.pruning.discard)
 
     def backend(self, app: str) -> Backend:
         routing = self.s.store.app(app).routing
