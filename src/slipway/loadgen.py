@@ -153,10 +153,11 @@ class _Drive:
             try:
                 status, body = await fetch()
                 result.statuses[status] += 1
+                if self.record_key:  # from failed answers too, when they say it
+                    value = _field(body, self.record_key)
                 if status >= 500:
                     result.failed += 1
-                elif self.record_key:
-                    value = str(json.loads(body).get(self.record_key))
+                elif value is not None:
                     result.bodies[value] += 1
             except errors as exc:
                 status, error = 0, type(exc).__name__
@@ -171,6 +172,14 @@ class _Drive:
             if interval:
                 next_at += interval
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+
+def _field(body: bytes, key: str) -> str | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return str(data.get(key)) if isinstance(data, dict) and key in data else None
 
 
 class RawProtocolError(Exception):

@@ -56,7 +56,8 @@ def show_canary(canary: dict[str, Any]) -> None:
 
 def show_evidence(verdict: dict[str, Any], indent: str = "  ") -> None:
     colour = {"rollback": "red", "promote": "green"}.get(verdict["decision"], "cyan")
-    out.print(f"{indent}[{colour}]{verdict['decision']}[/{colour}]: {verdict['reason']}")
+    reason = verdict["reason"].removeprefix(f"{verdict['decision']}: ")
+    out.print(f"{indent}[{colour}]{verdict['decision']}[/{colour}]: {reason}")
     data = verdict["evidence"]["verdict"]
     for check in data["checks"]:
         mark = "[red]✗[/red]" if check["regression"] else "·"

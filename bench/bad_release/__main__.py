@@ -1,0 +1,259 @@
+"""bench/bad_release: canaries end to end, with the real daemon, HAProxy and examples/hello
+under steady load.
+
+1. A bad candidate (FAIL_RATE=0.1: 10% of its answers are 500s) at a 5% first step: how
+   long it served before being rolled back (target: within 10 s of its first request), and
+   how many user requests failed meanwhile.
+2. In the same run, the same release deployed all at once (blue-green) for the same time:
+   what it fails when nothing judges it.
+3. 20 good candidates in a row: all must be promoted (0 false rollbacks).
+
+    python -m bench.bad_release [--good 20] [--rate 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.zero_downtime.control import APP_NAME, OFFLINE_ENV, copy_hello
+from bench.zero_downtime.load import LoadProcess
+from bench.zero_downtime.procs import Processes, free_port
+
+from slipway.loadgen import Sample
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "bench" / "results"
+STEPS = [5, 25, 50, 100]
+STEP_MIN_SECONDS = 5
+STEP_MIN_REQUESTS = 50
+TARGET_SECONDS = 10.0
+
+
+def app_toml(port: int, strategy: str, env: dict[str, str]) -> str:
+    env_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in env.items())
+    return f"""name = "{APP_NAME}"
+
+[listen]
+port = {port}
+
+[processes]
+web = "python app.py --port $PORT"
+
+[build]
+command = "pip install -q -r requirements.txt"
+
+[healthcheck]
+interval = "500ms"
+
+[scale]
+web = 2
+
+[env]
+{env_lines}
+
+[deploy]
+strategy = "{strategy}"
+steps = {STEPS}
+step_min_seconds = {STEP_MIN_SECONDS}
+step_min_requests = {STEP_MIN_REQUESTS}
+health_timeout = "20s"
+stop_grace = "3s"
+keep_warm = "10m"
+
+[analysis]
+alpha = 0.05
+max_error_rate_increase = 0.005
+max_latency_increase = 0.10
+"""
+
+
+@dataclass
+class Run:
+    bad_served_seconds: float = 0.0  # candidate's first answer → its last answer
+    bad_requests: int = 0  # answers from the candidate
+    bad_failed: int = 0  # of them, failed
+    all_failed: int = 0  # failed user requests in the whole bad-canary window
+    verdict_seconds: float = 0.0  # canary step began → the judge's rollback verdict
+    verdict_reason: str = ""
+    naive_window: float = 0.0
+    naive_requests: int = 0
+    naive_failed: int = 0
+    good: list[dict[str, Any]] = field(default_factory=list)
+    total_requests: int = 0
+    total_failed: int = 0
+
+
+class Bench:
+    def __init__(self, root: Path, procs: Processes, rate: float) -> None:
+        self.root, self.procs, self.rate = root, procs, rate
+        self.home = root / "home"
+        self.app = copy_hello(root / "hello")
+        self.port = free_port()
+        self.env = dict(os.environ) | OFFLINE_ENV | {"SLIPWAY_HOME": str(self.home)}
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "slipway", *args],
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"slipway {' '.join(args)}: {proc.stderr}")
+        return proc
+
+    def deploy(self, strategy: str, **env: str) -> tuple[float, float, dict[str, Any]]:
+        (self.app / "slipway.toml").write_text(app_toml(self.port, strategy, env | OFFLINE_ENV))
+        began = time.monotonic()
+        proc = self.cli("deploy", "--app", str(self.app), "--json", check=False)
+        return began, time.monotonic(), json.loads(proc.stdout)
+
+    def analysis(self, deployment: int) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.cli("analysis", str(deployment), "--json").stdout)
+        return data
+
+
+def candidate_answers(
+    samples: list[Sample], release: str, start: float, end: float
+) -> list[Sample]:
+    return [s for s in samples if s.value == release and start <= s.t <= end]
+
+
+def run(good: int, rate: float) -> Run:
+    result = Run()
+    procs = Processes()
+    root = Path(tempfile.mkdtemp(prefix="swb-", dir="/tmp"))
+    bench = Bench(root, procs, rate)
+    load = LoadProcess(procs, f"http://127.0.0.1:{bench.port}/", rate, 8, root / "load.json")
+    started = False
+    try:
+        bench.cli("up")
+        started = True
+        bench.deploy("canary", GREETING="stable")  # the first deploy is blue-green
+        load.start(bench.env, REPO)
+        time.sleep(3)
+        # 1. the bad canary
+        began, ended, bad = bench.deploy("canary", GREETING="bad", FAIL_RATE="0.1")
+        dep = bad["deployment"]
+        assert dep["outcome"] == "failed", dep
+        verdicts = bench.analysis(dep["id"])["verdicts"]
+        step = next(e for e in bad["events"] if e["step"] == "canary" and e["status"] == "info")
+        result.verdict_seconds = verdicts[-1]["at"] - step["at"]
+        result.verdict_reason = verdicts[-1]["reason"]
+        bad_release = dep["to_release"]
+        time.sleep(2)
+        # 2. the same release all at once, held long enough to compare over the time the
+        #    canary served it (that window is cut from the samples afterwards)
+        naive_began, _, naive = bench.deploy("bluegreen", GREETING="bad", FAIL_RATE="0.1")
+        naive_release = naive["deployment"]["to_release"]
+        time.sleep(max(12.0, result.verdict_seconds + 5))
+        bench.cli("rollback", "--app", APP_NAME)
+        time.sleep(2)
+        # 3. good candidates
+        for index in range(good):
+            began_g, ended_g, out = bench.deploy("canary", GREETING=f"good {index}")
+            result.good.append(
+                {
+                    "release": out["deployment"]["to_release"],
+                    "outcome": out["deployment"]["outcome"],
+                    "seconds": ended_g - began_g,
+                    "error": (out["deployment"].get("error") or {}).get("message"),
+                }
+            )
+        time.sleep(1)
+        run_data = load.stop()
+    finally:
+        if started:
+            bench.cli("down", "--all", check=False)
+        procs.stop_all()
+    samples = run_data.samples
+    answers = candidate_answers(samples, bad_release, began, ended + 5)
+    if os.environ.get("BENCH_DEBUG"):
+        first = min(s.t for s in answers)
+        print("candidate answers per second:", [sum(1 for s in answers if int(s.t - first) == k)
+                                               for k in range(12)], file=sys.stderr)
+        print("all answers per second:", [sum(1 for s in samples if int(s.t - first) == k)
+                                         for k in range(12)], file=sys.stderr)
+    result.bad_requests = len(answers)
+    result.bad_failed = sum(1 for s in answers if s.failed)
+    if answers:
+        result.bad_served_seconds = max(s.done for s in answers) - min(s.t for s in answers)
+    window = [s for s in samples if began <= s.t <= ended]
+    result.all_failed = sum(1 for s in window if s.failed)
+    naive_answers = candidate_answers(samples, naive_release, naive_began, time.monotonic())
+    if naive_answers:
+        first = min(s.t for s in naive_answers)
+        result.naive_window = result.bad_served_seconds
+        same_time = [s for s in samples if first <= s.t <= first + result.naive_window]
+        result.naive_requests = len(same_time)
+        result.naive_failed = sum(1 for s in same_time if s.failed)
+    result.total_requests = len(samples)
+    result.total_failed = sum(1 for s in samples if s.failed)
+    return result
+
+
+def report(result: Run, rate: float) -> str:
+    promoted = [g for g in result.good if g["outcome"] == "succeeded"]
+    seconds = [g["seconds"] for g in promoted]
+    ok = result.bad_served_seconds <= TARGET_SECONDS
+    lines = [
+        f"- load: {rate:g} requests/s through HAProxy; canary steps {STEPS}, "
+        f"step_min_seconds {STEP_MIN_SECONDS}, step_min_requests {STEP_MIN_REQUESTS}; "
+        "analysis defaults (alpha 0.05, +0.5pp errors, +10% latency)",
+        "",
+        "| measure | value | target |",
+        "|---|---:|---|",
+        f"| bad candidate (10% errors, 5% first step): served from its first to its last "
+        f"answer | {result.bad_served_seconds:.1f} s | ≤ {TARGET_SECONDS:g} s: "
+        f"{'PASS' if ok else 'FAIL'} |",
+        f"| · judge's rollback verdict after the step began | {result.verdict_seconds:.1f} s | |",
+        f"| · answers it gave / of them failed | {result.bad_requests} / {result.bad_failed} | |",
+        f"| · failed user requests meanwhile (all releases) | {result.all_failed} | |",
+        f"| the same release all at once, for the same {result.naive_window:.1f} s: "
+        f"failed requests | {result.naive_failed} of {result.naive_requests} | (baseline) |",
+        f"| good candidates promoted | {len(promoted)} of {len(result.good)} | all: "
+        f"{'PASS' if len(promoted) == len(result.good) else 'FAIL'} |",
+        f"| · time per good canary (median, max) | "
+        f"{statistics.median(seconds) if seconds else 0:.1f} s, "
+        f"{max(seconds) if seconds else 0:.1f} s | |",
+        f"| requests over the whole run / failed | {result.total_requests} / "
+        f"{result.total_failed} | |",
+        "",
+        f"Rollback verdict: {result.verdict_reason}",
+    ]
+    for g in result.good:
+        if g["outcome"] != "succeeded":
+            lines.append(f"- FALSE ROLLBACK {g['release']}: {g['error']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--good", type=int, default=20, help="good candidates in a row")
+    parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
+    args = parser.parse_args(argv)
+    result = run(args.good, args.rate)
+    text = report(result, args.rate)
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    (RESULTS / "bad_release.md").write_text(
+        f"# Bad releases, end to end\n\n- date: {stamp}\n- machine: {os.cpu_count()} CPUs\n{text}\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
