@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import mannwhitneyu, norm
+from scipy.stats import mannwhitneyu, norm  # type: ignore[import-untyped]
 
 from bench.judge.model import STEPS, Floats
 from bench.judge.outcome import Outcome

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import ndtri
+from scipy.special import ndtri  # type: ignore[import-untyped]
 
 RATE = 200  # requests per second, both releases together
 STEPS = (0.05, 0.25, 0.50)  # the candidate's share per partial step; after the last: 100%
@@ -84,9 +84,7 @@ def ground_truth(samples: int = 4_000_000, seed: int = 0) -> list[GroundTruth]:
         GroundTruth(
             s,
             stable,
-            tuple(
-                float(q) for q in np.quantile(s.candidate_latency(stable_ms), CHECKED_QUANTILES)
-            ),
+            tuple(float(q) for q in np.quantile(s.candidate_latency(stable_ms), CHECKED_QUANTILES)),
         )
         for s in SCENARIOS
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -16,6 +16,8 @@ class Outcome:
     candidate_requests: int  # served by the candidate until the decision
     total_requests: int  # both releases
     cause: str = ""  # what triggered a rollback, e.g. "error rate", "latency p50"
+    # slipway only: each check's lower bound of the increase at the decision
+    lower_bounds: dict[str, float] = field(default_factory=dict)
 
     @property
     def rolled_back(self) -> bool:
@@ -48,6 +50,8 @@ class Summary:
     median_candidate_requests_all: float
     median_promote_seconds: float  # of the promoted runs
     causes: Counter[str]
+    # slipway only: per check, the median lower bound of the increase when promoted
+    promoted_lower_bounds: dict[str, float] = field(default_factory=dict)
 
     @property
     def rollback_rate(self) -> float:
@@ -74,6 +78,10 @@ def summarize(outcomes: list[Outcome]) -> Summary:
         median_candidate_requests_all=_upper_median(every),
         median_promote_seconds=_median([o.seconds for o in promoted]),
         causes=Counter(o.cause for o in back),
+        promoted_lower_bounds={
+            metric: _median([o.lower_bounds[metric] for o in promoted])
+            for metric in (promoted[0].lower_bounds if promoted else {})
+        },
     )
 
 

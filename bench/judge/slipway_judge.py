@@ -68,21 +68,13 @@ def deploy(traffic: Traffic, settings: Settings = SETTINGS) -> Outcome:
             min_seconds=STEP_MIN_SECONDS,
         )
         verdict = judge(stable, candidate, last, settings, progress)
-
-        def outcome(decision: str, cause: str = "") -> Outcome:
-            return Outcome(
-                decision,
-                t,
-                candidate.requests,
-                candidate.requests + stable.requests,
-                cause,
-            )
-
+        served = (t, candidate.requests, candidate.requests + stable.requests)
         if verdict.decision == "rollback":
-            return outcome("rollback", _cause(verdict))
+            return Outcome("rollback", *served, _cause(verdict))
         if verdict.decision == "promote":
             if index + 1 >= len(STEPS):
-                return outcome("promoted")
+                bounds = {c.metric: c.increase_bounds[0] for c in verdict.checks}
+                return Outcome("promoted", *served, lower_bounds=bounds)
             index, step_started, step_requests = index + 1, t, 0
         elif verdict.decision == "inconclusive" and progress.step_seconds > STEP_TIMEOUT:
-            return outcome("aborted", verdict.reason)
+            return Outcome("aborted", *served, verdict.reason)

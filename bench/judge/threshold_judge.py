@@ -63,7 +63,8 @@ def deploy(traffic: Traffic) -> Outcome:
         if causes:
             failures += 1
             if failures >= FAILURES_TO_ROLLBACK:
-                return Outcome("rollback", t, candidate_requests, total_requests, " + ".join(causes))
+                cause = " + ".join(causes)
+                return Outcome("rollback", t, candidate_requests, total_requests, cause)
         else:
             index += 1
             if index >= len(STEPS):
