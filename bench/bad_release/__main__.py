@@ -28,7 +28,6 @@ from typing import Any
 from bench.zero_downtime.control import APP_NAME, OFFLINE_ENV, copy_hello
 from bench.zero_downtime.load import LoadProcess
 from bench.zero_downtime.procs import Processes, free_port
-
 from slipway.loadgen import Sample
 
 REPO = Path(__file__).resolve().parents[2]
@@ -182,10 +181,16 @@ def run(good: int, rate: float) -> Run:
     answers = candidate_answers(samples, bad_release, began, ended + 5)
     if os.environ.get("BENCH_DEBUG"):
         first = min(s.t for s in answers)
-        print("candidate answers per second:", [sum(1 for s in answers if int(s.t - first) == k)
-                                               for k in range(12)], file=sys.stderr)
-        print("all answers per second:", [sum(1 for s in samples if int(s.t - first) == k)
-                                         for k in range(12)], file=sys.stderr)
+        print(
+            "candidate answers per second:",
+            [sum(1 for s in answers if int(s.t - first) == k) for k in range(12)],
+            file=sys.stderr,
+        )
+        print(
+            "all answers per second:",
+            [sum(1 for s in samples if int(s.t - first) == k) for k in range(12)],
+            file=sys.stderr,
+        )
     result.bad_requests = len(answers)
     result.bad_failed = sum(1 for s in answers if s.failed)
     if answers:

@@ -38,10 +38,11 @@ class Scenario:
     latency_factor: float = 1.0  # the candidate's whole latency distribution, scaled
     tail_from: float | None = None  # latencies above this stable quantile …
     tail_factor: float = 1.0  # … are multiplied by this (and only those)
+    allowed: bool = False  # a difference within the judges' margins: not a regression
 
     @property
     def regression(self) -> bool:
-        return self.key != "aa"
+        return self.key != "aa" and not self.allowed
 
     def candidate_latency(self, stable_ms: Floats) -> Floats:
         """The latency the candidate would have served the same request in: a monotone
@@ -62,6 +63,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("p50x1.5", "median +50% (all ×1.5)", latency_factor=1.5),
     # The slowest 1.5% of requests take twice as long: p99 doubles, p50 and p90 stay.
     Scenario("p99x2", "p99 only +100% (top 1.5% ×2)", tail_from=0.985, tail_factor=2.0),
+    # Real differences the operator allowed (+0.5pp errors, +10% latency): not regressions.
+    Scenario("err1.3", "errors 1% → 1.3% (allowed)", candidate_error_rate=0.013, allowed=True),
+    Scenario("lat1.05", "latency +5% (allowed)", latency_factor=1.05, allowed=True),
 )
 
 CHECKED_QUANTILES = (0.5, 0.9, 0.98, 0.99, 0.999)

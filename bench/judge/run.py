@@ -39,7 +39,7 @@ class Results:
 
 
 def runs_of(scenario: Scenario, options: Options) -> int:
-    return options.regression_runs if scenario.regression else options.deployments
+    return options.deployments if scenario.key == "aa" else options.regression_runs
 
 
 def run(options: Options, progress: bool = True) -> Results:

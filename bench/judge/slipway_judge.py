@@ -24,7 +24,7 @@ from bench.judge.model import STEPS
 from bench.judge.outcome import Outcome
 from bench.judge.traffic import ArmSecond, Traffic
 from slipway.judge.histogram import BUCKETS, Histogram
-from slipway.judge.verdict import Arm, Progress, Settings, Verdict, judge
+from slipway.judge.verdict import Arm, Evidence, Progress, Settings, Verdict, judge
 
 NAME = "slipway"
 SETTINGS = Settings()  # alpha 0.05, +0.5pp errors, +10% latency at p50/p90/p99, guard 50%
@@ -46,16 +46,16 @@ def _cause(verdict: Verdict) -> str:
 
 
 def deploy(traffic: Traffic, settings: Settings = SETTINGS) -> Outcome:
-    stable, candidate = Arm(), Arm()
+    evidence = Evidence(settings)
+    stable, candidate = evidence.stable, evidence.candidate
     recent: deque[Arm] = deque(maxlen=RECENT_SECONDS)
     index, step_started, step_requests = 0, 0, 0
     t = 0
     while True:
         data = traffic.second(t, STEPS[index])
         t += 1
-        stable.add(_arm_of(data.stable))
         this_second = _arm_of(data.candidate)
-        candidate.add(this_second)
+        evidence.add_second(_arm_of(data.stable), this_second)
         recent.append(this_second)
         step_requests += data.candidate.requests
         last = Arm()
@@ -66,14 +66,15 @@ def deploy(traffic: Traffic, settings: Settings = SETTINGS) -> Outcome:
             step_seconds=float(t - step_started),
             min_requests=STEP_MIN_REQUESTS,
             min_seconds=STEP_MIN_SECONDS,
+            final_step=index + 1 >= len(STEPS),
         )
-        verdict = judge(stable, candidate, last, settings, progress)
+        verdict = judge(evidence, last, progress)
         served = (t, candidate.requests, candidate.requests + stable.requests)
         if verdict.decision == "rollback":
             return Outcome("rollback", *served, _cause(verdict))
         if verdict.decision == "promote":
             if index + 1 >= len(STEPS):
-                bounds = {c.metric: c.increase_bounds[0] for c in verdict.checks}
+                bounds = {c.metric: c.bounds[0] - c.limit for c in verdict.checks}
                 return Outcome("promoted", *served, lower_bounds=bounds)
             index, step_started, step_requests = index + 1, t, 0
         elif verdict.decision == "inconclusive" and progress.step_seconds > STEP_TIMEOUT:

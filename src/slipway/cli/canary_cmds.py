@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from slipway.cli.client import Client
 from slipway.cli.common import app_option, home_of, json_option, resolve_app
@@ -57,11 +58,11 @@ def show_canary(canary: dict[str, Any]) -> None:
 def show_evidence(verdict: dict[str, Any], indent: str = "  ") -> None:
     colour = {"rollback": "red", "promote": "green"}.get(verdict["decision"], "cyan")
     reason = verdict["reason"].removeprefix(f"{verdict['decision']}: ")
-    out.print(f"{indent}[{colour}]{verdict['decision']}[/{colour}]: {reason}")
+    out.print(f"{indent}[{colour}]{verdict['decision']}[/{colour}]: {escape(reason)}")
     data = verdict["evidence"]["verdict"]
     for check in data["checks"]:
         mark = "[red]✗[/red]" if check["regression"] else "·"
-        out.print(f"{indent}{mark} {describe(check)}")
+        out.print(f"{indent}{mark} {escape(check['text'])}")
     for result in verdict["evidence"].get("prometheus", []):
         mark = "[red]✗[/red]" if result["failed"] else "·"
         value = "no data" if result["value"] is None else f"{result['value']:g}"
@@ -69,28 +70,6 @@ def show_evidence(verdict: dict[str, Any], indent: str = "  ") -> None:
             f"{indent}{mark} prometheus '{result['name']}': {value} "
             f"(fails {result['direction']} {result['threshold']:g}) {result['note']}"
         )
-
-
-def describe(check: dict[str, Any]) -> str:
-    lo, hi = check["increase_bounds"]
-    n_c, n_s = check["samples"]
-    if check["metric"] == "error rate":
-        return (
-            f"error rate {check['candidate'] * 100:.2f}% vs {check['stable'] * 100:.2f}% "
-            f"(n={n_c} vs {n_s}): increase in [{lo * 100:+.2f}, {hi * 100:+.2f}]pp, "
-            f"allowed {check['allowed'] * 100:+.2f}pp"
-        )
-    high = "+inf" if hi is None else f"{hi * 100:+.0f}%"
-    low = "n/a" if lo is None else f"{lo * 100:+.0f}%"
-
-    def ms(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.1f}ms"
-
-    return (
-        f"{check['metric']} {ms(check['candidate'])} vs {ms(check['stable'])} "
-        f"(n={n_c} vs {n_s}): increase in [{low}, {high}], "
-        f"allowed {check['allowed'] * 100:+.0f}%"
-    )
 
 
 @click.command()

@@ -17,7 +17,7 @@ import httpx
 from slipway.deploy.planning import split_weights
 from slipway.errors import DeployError
 from slipway.judge.histogram import Histogram
-from slipway.judge.verdict import Arm, Progress, Settings, Verdict, judge
+from slipway.judge.verdict import Arm, Evidence, Progress, Settings, Verdict, judge
 from slipway.metrics import prometheus as prom
 from slipway.metrics.ingest import Second
 from slipway.store import traffic
@@ -56,12 +56,10 @@ class CanaryRun:
             "step_started": now,
             "paused": False,
         } | (dep.canary or {})
-        self.stable, self.candidate = Arm(), Arm()
+        self.evidence = Evidence(self.settings)
         self.recent: deque[Second] = deque(maxlen=RECENT_SECONDS)
         self.step_requests = 0
-        self.seen = {
-            r: int(self.state["started"]) - 1 for r in (self.stable_release, dep.to_release)
-        }
+        self.seen = int(self.state["started"]) - 1  # the last second judged
         self.excluded: set[int] = set()
         self.prom_results: dict[str, prom.PromResult] = {}
         self.prom_due: dict[str, float] = {}
@@ -101,20 +99,21 @@ class CanaryRun:
             step_seconds=time.time() - self.state["step_started"],
             min_requests=self.config.deploy.step_min_requests,
             min_seconds=self.config.deploy.step_min_seconds,
+            final_step=self.state["index"] + 1 >= len(self.steps),
             ingest_complete=not ongoing_loss,
             ingest_note=ongoing_loss,
         )
         recent = Arm()
         for second in self.recent:
             recent.add(_arm_of(second))
-        verdict = judge(self.stable, self.candidate, recent, self.settings, progress)
+        verdict = judge(self.evidence, recent, progress)
         verdict = self.with_prometheus(verdict, await self.prometheus_checks(client))
         self.record(verdict)
         if verdict.decision == "rollback":
             raise DeployError(
                 f"canary {self.dep.to_release} rolled back: {verdict.reason}",
                 where=f"app {self.dep.app}, step {self.state['index'] + 1} ({self.share:g}%)",
-                details=[c.describe() for c in verdict.checks],
+                details=[c.text for c in verdict.checks],
                 fix=f"see the evidence with `slipway analysis {self.dep.id}`",
                 data={"verdict": verdict.to_dict()},
             )
@@ -147,7 +146,7 @@ class CanaryRun:
         if self.state["index"] + 1 >= len(self.steps):
             return (
                 f"no regression through {len(self.steps)} step(s) "
-                f"({self.candidate.requests} candidate requests)"
+                f"({self.evidence.candidate.requests} candidate requests)"
             )
         self.state["index"] += 1
         self.state["step_started"] = time.time()
@@ -235,22 +234,18 @@ class CanaryRun:
         for second, _, _ in losses:
             self.excluded.update(range(second - LOSS_MARGIN, second + LOSS_MARGIN + 1))
         step_start = int(self.state["step_started"])
-        for release, arm in (
-            (self.stable_release, self.stable),
-            (self.dep.to_release, self.candidate),
-        ):
-            rows = traffic.seconds_after(self.store, self.dep.app, release, self.seen[release])
-            for second, data in rows:
-                if second > limit:
-                    break
-                self.seen[release] = second
-                if second in self.excluded:
-                    continue
-                arm.add(_arm_of(data))
-                if arm is self.candidate:
-                    self.recent.append(data)
-                    if second >= step_start:
-                        self.step_requests += data.requests
+        app = self.dep.app
+        stable = dict(traffic.seconds_after(self.store, app, self.stable_release, self.seen))
+        candidate = dict(traffic.seconds_after(self.store, app, self.dep.to_release, self.seen))
+        for second in range(self.seen + 1, limit + 1):  # in order: the evidence needs it
+            self.seen = second
+            if second in self.excluded:
+                continue
+            ours = candidate.get(second, Second())
+            self.evidence.add_second(_arm_of(stable.get(second, Second())), _arm_of(ours))
+            self.recent.append(ours)
+            if second >= step_start:
+                self.step_requests += ours.requests
         latest = [lost for second, lost, _ in losses if second >= limit - RECENT_SECONDS]
         return f"{sum(latest)} request log lines lost in the last seconds" if latest else ""
 
@@ -293,6 +288,7 @@ class CanaryRun:
             "candidate_release": self.dep.to_release,
             "paused": self.state["paused"],
             "step_requests": self.step_requests,
+            "thresholds_ms": {f"p{t.p * 100:g}": t.threshold for t in self.evidence.tails},
             "excluded_seconds": len([s for s in self.excluded if s >= int(self.state["started"])]),
         }
         traffic.add_verdict(

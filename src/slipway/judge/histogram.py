@@ -29,6 +29,10 @@ def buckets_of(values: npt.ArrayLike) -> npt.NDArray[np.int64]:
     return clipped
 
 
+LOWER_EDGES = np.array([0.0] + [MIN_MS * GROWTH ** (b - 1) for b in range(1, BUCKETS)])
+UPPER_EDGES = np.array([MIN_MS * GROWTH**b for b in range(BUCKETS)])
+
+
 def lower_edge(bucket: int) -> float:
     return 0.0 if bucket == 0 else MIN_MS * GROWTH ** (bucket - 1)
 
@@ -67,6 +71,20 @@ class Histogram:
     @property
     def n(self) -> int:
         return int(self.counts.sum())
+
+    def cumulative(self) -> npt.NDArray[np.int64]:
+        total: npt.NDArray[np.int64] = np.cumsum(self.counts)
+        return total
+
+    def count_above(self, threshold: float, cut_bucket: bool) -> int:
+        """Samples slower than `threshold`: only buckets entirely above it, or (cut_bucket)
+        also the bucket it falls in, whose samples may be on either side."""
+        edges = UPPER_EDGES if cut_bucket else LOWER_EDGES
+        return int(
+            self.counts[edges > threshold].sum()
+            if cut_bucket
+            else self.counts[edges >= threshold].sum()
+        )
 
     def quantile_bucket(self, p: float) -> int | None:
         """The bucket of the p-quantile (smallest bucket whose CDF reaches p); None if empty

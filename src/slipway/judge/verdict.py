@@ -1,12 +1,22 @@
 """Verdicts: compare candidate with stable and decide, with the numbers behind the decision.
 
-The false-alarm budget alpha is split four ways (union bound): the candidate's and the
-stable's error rates, and the candidate's and the stable's latency distributions. Each part
-is an anytime-valid bound, so over the whole deployment, however often the judge looks, the
-chance that any bound is wrong (and a good release is rolled back) is at most alpha.
+Errors: anytime-valid bounds on each release's error rate; a regression needs the lower
+bound of the increase above the allowed increase.
 
-A difference smaller than the allowed increase never counts: a regression needs the lower
-bound of the increase above it.
+Latency, for each watched quantile p: every second, the threshold T = (1 + allowed) × an
+upper confidence bound of the stable's p-quantile (from the seconds before); the share of
+the candidate's requests slower than T is at most 1 − p unless the candidate's p-quantile is
+more than `allowed` above the stable's. A sequential bound on that share decides: a
+regression needs its lower bound above 1 − p. Testing each quantile on its own is far more
+powerful than a band on the whole distribution, most of all in the tail.
+
+The false-alarm budget alpha is split by the union bound: half for errors (a quarter for
+each release's bound), half for latency (shared by the quantiles, then by the two bounds
+each test uses). Every bound is anytime-valid, so however often the judge looks, the chance
+that a release no worse than stable is rolled back stays at most alpha.
+
+Promotion out of the last partial step needs the opposite evidence too: the upper bounds
+show the candidate no worse than allowed. Until then the verdict is inconclusive.
 """
 
 from __future__ import annotations
@@ -15,8 +25,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from slipway.judge.histogram import Histogram
-from slipway.judge.sequential import dkw_epsilon, rate_bounds
+from slipway.judge.histogram import Histogram, upper_edge
+from slipway.judge.sequential import prior_near, rate_bounds
+
+ERROR_PRIOR = prior_near(0.01)  # error rates worth watching are low
 
 
 @dataclass
@@ -46,6 +58,20 @@ class Settings:
     latency_quantiles: tuple[float, ...] = (0.5, 0.9, 0.99)
     abort_error_rate: float = 0.5
     guard_min_requests: int = 20  # the hard guard needs at least this many recent requests
+    # HAProxy times requests in whole milliseconds: a smaller increase is not measurable.
+    min_latency_increase_ms: float = 1.0
+
+    # Half of alpha for errors, half shared by the watched quantiles. Within each test, the
+    # stable release's bound gets a tenth: it has far more data, so it stays tight anyway.
+    @property
+    def error_parts(self) -> tuple[float, float]:
+        """(candidate, stable)"""
+        return self.alpha / 2 * 0.9, self.alpha / 2 * 0.1
+
+    @property
+    def latency_parts(self) -> tuple[float, float]:
+        share = self.alpha / 2 / max(1, len(self.latency_quantiles))
+        return share * 0.9, share * 0.1
 
 
 @dataclass(frozen=True)
@@ -56,33 +82,90 @@ class Progress:
     step_seconds: float
     min_requests: int
     min_seconds: float
+    final_step: bool = False  # leaving it gives the candidate all traffic
     ingest_complete: bool = True
     ingest_note: str = ""
 
 
 @dataclass
+class Tail:
+    """The running test of one quantile p."""
+
+    p: float
+    slower: int = 0  # candidate requests surely slower than the threshold of their second
+    maybe_slower: int = 0  # the same, counting requests in the bucket the threshold cuts
+    n: int = 0
+    threshold: float = math.inf  # the latest threshold, in ms
+    stable_upper: float = math.inf  # the stable's p-quantile is below this (w.h.p.)
+    _stable_n_then: int = 0
+
+
+class Evidence:
+    """Everything the judge knows, fed one second at a time, in order. Rebuilt from the
+    recorded seconds, it reaches the same state (thresholds depend only on earlier seconds)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stable = Arm()
+        self.candidate = Arm()
+        self.tails = [Tail(p) for p in settings.latency_quantiles]
+
+    def add_second(self, stable: Arm, candidate: Arm) -> None:
+        for tail in self.tails:
+            self._refresh_stable_bound(tail)
+            if math.isinf(tail.stable_upper) or candidate.latency.n == 0:
+                continue  # no threshold yet: this second's candidate requests are not judged
+            settings = self.settings
+            tail.threshold = max(
+                (1 + settings.max_latency_increase) * tail.stable_upper,
+                tail.stable_upper + settings.min_latency_increase_ms,
+            )
+            tail.slower += candidate.latency.count_above(tail.threshold, cut_bucket=False)
+            tail.maybe_slower += candidate.latency.count_above(tail.threshold, cut_bucket=True)
+            tail.n += candidate.latency.n
+        self.stable.add(stable)
+        self.candidate.add(candidate)
+
+    def _refresh_stable_bound(self, tail: Tail) -> None:
+        """The stable's bound tightens as it serves more; recomputed when it grew by 5%."""
+        n = self.stable.latency.n
+        if n == 0 or (n < tail._stable_n_then * 1.05 and not math.isinf(tail.stable_upper)):
+            return
+        tail.stable_upper = quantile_upper_bound(
+            self.stable.latency, tail.p, self.settings.latency_parts[1]
+        )
+        tail._stable_n_then = n
+
+
+def quantile_upper_bound(hist: Histogram, p: float, alpha: float) -> float:
+    """A value above the p-quantile with probability ≥ 1 − alpha at every sample size: the
+    first bucket edge x whose share of samples ≤ x has its anytime lower bound ≥ p."""
+    cumulative = hist.cumulative()
+    n = int(cumulative[-1])
+    prior = prior_near(p)
+    if n == 0 or rate_bounds(n, n, alpha, prior)[0] < p:
+        return math.inf
+    lo, hi = 0, len(cumulative) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if rate_bounds(int(cumulative[mid]), n, alpha, prior)[0] >= p:
+            hi = mid
+        else:
+            lo = mid + 1
+    return upper_edge(lo)
+
+
+@dataclass
 class Check:
     metric: str  # "error rate" or "latency p50" …
-    candidate: float
+    candidate: float  # point estimates, for people
     stable: float
-    candidate_bounds: tuple[float, float]
-    stable_bounds: tuple[float, float]
-    increase_bounds: tuple[float, float]  # errors: absolute; latency: relative (0.1 = +10%)
-    allowed: float
+    bounds: tuple[float, float]  # of the tested quantity (see text)
+    limit: float  # a regression is bounds[0] > limit; proven no worse is bounds[1] <= limit
     regression: bool
+    no_worse: bool  # proven within the allowed increase (the upper bound is)
     samples: tuple[int, int]  # candidate, stable
-
-    def describe(self) -> str:
-        lo, hi = self.increase_bounds
-        if self.metric == "error rate":
-            return (
-                f"error rate {_pct(self.candidate)} vs {_pct(self.stable)}: increase in "
-                f"[{_pp(lo)}, {_pp(hi)}], allowed {_pp(self.allowed)}"
-            )
-        return (
-            f"{self.metric} {_ms(self.candidate)} vs {_ms(self.stable)}: increase in "
-            f"[{_rel(lo)}, {_rel(hi)}], allowed {_rel(self.allowed)}"
-        )
+    text: str
 
 
 @dataclass
@@ -98,68 +181,67 @@ class Verdict:
         return _finite(asdict(self))  # type: ignore[no-any-return]
 
 
-def check_errors(stable: Arm, candidate: Arm, settings: Settings) -> Check:
-    part = settings.alpha / 4
-    c_lo, c_hi = rate_bounds(candidate.errors, candidate.requests, part)
-    s_lo, s_hi = rate_bounds(stable.errors, stable.requests, part)
+def check_errors(evidence: Evidence) -> Check:
+    settings, stable, candidate = evidence.settings, evidence.stable, evidence.candidate
+    c_part, s_part = settings.error_parts
+    c_lo, c_hi = rate_bounds(candidate.errors, candidate.requests, c_part, ERROR_PRIOR)
+    s_lo, s_hi = rate_bounds(stable.errors, stable.requests, s_part, ERROR_PRIOR)
     increase = (c_lo - s_hi, c_hi - s_lo)
+    allowed = settings.max_error_rate_increase
     return Check(
         metric="error rate",
         candidate=candidate.error_rate,
         stable=stable.error_rate,
-        candidate_bounds=(c_lo, c_hi),
-        stable_bounds=(s_lo, s_hi),
-        increase_bounds=increase,
-        allowed=settings.max_error_rate_increase,
-        regression=increase[0] > settings.max_error_rate_increase,
+        bounds=increase,
+        limit=allowed,
+        regression=increase[0] > allowed,
+        no_worse=increase[1] <= allowed,
         samples=(candidate.requests, stable.requests),
+        text=(
+            f"error rate {_pct(candidate.error_rate)} vs {_pct(stable.error_rate)} "
+            f"(n={candidate.requests} vs {stable.requests}): increase in [{_pp(increase[0])}, "
+            f"{_pp(increase[1])}], allowed {_pp(allowed)}"
+        ),
     )
 
 
-def check_latency(stable: Arm, candidate: Arm, settings: Settings) -> list[Check]:
-    part = settings.alpha / 4
-    eps_c = dkw_epsilon(candidate.latency.n, part)
-    eps_s = dkw_epsilon(stable.latency.n, part)
-    checks = []
-    for p in settings.latency_quantiles:
-        c_band = (
-            candidate.latency.quantile_lower(p - eps_c),
-            candidate.latency.quantile_upper(p + eps_c),
-        )
-        s_band = (
-            stable.latency.quantile_lower(p - eps_s),
-            stable.latency.quantile_upper(p + eps_s),
-        )
-        lower = c_band[0] / s_band[1] - 1 if s_band[1] > 0 else 0.0
-        upper = c_band[1] / s_band[0] - 1 if s_band[0] > 0 else math.inf
-        checks.append(
-            Check(
-                metric=f"latency p{p * 100:g}",
-                candidate=candidate.latency.quantile(p),
-                stable=stable.latency.quantile(p),
-                candidate_bounds=c_band,
-                stable_bounds=s_band,
-                increase_bounds=(max(lower, -1.0), upper),
-                allowed=settings.max_latency_increase,
-                regression=lower > settings.max_latency_increase,
-                samples=(candidate.latency.n, stable.latency.n),
-            )
-        )
-    return checks
+def check_tail(evidence: Evidence, tail: Tail) -> Check:
+    part = evidence.settings.latency_parts[0]
+    limit = 1 - tail.p
+    prior = prior_near(limit)
+    lo = rate_bounds(tail.slower, tail.n, part, prior)[0]
+    hi = rate_bounds(tail.maybe_slower, tail.n, part, prior)[1]
+    name = f"p{tail.p * 100:g}"
+    share = tail.slower / tail.n if tail.n else 0.0
+    allowed = evidence.settings.max_latency_increase
+    return Check(
+        metric=f"latency {name}",
+        candidate=evidence.candidate.latency.quantile(tail.p),
+        stable=evidence.stable.latency.quantile(tail.p),
+        bounds=(lo, hi),
+        limit=limit,
+        regression=lo > limit,
+        no_worse=hi <= limit,
+        samples=(tail.n, evidence.stable.latency.n),
+        text=(
+            f"latency {name} {_ms(evidence.candidate.latency.quantile(tail.p))} vs "
+            f"{_ms(evidence.stable.latency.quantile(tail.p))}: {_pct(share)} of "
+            f"{tail.n} candidate requests slower than {_ms(tail.threshold)} "
+            f"(+{allowed * 100:.0f}% over stable's {name} ≤ {_ms(tail.stable_upper)}), "
+            f"share in [{_pct(lo)}, {_pct(hi)}], allowed {_pct(limit)}"
+        ),
+    )
 
 
-def judge(
-    stable: Arm, candidate: Arm, recent: Arm, settings: Settings, progress: Progress
-) -> Verdict:
-    """`stable` and `candidate` hold everything since the deployment began; `recent` is the
-    candidate's last few seconds, for the hard guard."""
-    checks = [
-        check_errors(stable, candidate, settings),
-        *check_latency(stable, candidate, settings),
-    ]
+def judge(evidence: Evidence, recent: Arm, progress: Progress) -> Verdict:
+    """`recent` is the candidate's last few seconds, for the hard guard."""
+    settings = evidence.settings
+    checks = [check_errors(evidence), *(check_tail(evidence, t) for t in evidence.tails)]
 
     def verdict(decision: str, reason: str) -> Verdict:
-        return Verdict(decision, reason, checks, candidate.requests, stable.requests)
+        return Verdict(
+            decision, reason, checks, evidence.candidate.requests, evidence.stable.requests
+        )
 
     if recent.requests >= settings.guard_min_requests and (
         recent.error_rate >= settings.abort_error_rate
@@ -173,7 +255,7 @@ def judge(
         )
     regressions = [c for c in checks if c.regression]
     if regressions:
-        return verdict("rollback", "regression: " + "; ".join(c.describe() for c in regressions))
+        return verdict("rollback", "regression: " + "; ".join(c.text for c in regressions))
     if not progress.ingest_complete:
         return verdict("inconclusive", f"request data incomplete: {progress.ingest_note}")
     if progress.step_requests < progress.min_requests:
@@ -189,11 +271,21 @@ def judge(
                 f"{progress.min_seconds:.0f}s"
             ),
         )
+    unproven = [c for c in checks if not c.no_worse]
+    if progress.final_step and unproven:
+        return verdict(
+            "inconclusive",
+            (
+                "inconclusive: not yet shown to be no worse than stable: "
+                + "; ".join(c.text for c in unproven)
+            ),
+        )
     return verdict(
         "promote",
         (
             f"no regression after {progress.step_requests} requests and "
             f"{progress.step_seconds:.0f}s in this step"
+            + ("; shown no worse than stable on every check" if progress.final_step else "")
         ),
     )
 
@@ -217,8 +309,6 @@ def _pp(value: float) -> str:
 
 
 def _ms(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.1f}ms"
-
-
-def _rel(value: float) -> str:
-    return "+inf" if math.isinf(value) else f"{value * 100:+.0f}%"
+    if math.isnan(value):
+        return "n/a"
+    return "∞" if math.isinf(value) else f"{value:.1f}ms"
