@@ -226,8 +226,8 @@ def check_tail(evidence: Evidence, tail: Tail) -> Check:
         text=(
             f"latency {name} {_ms(evidence.candidate.latency.quantile(tail.p))} vs "
             f"{_ms(evidence.stable.latency.quantile(tail.p))}: {_pct(share)} of "
-            f"{tail.n} candidate requests slower than {_ms(tail.threshold)} "
-            f"(+{allowed * 100:.0f}% over stable's {name} ≤ {_ms(tail.stable_upper)}), "
+            f"{tail.n} candidate requests slower than {_ms(tail.threshold)} (stable's {name} "
+            f"≤ {_ms(tail.stable_upper)}, +{allowed * 100:.0f}% allowed), "
             f"share in [{_pct(lo)}, {_pct(hi)}], allowed {_pct(limit)}"
         ),
     )
