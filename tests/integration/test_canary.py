@@ -217,3 +217,21 @@ def test_a_prometheus_check_rolls_back_what_only_the_app_knows(
     # are gone now: look back over the last minutes).
     series = prometheus.query("count by (release) (count_over_time(hello_queue_depth[5m]))")
     assert {s["metric"]["release"] for s in series} >= {"r1", "r2"}
+
+
+def test_a_candidate_that_crashes_is_rolled_back_whatever_the_numbers(running: Slipway) -> None:
+    app = canary_app(running)
+    app.write_config(
+        scale={"web": 2}, env={"GREETING": "two"}, deploy=CANARY | {"step_min_seconds": "30s"}
+    )
+    with BackgroundLoad(app.url, concurrency=4, rate=150) as load:
+        running.deploy(app, "--detach")
+        wait_for(lambda: canary_state(running), 30, "the canary to start")
+        victim = next(i for i in running.ps("hello") if i["release"] == "r2")
+        os.kill(victim["pid"], signal.SIGKILL)
+        final = running.wait_idle("hello")
+        load.stop()
+    assert final["current_release"] == "r1"
+    error = final["last_deployment"]["error"]
+    assert f"instance {victim['id']} crashed during the canary" in error["message"]
+    assert "last exit: signal SIGKILL" in error["message"]
