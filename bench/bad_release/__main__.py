@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -90,6 +92,7 @@ class Run:
     good: list[dict[str, Any]] = field(default_factory=list)
     total_requests: int = 0
     total_failed: int = 0
+    lost_log_lines: int = 0  # request log lines the daemon saw lost (kernel or HAProxy)
 
 
 class Bench:
@@ -173,24 +176,17 @@ def run(good: int, rate: float) -> Run:
             )
         time.sleep(1)
         run_data = load.stop()
+        with sqlite3.connect(f"file:{bench.home / 'state.db'}?mode=ro", uri=True) as db:
+            result.lost_log_lines = db.execute(
+                "SELECT COALESCE(SUM(lost), 0) FROM ingest_losses"
+            ).fetchone()[0]
     finally:
         if started:
             bench.cli("down", "--all", check=False)
         procs.stop_all()
+        shutil.rmtree(root, ignore_errors=True)
     samples = run_data.samples
     answers = candidate_answers(samples, bad_release, began, ended + 5)
-    if os.environ.get("BENCH_DEBUG"):
-        first = min(s.t for s in answers)
-        print(
-            "candidate answers per second:",
-            [sum(1 for s in answers if int(s.t - first) == k) for k in range(12)],
-            file=sys.stderr,
-        )
-        print(
-            "all answers per second:",
-            [sum(1 for s in samples if int(s.t - first) == k) for k in range(12)],
-            file=sys.stderr,
-        )
     result.bad_requests = len(answers)
     result.bad_failed = sum(1 for s in answers if s.failed)
     if answers:
@@ -235,6 +231,7 @@ def report(result: Run, rate: float) -> str:
         f"{max(seconds) if seconds else 0:.1f} s | |",
         f"| requests over the whole run / failed | {result.total_requests} / "
         f"{result.total_failed} | |",
+        f"| request log lines lost on the way to the judge | {result.lost_log_lines} | 0 |",
         "",
         f"Rollback verdict: {result.verdict_reason}",
     ]
