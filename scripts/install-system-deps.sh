@@ -1,13 +1,18 @@
 #!/bin/sh
 # Installs what slipway needs from the OS packages, only if missing:
-# haproxy (2.6+) and git always; prometheus for the tests (--test); wrk for --bench.
+# haproxy (2.6+) and git always; prometheus, alertmanager and chromium for the tests
+# (--test); wrk for --bench.
 set -eu
 need=""
 command -v haproxy >/dev/null 2>&1 || need="$need haproxy"
 command -v git >/dev/null 2>&1 || need="$need git"
 for extra in "$@"; do
     case "$extra" in
-        --test) command -v prometheus >/dev/null 2>&1 || need="$need prometheus" ;;
+        --test)
+            command -v prometheus >/dev/null 2>&1 || need="$need prometheus"
+            command -v prometheus-alertmanager >/dev/null 2>&1 || need="$need prometheus-alertmanager"
+            command -v chromium >/dev/null 2>&1 || need="$need chromium"
+            ;;
         --bench) command -v wrk >/dev/null 2>&1 || need="$need wrk" ;;
     esac
 done

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from slipway.config.alerts import Alerting, AlertRule
 from slipway.config.durations import parse_duration
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -183,6 +184,8 @@ class AppConfig(Strict):
     env: dict[str, EnvValue] = Field(default_factory=dict)
     deploy: Deploy = Field(default_factory=Deploy)
     analysis: Analysis = Field(default_factory=Analysis)
+    alerts: list[AlertRule] = Field(default_factory=list)
+    alerting: Alerting = Field(default_factory=Alerting)
 
     @field_validator("name")
     @classmethod
@@ -230,6 +233,15 @@ class AppConfig(Strict):
                 f"[scale] names unknown process type(s) {', '.join(unknown)}; "
                 f"defined in [processes]: {', '.join(sorted(processes))}"
             )
+        return value
+
+    @field_validator("alerts")
+    @classmethod
+    def _alert_names(cls, value: list[AlertRule]) -> list[AlertRule]:
+        names = [r.name for r in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"alert names must be unique; given twice: {', '.join(twice)}")
         return value
 
     @property

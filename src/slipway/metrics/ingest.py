@@ -55,22 +55,31 @@ class Request:
     status: int
     total_ms: int
     termination: str
+    bytes_sent: int = 0
+    client: str = ""
+    method: str = ""
+    path: str = ""
+
+
+FIELDS = 14  # in LOG_FORMAT
 
 
 def parse(line: str) -> Request | None:
     """A log line in LOG_FORMAT; None for lines that are not ours or not for an instance."""
-    parts = line.split()
-    if len(parts) != 11 or parts[0] != "slipway" or not parts[1].startswith(BACKEND_PREFIX):
+    parts = line.split(" ", FIELDS - 1)
+    if len(parts) != FIELDS or parts[0] != "slipway" or not parts[1].startswith(BACKEND_PREFIX):
         return None
     server = parts[2]
     release, sep, _ = server.partition("-")
     if not sep or not release.startswith("r"):
         return None  # <NOSRV>: HAProxy answered itself (no server available)
     try:
-        status, total = int(parts[3]), int(parts[8])
+        status, total, sent = int(parts[3]), int(parts[8]), int(parts[9])
     except ValueError:
         return None
-    return Request(parts[1][len(BACKEND_PREFIX) :], release, server, status, total, parts[10])
+    app = parts[1][len(BACKEND_PREFIX) :]
+    path = parts[13].rstrip("\n")
+    return Request(app, release, server, status, total, parts[10], sent, *parts[11:13], path)
 
 
 def classify(request: Request, second: Second) -> None:

@@ -15,7 +15,8 @@ from slipway.errors import ConfigError
 SERVING_WEIGHT = 100
 # One line per request to the daemon: backend, server, status, TR, Tw, Tc, Tr, Ta, bytes,
 # termination state (parsed by slipway.metrics.ingest).
-LOG_FORMAT = "slipway %b %s %ST %TR %Tw %Tc %Tr %Ta %B %ts"
+# The path comes last: it is the only field that may hold odd characters.
+LOG_FORMAT = "slipway %b %s %ST %TR %Tw %Tc %Tr %Ta %B %ts %ci %HM %HP"
 HOST = "req.hdr(host),field(1,:)"  # the Host header without its port
 WILDCARD_ADDRESSES = {"0.0.0.0", "::"}
 LOCALHOST = "127.0.0.1"

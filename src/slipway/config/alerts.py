@@ -1,0 +1,121 @@
+"""`[[alerts]]` rules and `[alerting]` notifiers in slipway.toml. Pure: no I/O."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from slipway.config.durations import parse_duration
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Metric = Literal["error_rate", "latency", "request_rate", "instances_down", "restarts", "disk_free"]
+Severity = Literal["critical", "warning", "info"]
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# What each metric means, for errors and docs: the unit its threshold is in.
+UNITS: dict[str, str] = {
+    "error_rate": "a fraction of requests, e.g. 0.05 for 5%",
+    "latency": "milliseconds, at `quantile` (default 0.99)",
+    "request_rate": "requests per second",
+    "instances_down": "instances not running that should be",
+    "restarts": "crash restarts within `window`",
+    "disk_free": "a fraction of the state folder's disk, e.g. 0.1 for 10% free",
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class AlertRule(Strict):
+    """A condition on a built-in metric that fires after holding for `for`."""
+
+    name: str = Field(min_length=1, max_length=80)
+    metric: Metric
+    above: float | None = None
+    below: float | None = None
+    quantile: float = Field(default=0.99, gt=0, lt=1)
+    window: Duration = 60.0  # the metric is computed over the last `window`
+    for_: Duration = Field(default=0.0, alias="for")
+    severity: Severity = "warning"
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> AlertRule:
+        if (self.above is None) == (self.below is None):
+            raise ValueError(
+                f"alert '{self.name}' needs exactly one of `above` or `below` "
+                f"(for {self.metric}: {UNITS[self.metric]})"
+            )
+        if self.window < 1:
+            raise ValueError(f"alert '{self.name}': window must be at least 1s")
+        return self
+
+    @property
+    def threshold(self) -> float:
+        return self.above if self.above is not None else float(self.below or 0.0)
+
+    def breached(self, value: float) -> bool:
+        return value > self.threshold if self.above is not None else value < self.threshold
+
+
+def _rule(name: str, metric: str, **keys: object) -> AlertRule:
+    return AlertRule.model_validate({"name": name, "metric": metric, **keys})
+
+
+DEFAULT_RULES: tuple[AlertRule, ...] = (
+    _rule("error rate", "error_rate", above=0.05, window=60, severity="critical", for_=60),
+    _rule("latency p99", "latency", above=2000, window=300, for_=300),
+    _rule("instances down", "instances_down", above=0, severity="critical", for_=30),
+    _rule("restart loop", "restarts", above=3, window=300, severity="critical"),
+    _rule("disk free", "disk_free", below=0.1, for_=60),
+)
+
+
+class Notifier(Strict):
+    """Where alert notifications go. `url` for webhook, slack and alertmanager; the smtp
+    keys, `from` and `to` for email."""
+
+    type: Literal["webhook", "slack", "email", "alertmanager"]
+    name: str | None = None
+    url: str | None = None
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    starttls: bool = False
+    username: str | None = None
+    password_env: str | None = None  # the SMTP password is read from this variable
+    from_: str | None = Field(default=None, alias="from")
+    to: list[str] = Field(default_factory=list)
+    severities: list[Severity] = Field(default_factory=lambda: ["critical", "warning", "info"])
+    send_resolved: bool = True
+    timeout: Duration = 5.0
+
+    @model_validator(mode="after")
+    def _complete(self) -> Notifier:
+        if self.type == "email":
+            if not self.from_ or not self.to:
+                raise ValueError('an email notifier needs `from` and `to = ["ops@example.com"]`')
+            if self.url is not None:
+                raise ValueError("an email notifier takes smtp_host/smtp_port, not `url`")
+        elif self.url is None or not self.url.startswith(("http://", "https://")):
+            raise ValueError(f'a {self.type} notifier needs `url = "http(s)://…"`')
+        if self.password_env is not None and not ENV_NAME.match(self.password_env):
+            raise ValueError(f'password_env "{self.password_env}" is not a variable name')
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or (self.url if self.type != "email" else f"email to {','.join(self.to)}")
+
+
+class Alerting(Strict):
+    defaults: bool = True  # the built-in rules, unless a rule of the same name replaces one
+    notify: list[Notifier] = Field(default_factory=list)
+
+
+def effective_rules(rules: list[AlertRule], alerting: Alerting) -> list[AlertRule]:
+    """The app's rules plus the defaults it did not replace by name."""
+    names = {r.name for r in rules}
+    defaults = [r for r in DEFAULT_RULES if r.name not in names] if alerting.defaults else []
+    return [*defaults, *rules]
