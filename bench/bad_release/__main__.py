@@ -101,7 +101,11 @@ class Bench:
         self.home = root / "home"
         self.app = copy_hello(root / "hello")
         self.port = free_port()
-        self.env = dict(os.environ) | OFFLINE_ENV | {"SLIPWAY_HOME": str(self.home)}
+        self.env = (
+            dict(os.environ)
+            | OFFLINE_ENV
+            | {"SLIPWAY_HOME": str(self.home), "SLIPWAY_HTTP": "127.0.0.1:0"}
+        )
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(

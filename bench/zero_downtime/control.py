@@ -120,7 +120,11 @@ class Slipway:
         self.app_dir = app_dir
         self.port = public_port
         self.boot_seconds = boot_seconds
-        self.env = dict(os.environ) | OFFLINE_ENV | {"SLIPWAY_HOME": str(self.home)}
+        self.env = (
+            dict(os.environ)
+            | OFFLINE_ENV
+            | {"SLIPWAY_HOME": str(self.home), "SLIPWAY_HTTP": "127.0.0.1:0"}
+        )
         self.started = False
         self.stopped = False
 

@@ -42,6 +42,11 @@ class Home:
         return self.root / "daemon.pid"
 
     @property
+    def http_file(self) -> Path:
+        """The URL of the dashboard and /metrics while the daemon serves them."""
+        return self.root / "http.url"
+
+    @property
     def daemon_log(self) -> Path:
         return self.root / "daemon.log"
 

@@ -111,7 +111,8 @@ class Slipway:
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self, **extra: str) -> dict[str, str]:
-        return os.environ | {"SLIPWAY_HOME": str(self.home)} | self.extra_env | extra
+        base = {"SLIPWAY_HOME": str(self.home), "SLIPWAY_HTTP": "127.0.0.1:0"}
+        return os.environ | base | self.extra_env | extra
 
     def run(
         self,
@@ -218,7 +219,7 @@ def stop_all(instance: Slipway) -> list[str]:
     """`slipway down --all` (starting the daemon first if a test left it dead), then report
     and kill, by pid, whatever of ours is still running."""
     if instance.home.exists():
-        env = os.environ | {"SLIPWAY_HOME": str(instance.home)}
+        env = instance.env()
         if not (instance.home / "daemon.pid").exists():
             instance.run("up", check=False, env=env)
         instance.run("down", "--all", check=False, env=env)

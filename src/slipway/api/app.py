@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from slipway.api import API_PREFIX, schemas
+from slipway.daemon import insight
 from slipway.daemon.logs import LogFilter, LogReader
 from slipway.daemon.service import Service, deployment_view
 from slipway.errors import SlipwayError, UsageError
@@ -59,7 +60,23 @@ def ndjson(items: AsyncIterator[BaseModel | dict[str, Any]]) -> StreamingRespons
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
+def on_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SlipwayError)
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+
+
 def create_app(service: Service, request_shutdown: Callable[[bool], Awaitable[None]]) -> Starlette:
+    routes = api_routes(service, request_shutdown)
+    return Starlette(routes=routes, exception_handlers={SlipwayError: on_error})
+
+
+def read_only(routes: list[Route]) -> list[Route]:
+    return [r for r in routes if r.methods is not None and r.methods <= {"GET", "HEAD"}]
+
+
+def api_routes(
+    service: Service, request_shutdown: Callable[[bool], Awaitable[None]]
+) -> list[Route]:
     reader = LogReader(service.store, service.runtime.instance_dir)
 
     async def status(request: Request) -> Response:
@@ -158,11 +175,14 @@ def create_app(service: Service, request_shutdown: Callable[[bool], Awaitable[No
         await request_shutdown(payload.all)
         return ok({"stopping": True, "all": payload.all})
 
-    async def on_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, SlipwayError)
-        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+    async def metrics(request: Request) -> Response:
+        return ok(insight.metrics(service.store, request.path_params["app"], request.query_params))
 
-    routes = [
+    async def requests(request: Request) -> Response:
+        app, q = request.path_params["app"], request.query_params
+        return ok(insight.requests(service.home, service.store, app, q))
+
+    return [
         Route(f"{P}/status", status),
         Route(f"{P}/instances", instances),
         Route(f"{P}/deploy", deploy, methods=["POST"]),
@@ -178,6 +198,7 @@ def create_app(service: Service, request_shutdown: Callable[[bool], Awaitable[No
         Route(f"{P}/deployments/{{id:int}}", deployment),
         Route(f"{P}/deployments/{{id:int}}/analysis", analysis),
         Route(f"{P}/deployments/{{id:int}}/events", events),
+        Route(f"{P}/apps/{{app}}/metrics", metrics),
+        Route(f"{P}/apps/{{app}}/requests", requests),
         Route(f"{P}/shutdown", shutdown, methods=["POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers={SlipwayError: on_error})

@@ -138,6 +138,7 @@ class DaemonView(BaseModel):
     version: str
     home: str
     started_at: float
+    http_url: str | None = None
 
 
 class RouterView(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import click
 
@@ -17,18 +18,31 @@ from slipway.paths import Home
 START_TIMEOUT = 120.0  # a start may first finish or roll back deployments left in flight
 
 
+def http_option(function: Callable[..., None]) -> Callable[..., None]:
+    return click.option(
+        "--http",
+        envvar="SLIPWAY_HTTP",
+        default="127.0.0.1:7870",
+        show_default=True,
+        help="Where to serve the dashboard and /metrics (IP:PORT, or off). Env SLIPWAY_HTTP.",
+    )(function)
+
+
 @click.command()
+@http_option
 @json_option
 @click.pass_context
-def up(ctx: click.Context, as_json: bool) -> None:
+def up(ctx: click.Context, http: str, as_json: bool) -> None:
     """Start the daemon in the background (apps and HAProxy are restored as recorded)."""
     from slipway.daemon.lifecycle import preflight, running_daemon_pid
+    from slipway.daemon.web import parse_address
 
     home = home_of(ctx)
     pid = running_daemon_pid(home)
     if pid is None:
+        parse_address(http)
         preflight(home)  # clear errors here, not in a log file
-        pid = spawn_daemon(home)
+        pid = spawn_daemon(home, http)
         wait_until_serving(home, pid)
         note = "started"
     else:
@@ -38,16 +52,20 @@ def up(ctx: click.Context, as_json: bool) -> None:
         emit_json({"pid": pid, "home": str(home.root), "status": note, "apps": status["apps"]})
         return
     out.print(f"[green]slipway daemon {note}[/green] (pid {pid}, home {home.root})")
+    dashboard = status["daemon"].get("http_url")
+    out.print(
+        f"  dashboard and /metrics: {dashboard or 'not served (see ' + str(home.daemon_log) + ')'}"
+    )
     if not status["router"]["running"]:
         out.print(f"[yellow]HAProxy is not running yet; see {home.daemon_log}[/yellow]")
     for app in status["apps"]:
         out.print(f"  {app['name']}: {app['current_release'] or '-'} at {app['url'] or '-'}")
 
 
-def spawn_daemon(home: Home) -> int:
+def spawn_daemon(home: Home, http: str) -> int:
     with open(home.daemon_log, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "slipway", "--home", str(home.root), "server"],
+            [sys.executable, "-m", "slipway", "--home", str(home.root), "server", "--http", http],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -137,12 +155,14 @@ def _alive(pid: int) -> bool:
 
 
 @click.command()
+@http_option
 @click.pass_context
-def server(ctx: click.Context) -> None:
+def server(ctx: click.Context, http: str) -> None:
     """Run the daemon in the foreground (JSON logs on stderr)."""
     from slipway.daemon.server import main
+    from slipway.daemon.web import parse_address
 
-    main(home_of(ctx))
+    main(home_of(ctx), parse_address(http))
 
 
 COMMANDS = [up, down, server]

@@ -12,6 +12,7 @@ from slipway.config.durations import parse_duration
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Metric = Literal["error_rate", "latency", "request_rate", "instances_down", "restarts", "disk_free"]
 Severity = Literal["critical", "warning", "info"]
+SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # What each metric means, for errors and docs: the unit its threshold is in.
@@ -87,7 +88,7 @@ class Notifier(Strict):
     password_env: str | None = None  # the SMTP password is read from this variable
     from_: str | None = Field(default=None, alias="from")
     to: list[str] = Field(default_factory=list)
-    severities: list[Severity] = Field(default_factory=lambda: ["critical", "warning", "info"])
+    severities: list[Severity] = Field(default_factory=lambda: list(SEVERITIES))
     send_resolved: bool = True
     timeout: Duration = 5.0
 
@@ -106,7 +107,11 @@ class Notifier(Strict):
 
     @property
     def label(self) -> str:
-        return self.name or (self.url if self.type != "email" else f"email to {','.join(self.to)}")
+        if self.name:
+            return self.name
+        return (
+            f"email to {','.join(self.to)}" if self.type == "email" else f"{self.type} {self.url}"
+        )
 
 
 class Alerting(Strict):

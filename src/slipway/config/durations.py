@@ -1,4 +1,5 @@
-"""Durations in config: a number of seconds or a string such as "500ms", "10s", "5m", "1h30m"."""
+"""Durations and sizes in config: a number of seconds or a string such as "500ms", "10s", "5m",
+"1h30m"; a number of bytes or a string such as "10MB"."""
 
 from __future__ import annotations
 
@@ -47,3 +48,25 @@ def format_duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:g}m"
     return f"{seconds / 3600:g}h"
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|k|m|g)?", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+}
+
+
+def parse_size(value: object) -> int:
+    """Bytes as an int, from a number of bytes or a string such as "10MB" or "512k"."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f'invalid size "{value}": use bytes (1048576) or "512KB", "10MB", "1GB"')
+    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])

@@ -18,9 +18,10 @@ from pydantic import (
 )
 
 from slipway.config.alerts import Alerting, AlertRule
-from slipway.config.durations import parse_duration
+from slipway.config.durations import parse_duration, parse_size
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
 
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 PROCESS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
@@ -163,6 +164,14 @@ class Analysis(Strict):
         return self
 
 
+class Logs(Strict):
+    """Retention of instance output and of the app's request log."""
+
+    max_size: Size = Field(default=10 * 1024 * 1024, ge=64 * 1024)  # a file rotates at this
+    keep: int = Field(default=3, ge=0, le=100)  # rotated files kept
+    max_age: Duration = 7 * 86400.0  # older rotated files and stopped instances' logs go
+
+
 EnvValue = Annotated[str, BeforeValidator(lambda v: _env_value(v))]
 
 
@@ -184,6 +193,7 @@ class AppConfig(Strict):
     env: dict[str, EnvValue] = Field(default_factory=dict)
     deploy: Deploy = Field(default_factory=Deploy)
     analysis: Analysis = Field(default_factory=Analysis)
+    logs: Logs = Field(default_factory=Logs)
     alerts: list[AlertRule] = Field(default_factory=list)
     alerting: Alerting = Field(default_factory=Alerting)
 

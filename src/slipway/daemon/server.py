@@ -20,6 +20,7 @@ from slipway.api.app import create_app
 from slipway.daemon import reconcile
 from slipway.daemon.lifecycle import preflight
 from slipway.daemon.service import Service
+from slipway.daemon.web import bind, create_web_app
 from slipway.errors import SlipwayError
 from slipway.paths import Home
 
@@ -71,7 +72,7 @@ def bind_socket(path: Path) -> socket.socket:
     return sock
 
 
-async def serve(home: Home) -> None:
+async def serve(home: Home, http: tuple[str, int] | None) -> None:
     binary = preflight(home)
     home.pidfile.write_text(str(os.getpid()))
     service = Service(home, binary)
@@ -107,13 +108,40 @@ async def serve(home: Home) -> None:
         timeout_graceful_shutdown=2,
     )
     server = ApiServer(config)
+    web_server, web_task = None, None
+    web_sock = bind(http) if http else None
+    home.http_file.unlink(missing_ok=True)
+    if web_sock is not None:
+        web_config = uvicorn.Config(
+            create_web_app(service, request_shutdown),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+        web_server = ApiServer(web_config)
+        web_task = asyncio.create_task(web_server.serve(sockets=[web_sock]))
+        host, port = web_sock.getsockname()[:2]
+        service.http_url = f"http://{host}:{port}/"
+        home.http_file.write_text(service.http_url)
+        log.info("dashboard and /metrics on %s", service.http_url)
+
+    def stop() -> None:
+        assert server is not None
+        server.should_exit = True
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, lambda: setattr(server, "should_exit", True))
+        loop.add_signal_handler(signum, stop)
     log.info("listening on %s", home.socket)
     try:
         await server.serve(sockets=[sock])
     finally:
+        if web_server is not None and web_task is not None:
+            web_server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await web_task
+        home.http_file.unlink(missing_ok=True)
         for task in (monitor, ingest):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -128,6 +156,6 @@ async def serve(home: Home) -> None:
         log.info("slipway daemon stopped at %s", time.strftime("%H:%M:%S"))
 
 
-def main(home: Home) -> None:
+def main(home: Home, http: tuple[str, int] | None) -> None:
     setup_logging()
-    asyncio.run(serve(home))
+    asyncio.run(serve(home, http))

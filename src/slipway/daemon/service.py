@@ -42,6 +42,7 @@ class Service:
         self.engine = Engine(self.services)
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.started_at = time.time()
+        self.http_url: str | None = None  # the dashboard and /metrics, when served
 
     # operations -----------------------------------------------------------------------
 
@@ -289,6 +290,7 @@ class Service:
                 version=__version__,
                 home=str(self.home.root),
                 started_at=self.started_at,
+                http_url=self.http_url,
             ),
             router=schemas.RouterView(running=self.router.running(), pid=self.router.master_pid()),
             apps=[await self.app_view(a.name) for a in self.store.apps()],

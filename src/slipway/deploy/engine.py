@@ -322,6 +322,8 @@ class Engine:
             release_dir,
             env,
             config.deploy.stop_grace,
+            config.logs.max_size,
+            config.logs.keep,
         )
         handle = await self.s.runtime.start(spec)
         self.s.store.update_instance(

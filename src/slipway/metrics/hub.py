@@ -8,7 +8,9 @@ import logging
 import re
 import time
 
-from slipway.metrics.ingest import Aggregator, LogReceiver, kernel_drops, udp_socket
+from slipway.metrics import history
+from slipway.metrics.ingest import Aggregator, LogReceiver, Second, kernel_drops, udp_socket
+from slipway.metrics.requestlog import RequestLogs, Retention
 from slipway.paths import Home
 from slipway.router.haproxy import HAProxyRouter
 from slipway.store import traffic
@@ -17,6 +19,21 @@ from slipway.store.store import Store
 log = logging.getLogger("slipway.metrics")
 FLUSH_EVERY = 0.25
 COMPLETE_GRACE = 0.25  # a second is complete this long after it ends (datagrams in flight)
+PRUNE_EVERY = 60.0
+
+
+class RecordingReceiver(LogReceiver):
+    """Aggregates each line and keeps it in its app's request log."""
+
+    def __init__(self, aggregator: Aggregator, logs: RequestLogs) -> None:
+        super().__init__(aggregator)
+        self.logs = logs
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        now = time.time()
+        for line in data.decode("utf-8", "replace").splitlines():
+            self.aggregator.feed(line)
+            self.logs.add(now, line)
 
 
 class TrafficHub:
@@ -25,6 +42,10 @@ class TrafficHub:
         self.store = store
         self.router = router
         self.aggregator = Aggregator()
+        self.request_logs = RequestLogs(home.app_dir)
+        self.totals: dict[tuple[str, str], Second] = {}  # since the daemon started: /metrics
+        self.lost_total = 0
+        self._pruned_at = 0.0
         self.port = 0
         self.transport: asyncio.DatagramTransport | None = None
         self._kernel_drops: int | None = None
@@ -50,13 +71,14 @@ class TrafficHub:
         port_file.write_text(str(self.port))
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: LogReceiver(self.aggregator), sock=sock
+            lambda: RecordingReceiver(self.aggregator, self.request_logs), sock=sock
         )
         self.transport = transport
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+        self.request_logs.close()
 
     async def run(self) -> None:
         while True:
@@ -68,13 +90,33 @@ class TrafficHub:
 
     async def flush(self) -> None:
         now = time.time()
-        traffic.add_seconds(self.store, self.aggregator.take_complete(now, COMPLETE_GRACE))
+        done = self.aggregator.take_complete(now, COMPLETE_GRACE)
+        traffic.add_seconds(self.store, done)
+        for app, release, _, data in done:
+            self.totals.setdefault((app, release), Second()).add(data)
+        self.request_logs.flush()
         await self.check_losses(int(now))
+        if now - self._pruned_at >= PRUNE_EVERY:
+            self._pruned_at = now
+            self.apply_retention(now)
+
+    def apply_retention(self, now: float) -> None:
+        """Metrics history and request logs are bounded: nothing grows without end."""
+        history.prune(self.store, now)
+        for app in self.store.apps():
+            if app.current_release is None:
+                continue
+            logs = self.store.release(app.name, app.current_release).config.logs
+            self.request_logs.retention[app.name] = Retention(
+                logs.max_size, logs.keep, logs.max_age
+            )
+        self.request_logs.expire(now)
 
     async def check_losses(self, second: int) -> None:
         drops = kernel_drops(self.port)
         if self._kernel_drops is not None and drops > self._kernel_drops:
             lost = drops - self._kernel_drops
+            self.lost_total += lost
             traffic.add_loss(self.store, second, lost, "kernel: receive buffer full")
             log.warning("lost %d request log datagrams (receive buffer full)", lost)
         self._kernel_drops = drops
@@ -83,6 +125,7 @@ class TrafficHub:
             # counters restart at zero when HAProxy reloads
             if self._haproxy_dropped is not None and dropped > self._haproxy_dropped:
                 lost = dropped - self._haproxy_dropped
+                self.lost_total += lost
                 traffic.add_loss(self.store, second, lost, "HAProxy: DroppedLogs")
                 log.warning("HAProxy dropped %d request log lines", lost)
             self._haproxy_dropped = dropped

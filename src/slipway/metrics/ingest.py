@@ -20,6 +20,7 @@ from functools import lru_cache
 from slipway.judge.histogram import bucket_of
 
 RECEIVE_BUFFER = 8 * 1024 * 1024
+STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 BACKEND_PREFIX = "app_"
 
 
@@ -37,6 +38,7 @@ class Second:
     conn_failures: int = 0  # part of errors: HAProxy could not get an answer from it
     client_aborts: int = 0  # the client went away: nobody's fault, not counted as errors
     latency: dict[int, int] = field(default_factory=dict)  # histogram bucket -> count
+    classes: dict[str, int] = field(default_factory=dict)  # "2xx".."5xx", "conn", "abort"
 
     def add(self, other: Second) -> None:
         self.requests += other.requests
@@ -45,6 +47,8 @@ class Second:
         self.client_aborts += other.client_aborts
         for bucket, count in other.latency.items():
             self.latency[bucket] = self.latency.get(bucket, 0) + count
+        for name, count in other.classes.items():
+            self.classes[name] = self.classes.get(name, 0) + count
 
 
 @dataclass(frozen=True)
@@ -79,20 +83,25 @@ def parse(line: str) -> Request | None:
         return None
     app = parts[1][len(BACKEND_PREFIX) :]
     path = parts[13].rstrip("\n")
-    return Request(app, release, server, status, total, parts[10], sent, *parts[11:13], path)
+    return Request(app, release, server, status, total, parts[10], sent, parts[11], parts[12], path)
 
 
 def classify(request: Request, second: Second) -> None:
     """Count one request into its second."""
     second.requests += 1
+    classes = second.classes
     first = request.termination[:1]
     if first == "C":
         second.client_aborts += 1
+        classes["abort"] = classes.get("abort", 0) + 1
         return
     if first == "S" or request.status < 0:
         second.errors += 1
         second.conn_failures += 1
+        classes["conn"] = classes.get("conn", 0) + 1
         return
+    name = STATUS_CLASSES.get(request.status // 100, "other")
+    classes[name] = classes.get(name, 0) + 1
     if request.status >= 500:
         second.errors += 1
         return

@@ -15,6 +15,8 @@ class InstanceSpec:
     cwd: Path
     env: dict[str, str]
     stop_grace: float
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_keep: int = 3
 
 
 @dataclass(frozen=True)

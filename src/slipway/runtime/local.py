@@ -28,8 +28,6 @@ BOOT_NICE = 5
 RETIRE_NICE = 10
 
 SUPERVISION = {
-    "log_max_bytes": 10 * 1024 * 1024,
-    "log_keep": 3,
     "backoff_initial": 0.5,
     "backoff_max": 30.0,
     "crashloop_restarts": 3,
@@ -72,6 +70,8 @@ class LocalRuntime:
             "env": spec.env,
             "stop_grace": spec.stop_grace,
             "boot_nice": BOOT_NICE if os.geteuid() == 0 else 0,
+            "log_max_bytes": spec.log_max_bytes,
+            "log_keep": spec.log_keep,
             **SUPERVISION,
         }
         fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -109,6 +109,59 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX verdicts_by_deployment ON verdicts(deployment, id);
     """,
+    """
+    ALTER TABLE traffic ADD COLUMN classes TEXT NOT NULL DEFAULT '{}';
+    CREATE INDEX traffic_by_second ON traffic(second);
+    CREATE TABLE traffic_minutes (
+        app TEXT NOT NULL,
+        release TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        conn_failures INTEGER NOT NULL,
+        client_aborts INTEGER NOT NULL,
+        latency TEXT NOT NULL,
+        classes TEXT NOT NULL,
+        PRIMARY KEY (app, release, minute)
+    );
+    CREATE INDEX traffic_minutes_by_minute ON traffic_minutes(minute);
+    CREATE TABLE alerts (
+        app TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        state TEXT NOT NULL,
+        since REAL NOT NULL,
+        value REAL,
+        summary TEXT NOT NULL,
+        release TEXT,
+        PRIMARY KEY (app, rule)
+    );
+    CREATE TABLE alert_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        app TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        state TEXT NOT NULL,
+        at REAL NOT NULL,
+        value REAL,
+        summary TEXT NOT NULL
+    );
+    CREATE INDEX alert_events_by_app ON alert_events(app, id);
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        app TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        notifier TEXT NOT NULL,
+        notice TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_try REAL NOT NULL,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        sent_at REAL
+    );
+    CREATE INDEX notifications_due ON notifications(state, next_try);
+    """,
 ]
 
 

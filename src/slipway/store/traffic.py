@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from typing import Any
 
@@ -10,54 +11,63 @@ from slipway.metrics.ingest import Second
 from slipway.store.records import VerdictRecord, dumps
 from slipway.store.store import Store
 
+COLUMNS = "requests, errors, conn_failures, client_aborts, latency, classes"
+
+
+def decode(row: tuple[Any, ...] | sqlite3.Row) -> Second:
+    """A Second from the COLUMNS of a traffic row."""
+    latency = {int(k): v for k, v in json.loads(row[4]).items()}
+    return Second(row[0], row[1], row[2], row[3], latency, json.loads(row[5]))
+
 
 def add_seconds(store: Store, rows: list[tuple[str, str, int, Second]]) -> None:
-    """Record completed seconds; a late part of a second already recorded is merged in."""
+    """Record completed seconds, at 1 s and rolled up into 1 min; a late part of a second
+    already recorded is merged in."""
     if not rows:
         return
+    minutes: dict[tuple[str, str, int], Second] = {}
+    for app, release, second, data in rows:
+        minutes.setdefault((app, release, second // 60 * 60), Second()).add(data)
     with store.tx() as c:
         for app, release, second, data in rows:
-            old = c.execute(
-                "SELECT requests, errors, conn_failures, client_aborts, latency FROM traffic "
-                "WHERE app = ? AND release = ? AND second = ?",
-                (app, release, second),
-            ).fetchone()
-            if old is not None:
-                data.add(
-                    Second(
-                        old[0],
-                        old[1],
-                        old[2],
-                        old[3],
-                        {int(k): v for k, v in json.loads(old[4]).items()},
-                    )
-                )
-            c.execute(
-                "INSERT OR REPLACE INTO traffic (app, release, second, requests, errors, "
-                "conn_failures, client_aborts, latency) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    app,
-                    release,
-                    second,
-                    data.requests,
-                    data.errors,
-                    data.conn_failures,
-                    data.client_aborts,
-                    json.dumps(data.latency),
-                ),
-            )
+            _merge(c, "traffic", "second", (app, release, second), data)
+        for key, data in minutes.items():
+            _merge(c, "traffic_minutes", "minute", key, data)
+
+
+def _merge(
+    c: sqlite3.Connection, table: str, at: str, key: tuple[str, str, int], data: Second
+) -> None:
+    old = c.execute(
+        f"SELECT {COLUMNS} FROM {table} WHERE app = ? AND release = ? AND {at} = ?",
+        key,
+    ).fetchone()
+    merged = Second()
+    merged.add(data)
+    if old is not None:
+        merged.add(decode(old))
+    c.execute(
+        f"INSERT OR REPLACE INTO {table} (app, release, {at}, {COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            *key,
+            merged.requests,
+            merged.errors,
+            merged.conn_failures,
+            merged.client_aborts,
+            json.dumps(merged.latency),
+            json.dumps(merged.classes),
+        ),
+    )
 
 
 def seconds_after(store: Store, app: str, release: str, after: int) -> list[tuple[int, Second]]:
     rows = store.conn.execute(
-        "SELECT second, requests, errors, conn_failures, client_aborts, latency FROM traffic "
+        f"SELECT second, {COLUMNS} FROM traffic "
         "WHERE app = ? AND release = ? AND second > ? ORDER BY second",
         (app, release, after),
     ).fetchall()
-    return [
-        (r[0], Second(r[1], r[2], r[3], r[4], {int(k): v for k, v in json.loads(r[5]).items()}))
-        for r in rows
-    ]
+    return [(r[0], decode(r[1:])) for r in rows]
 
 
 def add_loss(store: Store, second: int, lost: int, source: str) -> None:

@@ -1,0 +1,1 @@
+"""Alerts: rule evaluation state and the notifiers that tell people about it."""

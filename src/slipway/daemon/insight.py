@@ -1,0 +1,134 @@
+"""Read-only views of what production did: metrics history, the request log, alerts.
+Shared by the API, the CLI and the dashboard."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from slipway.config.durations import parse_duration
+from slipway.errors import NotFound, UsageError
+from slipway.metrics import history, requestlog
+from slipway.paths import Home
+from slipway.store.store import Store
+
+MAX_SINCE = 30 * 86400
+
+
+def since_of(params: Mapping[str, str], default: str = "1h") -> float:
+    """`since` as an age ("15m", "24h", or seconds) → the unix time it starts at."""
+    text = params.get("since") or default
+    try:
+        age = parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(str(exc), where="since", fix="e.g. --since 15m, 1h, 24h or 7d") from None
+    if age <= 0 or age > MAX_SINCE:
+        raise UsageError(
+            f"since {text} is out of range",
+            where="since",
+            fix="use 1s up to 30d (the history kept)",
+        )
+    return time.time() - age
+
+
+def check_release(store: Store, app: str, release: str | None) -> None:
+    if release is not None:
+        store.release(app, release)  # NotFound with its fix
+
+
+def metrics(store: Store, app: str, params: Mapping[str, str]) -> dict[str, Any]:
+    store.app(app)
+    release = params.get("release")
+    check_release(store, app, release)
+    since = since_of(params)
+    now = time.time()
+    series = history.series(store, app, since, now, release)
+    body = series.to_json()
+    body["app"] = app
+    body["markers"] = markers(store, app, since)
+    body["totals"] = {
+        name: {
+            "requests": total.requests,
+            "errors": total.errors,
+            "error_rate": round(total.errors / total.requests, 5) if total.requests else None,
+            **dict(zip(("p50", "p90", "p99"), history.quantiles_ms(total.latency), strict=True)),
+        }
+        for name, total in series.totals.items()
+    }
+    return body
+
+
+def markers(store: Store, app: str, since: float) -> list[dict[str, Any]]:
+    """Deployments, rollbacks and canary steps in the window, for the charts."""
+    rows = store.conn.execute(
+        "SELECT id, kind, strategy, from_release, to_release, started_at, finished_at, outcome "
+        "FROM deployments WHERE app = ? AND (finished_at IS NULL OR finished_at >= ?) "
+        "AND kind IN ('deploy', 'rollback') ORDER BY id",
+        (app, since),
+    ).fetchall()
+    out = []
+    for row in rows:
+        kind = "rollback" if row[1] == "rollback" else f"deploy ({row[2]})"
+        outcome = row[7] or "in progress"
+        out.append(
+            {
+                "deployment": row[0],
+                "kind": row[1],
+                "release": row[4],
+                "from_release": row[3],
+                "started_at": row[5],
+                "finished_at": row[6],
+                "outcome": outcome,
+                "label": f"{kind} {row[4]}: {outcome}",
+            }
+        )
+    return out
+
+
+def requests(home: Home, store: Store, app: str, params: Mapping[str, str]) -> dict[str, Any]:
+    store.app(app)
+    release = params.get("release")
+    check_release(store, app, release)
+    status = params.get("status")
+    if status is not None and not requestlog.valid_status(status):
+        raise UsageError(
+            f"unknown status filter '{status}'",
+            where="status",
+            fix="use a class (2xx, 4xx, 5xx), a code (404) or 'error'",
+        )
+    try:
+        limit = int(params.get("limit", "100"))
+    except ValueError:
+        raise UsageError("limit must be a number", where="limit", fix="e.g. --limit 50") from None
+    query = requestlog.Query(
+        since=since_of(params, "10m"),
+        status=status,
+        release=release,
+        path=params.get("path"),
+        limit=max(1, min(limit, 10_000)),
+    )
+    entries = requestlog.read(home.app_dir(app), query)
+    return {
+        "app": app,
+        "requests": [
+            {
+                "time": e.time,
+                "release": e.request.release,
+                "instance": e.request.instance,
+                "status": e.request.status,
+                "ms": e.request.total_ms,
+                "bytes": e.request.bytes_sent,
+                "client": e.request.client,
+                "method": e.request.method,
+                "path": e.request.path,
+                "termination": e.request.termination,
+            }
+            for e in entries
+        ],
+    }
+
+
+def require_app(store: Store, app: str | None) -> None:
+    if app is not None and store.find_app(app) is None:
+        raise NotFound(f"no app named '{app}'", fix="`slipway status` lists the apps")
