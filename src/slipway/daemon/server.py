@@ -16,6 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
+from slipway import dashboard
 from slipway.api.app import create_app
 from slipway.daemon import reconcile
 from slipway.daemon.lifecycle import preflight
@@ -113,7 +114,7 @@ async def serve(home: Home, http: tuple[str, int] | None) -> None:
     home.http_file.unlink(missing_ok=True)
     if web_sock is not None:
         web_config = uvicorn.Config(
-            create_web_app(service, request_shutdown),
+            create_web_app(service, request_shutdown, dashboard.routes()),
             log_config=None,
             access_log=False,
             lifespan="off",
