@@ -261,9 +261,7 @@ async def _send_email(notifier: Notifier, notice: Notice) -> None:
     try:
         await asyncio.to_thread(_smtp_send, notifier, password, message)
     except (smtplib.SMTPException, OSError, ValueError) as exc:
-        cause = _describe(exc)
-        if password:
-            cause = cause.replace(password, "***")
+        cause = _describe(exc, secret=password)
         raise _failure(notifier, f"SMTP server {server}: {cause}") from None
 
 
@@ -281,10 +279,7 @@ def _smtp_send(notifier: Notifier, password: str | None, message: EmailMessage) 
             smtp.login(notifier.username, password or "")
         refused = smtp.send_message(message)
     if refused:
-        detail = ", ".join(
-            f"{to} ({code} {text.decode(errors='replace')})" for to, (code, text) in refused.items()
-        )
-        raise smtplib.SMTPException(f"recipients refused: {detail}")
+        raise smtplib.SMTPRecipientsRefused(refused)
 
 
 def _smtp_password(notifier: Notifier) -> str | None:
@@ -312,15 +307,32 @@ def _failure(
 ) -> DeliveryError:
     label = safe_label(notifier)
     return DeliveryError(
-        f"alert notifier {label} ({notifier.type}): {cause}",
+        f"alert notifier '{label}' ({notifier.type}): {cause}",
         fix=fix,
         data={"notifier": label, "type": notifier.type, "status": status},
     )
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
+def _describe(exc: BaseException, secret: str | None = None) -> str:
+    """The exception in one line; `secret` masked wherever it appears (a server may echo
+    what it was given)."""
+    if isinstance(exc, smtplib.SMTPResponseException):
+        text = f"{exc.smtp_code} {_decoded(exc.smtp_error)}"
+    elif isinstance(exc, smtplib.SMTPRecipientsRefused):
+        refused = exc.recipients.items()
+        text = ", ".join(f"{to} ({code} {_decoded(answer)})" for to, (code, answer) in refused)
+    else:
+        text = str(exc)
+    if secret:
+        text = text.replace(secret, "***")
+    text = " ".join(text.split())
+    if secret:
+        text = text.replace(" ".join(secret.split()), "***")
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _decoded(answer: bytes | str) -> str:
+    return answer.decode(errors="replace") if isinstance(answer, bytes) else answer
 
 
 def _title(notice: Notice) -> str:

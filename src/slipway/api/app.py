@@ -153,7 +153,14 @@ def api_routes(
         app = request.path_params["app"]
         service.store.app(app)
         q = request.query_params
-        selection = LogFilter(app, q.get("release"), q.get("process"), q.get("instance"))
+        selection = LogFilter(
+            app,
+            q.get("release"),
+            q.get("process"),
+            q.get("instance"),
+            insight.since_of(q) if q.get("since") else None,
+            insight.pattern(q.get("grep")),
+        )
         if selection.release:
             service.store.release(app, selection.release)
         count = int(q.get("lines", "100"))
@@ -182,8 +189,15 @@ def api_routes(
         app, q = request.path_params["app"], request.query_params
         return ok(insight.requests(service.home, service.store, app, q))
 
+    async def alerts(request: Request) -> Response:
+        app = request.path_params.get("app")
+        insight.require_app(service.store, app)
+        return ok(service.alerting.view(app))
+
     return [
         Route(f"{P}/status", status),
+        Route(f"{P}/alerts", alerts),
+        Route(f"{P}/apps/{{app}}/alerts", alerts),
         Route(f"{P}/instances", instances),
         Route(f"{P}/deploy", deploy, methods=["POST"]),
         Route(f"{P}/apps/{{app}}", app_status),

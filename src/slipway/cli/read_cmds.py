@@ -160,6 +160,8 @@ def ps(ctx: click.Context, app: str | None, as_json: bool) -> None:
 @click.option("--process", help="Only this process type (web, worker, …).")
 @click.option("--instance", help="Only this instance.")
 @click.option("-n", "--lines", default=100, show_default=True, help="How many past lines.")
+@click.option("--since", metavar="AGE", help="Only lines of the last AGE (15m, 1h, 2d).")
+@click.option("--grep", metavar="REGEX", help="Only lines matching this regular expression.")
 @json_option
 @click.pass_context
 def logs(
@@ -170,15 +172,16 @@ def logs(
     process: str | None,
     instance: str | None,
     lines: int,
+    since: str | None,
+    grep: str | None,
     as_json: bool,
 ) -> None:
     """Output of an app's instances, merged by time."""
     client = Client(home_of(ctx))
     name = resolve_app(client, app)
     params = {"lines": str(lines), "follow": "1" if follow_ else "0"}
-    params |= {
-        k: v for k, v in (("release", release), ("process", process), ("instance", instance)) if v
-    }
+    filters = {"release": release, "process": process, "instance": instance}
+    params |= {k: v for k, v in (filters | {"since": since, "grep": grep}).items() if v}
     try:
         for line in client.stream(f"/apps/{name}/logs", **params):
             if as_json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -109,9 +110,10 @@ class Notifier(Strict):
     def label(self) -> str:
         if self.name:
             return self.name
-        return (
-            f"email to {','.join(self.to)}" if self.type == "email" else f"{self.type} {self.url}"
-        )
+        if self.type == "email":
+            return f"email to {','.join(self.to)}"
+        # the host only: a webhook URL's path or query may hold its token
+        return f"{self.type} at {urlsplit(self.url or '').netloc.rpartition('@')[2]}"
 
 
 class Alerting(Strict):

@@ -3,6 +3,7 @@ Shared by the API, the CLI and the dashboard."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +33,19 @@ def since_of(params: Mapping[str, str], default: str = "1h") -> float:
     return time.time() - age
 
 
+def pattern(text: str | None) -> re.Pattern[str] | None:
+    if not text:
+        return None
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise UsageError(
+            f"--grep '{text}' is not a valid regular expression: {exc}",
+            where="grep",
+            fix="escape special characters, e.g. --grep 'GET /items\\?'",
+        ) from None
+
+
 def check_release(store: Store, app: str, release: str | None) -> None:
     if release is not None:
         store.release(app, release)  # NotFound with its fix
@@ -43,7 +57,7 @@ def metrics(store: Store, app: str, params: Mapping[str, str]) -> dict[str, Any]
     check_release(store, app, release)
     since = since_of(params)
     now = time.time()
-    series = history.series(store, app, since, now, release)
+    series = history.series(store, app, since, now, release, step_of(params, since, now))
     body = series.to_json()
     body["app"] = app
     body["markers"] = markers(store, app, since)
@@ -57,6 +71,20 @@ def metrics(store: Store, app: str, params: Mapping[str, str]) -> dict[str, Any]
         for name, total in series.totals.items()
     }
     return body
+
+
+def step_of(params: Mapping[str, str], since: float, now: float) -> int | None:
+    """A requested resolution, made one the history has: whole minutes beyond the last hour."""
+    text = params.get("step")
+    if not text:
+        return None
+    try:
+        step = max(1, int(parse_duration(text)))
+    except ValueError as exc:
+        raise UsageError(str(exc), where="step", fix="e.g. step=10s or step=5m") from None
+    if step >= 60 or since < now - history.SECONDS_KEPT:
+        step = max(60, step // 60 * 60)
+    return step
 
 
 def markers(store: Store, app: str, since: float) -> list[dict[str, Any]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,17 @@ class LogFilter:
     release: str | None = None
     process: str | None = None
     instance: str | None = None
+    since: float | None = None
+    grep: re.Pattern[str] | None = None
+
+    @property
+    def by_content(self) -> bool:
+        return self.since is not None or self.grep is not None
+
+    def keeps(self, line: LogLine) -> bool:
+        return (self.since is None or line.time >= self.since) and (
+            self.grep is None or self.grep.search(line.message) is not None
+        )
 
     def matches(self, instance: Instance) -> bool:
         return (
@@ -60,7 +73,11 @@ class LogReader:
         for instance in self.selected(selection):
             directory = self.dir_of(instance)
             offsets[instance.id] = _size(directory / logfile.LOG_NAME)
-            lines.extend(_line(instance, r) for r in logfile.tail(directory, count))
+            if selection.by_content:  # the last `count` that match: read it all
+                matching = (_line(instance, r) for r in logfile.read_lines(directory))
+                lines.extend(deque((ln for ln in matching if selection.keeps(ln)), maxlen=count))
+            else:
+                lines.extend(_line(instance, r) for r in logfile.tail(directory, count))
         lines.sort(key=lambda ln: ln.time)
         return lines[-count:] if count else [], offsets
 
@@ -79,7 +96,7 @@ class LogReader:
                 if size > start:
                     records, end = logfile.read_from(path, start)
                     offsets[instance.id] = end
-                    batch.extend(_line(instance, r) for r in records)
+                    batch.extend(ln for r in records if selection.keeps(ln := _line(instance, r)))
                 else:
                     offsets.setdefault(instance.id, size)
             batch.sort(key=lambda ln: ln.time)

@@ -91,6 +91,7 @@ async def serve(home: Home, http: tuple[str, int] | None) -> None:
         log.error("could not restore everything at start: %s", exc)
     monitor = asyncio.create_task(reconcile.monitor(service))
     ingest = asyncio.create_task(service.hub.run())
+    alerting = asyncio.create_task(service.alerting.run())
     sock = bind_socket(home.socket)
     server: uvicorn.Server | None = None
 
@@ -123,7 +124,7 @@ async def serve(home: Home, http: tuple[str, int] | None) -> None:
         web_server = ApiServer(web_config)
         web_task = asyncio.create_task(web_server.serve(sockets=[web_sock]))
         host, port = web_sock.getsockname()[:2]
-        service.http_url = f"http://{host}:{port}/"
+        service.http_url = service.alerting.dashboard_url = f"http://{host}:{port}/"
         home.http_file.write_text(service.http_url)
         log.info("dashboard and /metrics on %s", service.http_url)
 
@@ -143,7 +144,7 @@ async def serve(home: Home, http: tuple[str, int] | None) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await web_task
         home.http_file.unlink(missing_ok=True)
-        for task in (monitor, ingest):
+        for task in (monitor, ingest, alerting):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from slipway import __version__
+from slipway.alerts.engine import Alerting
 from slipway.api import schemas
 from slipway.config.load import config_hash, load_config, parse_config
 from slipway.config.schema import AppConfig
@@ -39,6 +40,9 @@ class Service:
         self.router = HAProxyRouter(home, haproxy_binary)
         self.services = Services(home, self.store, self.runtime, self.router)
         self.hub = TrafficHub(home, self.store, self.router)
+        self.alerting = Alerting(
+            home, self.store, lambda i: self.runtime.observe(i.app, i.id, i.handle)
+        )
         self.engine = Engine(self.services)
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.started_at = time.time()

@@ -1,0 +1,349 @@
+"""The daemon's alerting: evaluates each app's rules every few seconds, keeps their states and
+history in SQLite, and delivers notifications from a persistent outbox with backoff, so a
+notifier that is down delays an alert but never loses it (and never blocks a deploy)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import httpx
+
+from slipway.alerts import rules
+from slipway.alerts.notify import DeliveryError, Notice, deliver, safe_label, wants
+from slipway.config.alerts import AlertRule, Notifier, effective_rules
+from slipway.config.schema import AppConfig
+from slipway.metrics import history
+from slipway.paths import Home
+from slipway.runtime.base import Observed
+from slipway.store.records import Instance
+from slipway.store.store import Store
+
+log = logging.getLogger("slipway.alerts")
+EVALUATE_EVERY = 5.0
+DELIVER_EVERY = 1.0
+BACKOFF_MAX = 300.0
+GIVE_UP_AFTER = 86400.0  # an undeliverable notice is marked failed after a day of retries
+ALERTMANAGER_REFRESH = 60.0  # Alertmanager forgets alerts not re-sent (their endsAt passes)
+DOWN_STATES = {"backoff", "crashloop", "gone", "stopped"}
+
+Observe = Callable[[Instance], Observed]
+
+
+class Alerting:
+    def __init__(self, home: Home, store: Store, observe: Observe) -> None:
+        self.home = home
+        self.store = store
+        self.observe = observe
+        self.dashboard_url: str | None = None
+        self.restart_samples: dict[str, deque[tuple[float, int]]] = {}
+        self._refreshed: dict[tuple[str, str], float] = {}
+
+    # evaluation -----------------------------------------------------------------------
+
+    def evaluate(self, now: float | None = None) -> None:
+        moment = now if now is not None else time.time()
+        self.sample_restarts(moment)
+        configured: set[tuple[str, str]] = set()
+        for app in self.store.apps():
+            if app.current_release is None:
+                continue
+            config = self.store.release(app.name, app.current_release).config
+            for rule in effective_rules(config.alerts, config.alerting):
+                configured.add((app.name, rule.name))
+                self.evaluate_rule(app.name, config, rule, moment)
+        for app_name, rule_name, state in self.store.conn.execute(
+            "SELECT app, rule, state FROM alerts"
+        ).fetchall():
+            if (app_name, rule_name) not in configured and state != "ok":
+                self.resolve_removed(app_name, rule_name, moment)
+
+    def evaluate_rule(self, app: str, config: AppConfig, rule: AlertRule, now: float) -> None:
+        facts = rules.Facts(
+            traffic=history.window(self.store, app, rule.window, now - 1),
+            window=rule.window,
+            instances_down=self.instances_down(app),
+            restarts=self.restarts_in(app, rule.window, now),
+            disk_free=disk_free(self.home),
+        )
+        reading = rules.read(rule, facts)
+        row = self.store.conn.execute(
+            "SELECT state, since, release FROM alerts WHERE app = ? AND rule = ?",
+            (app, rule.name),
+        ).fetchone()
+        current = rules.State(row[0], row[1]) if row else rules.State("ok", now)
+        new = rules.step(rule, current, reading, now)
+        if row is not None and new == current:
+            if new.state == "firing":
+                self.refresh_alertmanager(app, config, rule, reading, row[2], new.since, now)
+            return
+        text = rules.summary(rule, reading)
+        with self.store.tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO alerts (app, rule, severity, state, since, value, summary, "
+                "release) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    app,
+                    rule.name,
+                    rule.severity,
+                    new.state,
+                    new.since,
+                    reading.value,
+                    text,
+                    reading.release,
+                ),
+            )
+        if new.state == current.state:
+            return
+        event = new.state
+        if current.state == "firing":
+            event = "resolved"
+        elif current.state == "pending" and new.state == "ok":
+            event = "cleared"
+        self.record_event(app, rule.name, rule.severity, event, now, reading.value, text)
+        if event in ("firing", "resolved"):
+            log.warning("alert %s on %s: %s", event, app, text)
+            notice = Notice(
+                app=app,
+                rule=rule.name,
+                severity=rule.severity,
+                state=event,
+                metric=rule.metric,
+                value=reading.value,
+                threshold=rule.threshold,
+                summary=text,
+                started_at=new.since if event == "firing" else current.since,
+                resolved_at=now if event == "resolved" else None,
+                # the release the alert fired with: Alertmanager identifies alerts by labels
+                release=row[2] if event == "resolved" and row else reading.release,
+                dashboard_url=self.app_url(app),
+            )
+            self.enqueue(config.alerting.notify, notice, now)
+
+    def resolve_removed(self, app: str, rule: str, now: float) -> None:
+        """A rule no longer in the app's config: its alert ends."""
+        row = self.store.conn.execute(
+            "SELECT severity, state FROM alerts WHERE app = ? AND rule = ?", (app, rule)
+        ).fetchone()
+        with self.store.tx() as c:
+            c.execute("DELETE FROM alerts WHERE app = ? AND rule = ?", (app, rule))
+        if row and row[1] == "firing":
+            self.record_event(app, rule, row[0], "resolved", now, None, f"{rule}: rule removed")
+
+    def record_event(
+        self,
+        app: str,
+        rule: str,
+        severity: str,
+        state: str,
+        at: float,
+        value: float | None,
+        summary: str,
+    ) -> None:
+        with self.store.tx() as c:
+            c.execute(
+                "INSERT INTO alert_events (app, rule, severity, state, at, value, summary) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (app, rule, severity, state, at, value, summary),
+            )
+
+    def instances_down(self, app: str) -> int:
+        live = [i for i in self.store.instances(app) if i.status not in ("stopping", "stopped")]
+        return sum(1 for i in live if self.observe(i).state in DOWN_STATES)
+
+    def sample_restarts(self, now: float) -> None:
+        """Remember each app's total crash restarts over time, to count them per window."""
+        totals: dict[str, int] = {}
+        for instance in self.store.instances():
+            totals[instance.app] = totals.get(instance.app, 0) + self.observe(instance).restarts
+        for app, total in totals.items():
+            self.restart_samples.setdefault(app, deque(maxlen=4000)).append((now, total))
+
+    def restarts_in(self, app: str, window: float, now: float) -> int:
+        """Only increases count: instances that go away take their restarts out of the total."""
+        recent = [total for at, total in self.restart_samples.get(app, ()) if at >= now - window]
+        return sum(max(0, b - a) for a, b in itertools.pairwise(recent))
+
+    def app_url(self, app: str) -> str | None:
+        return f"{self.dashboard_url}apps/{app}" if self.dashboard_url else None
+
+    # notifications --------------------------------------------------------------------
+
+    def enqueue(self, notifiers: list[Notifier], notice: Notice, now: float) -> None:
+        with self.store.tx() as c:
+            for notifier in notifiers:
+                if not wants(notifier, notice):
+                    continue
+                c.execute(
+                    "INSERT INTO notifications (app, rule, notifier, notice, state, next_try, "
+                    "created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                    (
+                        notice.app,
+                        notice.rule,
+                        notifier.model_dump_json(by_alias=True),
+                        json.dumps(asdict(notice)),
+                        now,
+                        now,
+                    ),
+                )
+
+    async def deliver_due(self, client: httpx.AsyncClient, now: float | None = None) -> int:
+        """Try every notification that is due; returns how many were sent."""
+        moment = now if now is not None else time.time()
+        due = self.store.conn.execute(
+            "SELECT id, notifier, notice, attempts, created_at FROM notifications "
+            "WHERE state = 'pending' AND next_try <= ? ORDER BY id LIMIT 50",
+            (moment,),
+        ).fetchall()
+        sent = 0
+        for row_id, notifier_json, notice_json, attempts, created in due:
+            notifier = Notifier.model_validate_json(notifier_json)
+            notice = Notice(**json.loads(notice_json))
+            try:
+                await deliver(notifier, notice, client)
+            except DeliveryError as exc:
+                attempts += 1
+                state = "failed" if moment - created > GIVE_UP_AFTER else "pending"
+                delay = min(BACKOFF_MAX, 2.0**attempts)
+                log.warning(
+                    "notification to %s failed (try %d): %s",
+                    safe_label(notifier),
+                    attempts,
+                    exc.message,
+                )
+                self._update(row_id, state, attempts, moment + delay, exc.message, None)
+                continue
+            sent += 1
+            self._update(row_id, "sent", attempts + 1, moment, None, time.time())
+            if notifier.type == "alertmanager" and notice.state == "firing":
+                self._refreshed[(notice.app, notice.rule)] = moment
+        return sent
+
+    def _update(
+        self,
+        row_id: int,
+        state: str,
+        attempts: int,
+        next_try: float,
+        error: str | None,
+        sent_at: float | None,
+    ) -> None:
+        with self.store.tx() as c:
+            c.execute(
+                "UPDATE notifications SET state = ?, attempts = ?, next_try = ?, last_error = ?, "
+                "sent_at = ? WHERE id = ?",
+                (state, attempts, next_try, error, sent_at, row_id),
+            )
+
+    def refresh_alertmanager(
+        self,
+        app: str,
+        config: AppConfig,
+        rule: AlertRule,
+        reading: rules.Reading,
+        release: str | None,
+        since: float,
+        now: float,
+    ) -> None:
+        """Re-send a firing alert to Alertmanager now and then, as Prometheus does."""
+        targets = [n for n in config.alerting.notify if n.type == "alertmanager"]
+        key = (app, rule.name)
+        if not targets or now - self._refreshed.get(key, now) < ALERTMANAGER_REFRESH:
+            self._refreshed.setdefault(key, now)
+            return
+        self._refreshed[key] = now
+        notice = Notice(
+            app,
+            rule.name,
+            rule.severity,
+            "firing",
+            rule.metric,
+            reading.value,
+            rule.threshold,
+            rules.summary(rule, reading),
+            since,
+            release=release,
+            dashboard_url=self.app_url(app),
+        )
+        self.enqueue(targets, notice, now)
+
+    # views ----------------------------------------------------------------------------
+
+    def view(self, app: str | None, limit: int = 200) -> dict[str, Any]:
+        where, args = ("WHERE app = ?", (app,)) if app else ("", ())
+        alerts = [
+            dict(
+                zip(
+                    ("app", "rule", "severity", "state", "since", "value", "summary", "release"),
+                    row,
+                    strict=True,
+                )
+            )
+            for row in self.store.conn.execute(
+                "SELECT app, rule, severity, state, since, value, summary, release FROM alerts "
+                f"{where} ORDER BY app, rule",
+                args,
+            )
+        ]
+        events = [
+            dict(
+                zip(
+                    ("app", "rule", "severity", "state", "at", "value", "summary"), row, strict=True
+                )
+            )
+            for row in self.store.conn.execute(
+                "SELECT app, rule, severity, state, at, value, summary FROM alert_events "
+                f"{where} ORDER BY id DESC LIMIT ?",
+                (*args, limit),
+            )
+        ]
+        notifications = []
+        for row in self.store.conn.execute(
+            "SELECT app, rule, notifier, notice, state, attempts, last_error, created_at, "
+            f"sent_at FROM notifications {where} ORDER BY id DESC LIMIT ?",
+            (*args, limit),
+        ):
+            notifier = Notifier.model_validate_json(row[2])
+            notifications.append(
+                {
+                    "app": row[0],
+                    "rule": row[1],
+                    "notifier": safe_label(notifier),
+                    "type": notifier.type,
+                    "event": json.loads(row[3]).get("state"),
+                    "state": row[4],
+                    "attempts": row[5],
+                    "last_error": row[6],
+                    "created_at": row[7],
+                    "sent_at": row[8],
+                }
+            )
+        return {"alerts": alerts, "events": events, "notifications": notifications}
+
+    # the loop -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        last_evaluation = 0.0
+        async with httpx.AsyncClient() as client:
+            while True:
+                await asyncio.sleep(DELIVER_EVERY)
+                try:
+                    if time.time() - last_evaluation >= EVALUATE_EVERY:
+                        last_evaluation = time.time()
+                        self.evaluate()
+                    await self.deliver_due(client)
+                except Exception:
+                    log.exception("alerting failed")
+
+
+def disk_free(home: Home) -> float:
+    usage = shutil.disk_usage(home.root)
+    return usage.free / usage.total if usage.total else 1.0
