@@ -30,7 +30,7 @@ from slipway.store.store import Store
 log = logging.getLogger("slipway.alerts")
 EVALUATE_EVERY = 5.0
 DELIVER_EVERY = 1.0
-BACKOFF_MAX = 300.0
+BACKOFF_MAX = 60.0
 GIVE_UP_AFTER = 86400.0  # an undeliverable notice is marked failed after a day of retries
 ALERTMANAGER_REFRESH = 60.0  # Alertmanager forgets alerts not re-sent (their endsAt passes)
 DOWN_STATES = {"backoff", "crashloop", "gone", "stopped"}
@@ -196,20 +196,26 @@ class Alerting:
                 )
 
     async def deliver_due(self, client: httpx.AsyncClient, now: float | None = None) -> int:
-        """Try every notification that is due; returns how many were sent."""
+        """Try every notification that is due, in order per notifier and alert: a resolved
+        notice never overtakes its firing one. Returns how many were sent."""
         moment = now if now is not None else time.time()
-        due = self.store.conn.execute(
-            "SELECT id, notifier, notice, attempts, created_at FROM notifications "
-            "WHERE state = 'pending' AND next_try <= ? ORDER BY id LIMIT 50",
-            (moment,),
+        pending = self.store.conn.execute(
+            "SELECT id, app, rule, notifier, notice, attempts, next_try, created_at "
+            "FROM notifications WHERE state = 'pending' ORDER BY id LIMIT 500"
         ).fetchall()
+        blocked: set[tuple[str, str, str]] = set()
         sent = 0
-        for row_id, notifier_json, notice_json, attempts, created in due:
+        for row_id, app, rule, notifier_json, notice_json, attempts, next_try, created in pending:
+            key = (app, rule, notifier_json)
+            if key in blocked or next_try > moment:
+                blocked.add(key)
+                continue
             notifier = Notifier.model_validate_json(notifier_json)
             notice = Notice(**json.loads(notice_json))
             try:
                 await deliver(notifier, notice, client)
             except DeliveryError as exc:
+                blocked.add(key)
                 attempts += 1
                 state = "failed" if moment - created > GIVE_UP_AFTER else "pending"
                 delay = min(BACKOFF_MAX, 2.0**attempts)

@@ -23,6 +23,7 @@ from slipway.daemon.lifecycle import preflight
 from slipway.daemon.service import Service
 from slipway.daemon.web import bind, create_web_app
 from slipway.errors import SlipwayError
+from slipway.metrics import discovery
 from slipway.paths import Home
 
 log = logging.getLogger("slipway.daemon")
@@ -126,6 +127,7 @@ async def serve(home: Home, http: tuple[str, int] | None) -> None:
         host, port = web_sock.getsockname()[:2]
         service.http_url = service.alerting.dashboard_url = f"http://{host}:{port}/"
         home.http_file.write_text(service.http_url)
+        discovery.write_daemon_target(home.prometheus_targets, f"{host}:{port}")
         log.info("dashboard and /metrics on %s", service.http_url)
 
     def stop() -> None:
@@ -144,6 +146,7 @@ async def serve(home: Home, http: tuple[str, int] | None) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await web_task
         home.http_file.unlink(missing_ok=True)
+        discovery.write_daemon_target(home.prometheus_targets, None)
         for task in (monitor, ingest, alerting):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

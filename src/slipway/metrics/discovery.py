@@ -1,6 +1,7 @@
 """Prometheus file-based service discovery: one JSON file per app listing its running web
 instances, labelled with app, release and instance, so a user's Prometheus scrapes the
-right processes across deploys (`file_sd_configs` pointing at HOME/prometheus/*.json)."""
+right processes across deploys (`file_sd_configs` pointing at HOME/prometheus/*.json).
+The daemon's own /metrics is listed too, in `_slipway.json` (no app name starts with "_")."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 from pathlib import Path
 
 from slipway.store.records import Instance
+
+DAEMON_FILE = "_slipway.json"
 
 
 def targets(instances: list[Instance]) -> list[dict[str, object]]:
@@ -30,16 +33,25 @@ def targets(instances: list[Instance]) -> list[dict[str, object]]:
 
 def write_targets(directory: Path, apps: list[str], instances: list[Instance]) -> None:
     """Rewrite a file only when its content changes (Prometheus watches them)."""
-    directory.mkdir(parents=True, exist_ok=True)
     for app in apps:
-        path = directory / f"{app}.json"
-        text = json.dumps(targets([i for i in instances if i.app == app]), indent=1) + "\n"
-        try:
-            if path.read_text() == text:
-                continue
-        except OSError:
-            pass
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        _write(directory / f"{app}.json", targets([i for i in instances if i.app == app]))
+
+
+def write_daemon_target(directory: Path, address: str | None) -> None:
+    """The daemon's /metrics (host:port), or no target while it is not served."""
+    entries = [{"targets": [address], "labels": {"job": "slipway"}}] if address else []
+    _write(directory / DAEMON_FILE, entries)
+
+
+def _write(path: Path, entries: list[dict[str, object]]) -> None:
+    text = json.dumps(entries, indent=1) + "\n"
+    try:
+        if path.read_text() == text:
+            return
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)

@@ -92,6 +92,7 @@ function drawMarkers(u, markers, withLabels) {
   ctx.clip();
   ctx.font = `${600} ${11 * dpr}px system-ui, sans-serif`;
   ctx.textBaseline = "top";
+  ctx.textAlign = "left";
   for (const marker of markers) {
     const color = markerColor(marker);
     const x0 = u.valToPos(marker.started_at, "x", true);
@@ -190,7 +191,7 @@ class TimeChart {
   build(metrics) {
     const names = Object.keys(metrics.releases || {}).sort(releaseOrder);
     const data = [metrics.t];
-    const series = [{}];
+    const series = [{ label: "time", value: (u, v) => (v === null ? "" : clock(v)) }];
     let points = 0;
     for (const name of names) {
       const color = releaseColor(name);

@@ -14,7 +14,10 @@ export function h(tag, attrs, ...children) {
     } else if (key === "dataset") {
       Object.assign(el.dataset, value);
     } else if (key === "style" && typeof value === "object") {
-      Object.assign(el.style, value);
+      for (const [name, v] of Object.entries(value)) {
+        if (name.startsWith("--")) el.style.setProperty(name, v);
+        else el.style[name] = v;
+      }
     } else if (key === "href") {
       el.setAttribute("href", safeHref(String(value)));
     } else {

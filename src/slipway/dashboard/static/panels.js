@@ -1,0 +1,385 @@
+// The app page's panels: each a function from API data to DOM nodes (text via textContent).
+
+import { empty, h } from "./dom.js";
+import {
+  ago,
+  clock,
+  decisionClass,
+  duration,
+  fullTime,
+  ms,
+  num,
+  outcomeClass,
+  pct,
+  releaseColor,
+  releaseOrder,
+} from "./format.js";
+import { chip, releaseTag } from "./parts.js";
+
+function table(head, rows, attrs = {}) {
+  return h(
+    "table",
+    { class: "grid", ...attrs },
+    h("thead", {}, h("tr", {}, head.map((c) => h("th", { class: c.startsWith("#") ? "n" : "" }, c.replace(/^#/, ""))))),
+    h("tbody", {}, rows),
+  );
+}
+
+// canary ---------------------------------------------------------------------------------
+
+/** The judge's evidence: live during a canary (`canary` set), else the last canary's end. */
+export function canaryPanel(canary, analysis, app) {
+  const verdicts = (analysis && analysis.verdicts) || [];
+  const latest = (canary && canary.verdict) || verdicts[verdicts.length - 1] || null;
+  const deployment = analysis && analysis.deployment;
+  const evidence = (latest && latest.evidence) || {};
+  const verdict = evidence.verdict || {};
+  const candidate = canary ? canary.candidate : deployment && deployment.to_release;
+  const stable = canary ? canary.stable : deployment && deployment.from_release;
+  const steps = canary ? canary.steps : null;
+  const head = h(
+    "div",
+    { class: "canary-head" },
+    h(
+      "div",
+      { class: "canary-title" },
+      canary ? chip("canary live", "busy") : chip(`last canary #${deployment ? deployment.id : "?"}`, ""),
+      " ",
+      releaseTag(candidate || "?", app),
+      h("span", { class: "muted" }, " vs stable "),
+      stable ? releaseTag(stable, app) : "–",
+      canary
+        ? h("span", { class: "muted" }, ` · step ${canary.step} of ${canary.steps.length} · ${num(canary.share, canary.share % 1 ? 1 : 0)}% of traffic · step for ${duration(Date.now() / 1000 - canary.step_started)}`)
+        : deployment
+          ? h("span", { class: "muted" }, " · ", chip(deployment.outcome || deployment.state, outcomeClass(deployment)), ` ${ago(deployment.finished_at || deployment.started_at)}`)
+          : null,
+      canary && canary.paused ? chip("paused", "warn") : null,
+    ),
+    steps
+      ? h(
+          "ol",
+          { class: "canary-steps" },
+          [...steps, 100].map((share, i) =>
+            h("li", { class: i + 1 < canary.step ? "done" : i + 1 === canary.step ? "now" : "" }, i === steps.length ? "100% promote" : `${num(share, share % 1 ? 1 : 0)}%`),
+          ),
+        )
+      : null,
+  );
+  if (!latest) {
+    return [head, empty("No verdict yet: the judge speaks once both releases have traffic.")];
+  }
+  const decision = h(
+    "div",
+    { class: "verdict" },
+    h("span", { class: `decision ${decisionClass(latest.decision)}`, "data-decision": latest.decision }, latest.decision),
+    h(
+      "div",
+      { class: "verdict-text" },
+      h("p", { class: "reason" }, latest.reason),
+      h(
+        "p",
+        { class: "muted" },
+        `${clock(latest.at)} · step ${latest.step} at ${num(latest.share, latest.share % 1 ? 1 : 0)}% · ` +
+          `${num(verdict.candidate_requests)} candidate vs ${num(verdict.stable_requests)} stable requests` +
+          (evidence.step_requests !== undefined ? ` · ${num(evidence.step_requests)} in this step` : "") +
+          (evidence.excluded_seconds ? ` · ${evidence.excluded_seconds} s excluded` : ""),
+      ),
+    ),
+  );
+  const checks = (verdict.checks || []).map(checkRow);
+  const prom = (evidence.prometheus || []).map((p) =>
+    h(
+      "tr",
+      { class: p.failed ? "row-bad" : "" },
+      h("td", {}, `prometheus: ${p.name}`),
+      h("td", { class: "n" }, p.value === null ? "no data" : num(p.value, 3)),
+      h("td", { class: "n muted" }, "–"),
+      h("td", { class: "n muted" }, "–"),
+      h("td", { class: "n" }, `${p.direction === "below" ? "≥" : "≤"} ${num(p.threshold, 3)}`),
+      h("td", { class: "n muted" }, "–"),
+      h("td", {}, p.failed ? chip("fails", "bad") : p.value === null ? chip("no data", "warn") : chip("passes", "ok")),
+    ),
+  );
+  return [
+    head,
+    decision,
+    table(["check", "#candidate", "#stable", "#interval", "#allowed", "#samples", "result"], [...checks, ...prom], { class: "grid checks" }),
+    verdictStrip(verdicts),
+  ];
+}
+
+function checkRow(c) {
+  const isError = c.metric === "error rate";
+  const value = isError ? (v) => pct(v) : (v) => ms(v);
+  const bound = isError ? signedPp : (v) => pct(v);
+  const result = c.regression
+    ? chip("regression", "bad")
+    : c.no_worse
+      ? chip("no worse", "ok")
+      : chip("undecided", "warn");
+  return h(
+    "tr",
+    { class: c.regression ? "row-bad" : "", title: c.text },
+    h("td", {}, c.metric),
+    h("td", { class: "n" }, value(c.candidate)),
+    h("td", { class: "n" }, value(c.stable)),
+    h("td", { class: "n" }, c.bounds ? `[${bound(c.bounds[0])}, ${bound(c.bounds[1])}]` : "–"),
+    h("td", { class: "n" }, isError ? signedPp(c.limit) : `${pct(c.limit)} slower`),
+    h("td", { class: "n" }, c.samples ? `${num(c.samples[0])} / ${num(c.samples[1])}` : "–"),
+    h("td", {}, result),
+  );
+}
+
+function signedPp(v) {
+  if (v === null || v === undefined) return "–";
+  const p = v * 100;
+  return `${p >= 0 ? "+" : ""}${p.toFixed(2)}pp`;
+}
+
+/** Every verdict of the canary as a tick coloured by its decision. */
+function verdictStrip(verdicts) {
+  if (verdicts.length < 2) return null;
+  const shown = verdicts.slice(-180);
+  return h(
+    "div",
+    { class: "strip-wrap" },
+    h("span", { class: "muted" }, `${verdicts.length} verdicts`),
+    h(
+      "div",
+      { class: "strip" },
+      shown.map((v) => h("span", { class: `tick ${decisionClass(v.decision)}`, title: `${clock(v.at)} step ${v.step}: ${v.decision} — ${v.reason}` })),
+    ),
+  );
+}
+
+// releases and deployments ---------------------------------------------------------------
+
+export function releasesPanel(releases, app, focus) {
+  if (!releases.length) return empty("No releases yet.");
+  return h(
+    "ol",
+    { class: "timeline" },
+    releases.slice(0, 15).map((r) =>
+      h(
+        "li",
+        { class: `${r.current ? "current" : ""} ${focus === r.id ? "focus" : ""}`, style: { "--c": releaseColor(r.id) }, "data-release": r.id },
+        h(
+          "div",
+          { class: "tl-head" },
+          releaseTag(r.id, app),
+          r.current ? chip("current", "ok") : null,
+          r.warm_until && r.warm_until > Date.now() / 1000 ? chip(`warm ${duration(r.warm_until - Date.now() / 1000)}`, "info") : null,
+          r.status !== "ready" ? chip(r.status, r.status === "failed" ? "bad" : "busy") : null,
+          !r.on_disk ? chip("pruned", "") : null,
+          h("span", { class: "muted right", title: fullTime(r.created_at) }, ago(r.created_at)),
+        ),
+        h(
+          "div",
+          { class: "tl-body muted" },
+          r.git_sha ? `git ${r.git_sha.slice(0, 10)}` : r.source_kind,
+          ` · config ${r.config_hash.slice(0, 8)}`,
+          r.build_seconds !== null ? ` · built in ${duration(r.build_seconds)}` : "",
+          r.deployed_at ? ` · deployed ${clock(r.deployed_at, false)}` : " · never deployed",
+        ),
+        r.error ? h("div", { class: "tl-error" }, r.error) : null,
+      ),
+    ),
+  );
+}
+
+export function deploymentsPanel(deployments, app) {
+  if (!deployments.length) return empty("No deployments yet.");
+  const rows = [];
+  for (const d of deployments.slice(0, 12)) {
+    const what = d.kind === "deploy" ? d.strategy : d.kind;
+    rows.push(
+      h(
+        "tr",
+        { "data-deployment": String(d.id) },
+        h("td", { class: "n muted" }, `#${d.id}`),
+        h("td", {}, what),
+        h("td", {}, d.from_release ? [releaseTag(d.from_release, app), " → "] : null, releaseTag(d.to_release, app)),
+        h("td", {}, chip(d.finished_at ? d.outcome : d.state, outcomeClass(d))),
+        h("td", { title: fullTime(d.started_at) }, clock(d.started_at, false), h("small", { class: "muted" }, ` ${ago(d.started_at)}`)),
+        h("td", { class: "n" }, duration((d.finished_at || Date.now() / 1000) - d.started_at)),
+        h("td", { class: "muted ellipsis", title: d.who }, d.who),
+      ),
+    );
+    if (d.error) {
+      rows.push(h("tr", { class: "row-error" }, h("td", {}), h("td", { colspan: "6" }, d.error.message || "failed")));
+    }
+  }
+  return table(["#", "kind", "release", "outcome", "started", "#took", "by"], rows);
+}
+
+// instances and logs -----------------------------------------------------------------------
+
+export function instancesPanel(instances, app, selected, onSelect) {
+  if (!instances.length) return empty("No instances.");
+  const order = { serving: 0, starting: 1, warm: 2, retiring: 3, worker: 4 };
+  const sorted = [...instances].sort(
+    (a, b) => releaseOrder(b.release, a.release) || (order[a.role] ?? 9) - (order[b.role] ?? 9) || a.id.localeCompare(b.id),
+  );
+  return table(
+    ["instance", "role", "state", "HAProxy", "#traffic", "#restarts", "#uptime", "#pid:port"],
+    sorted.map((i) => {
+      const unwell = ["backoff", "crashloop", "gone"].includes(i.state);
+      return h(
+        "tr",
+        {
+          class: `clickable ${selected === i.id ? "selected" : ""} ${unwell ? "row-bad" : ""}`,
+          "data-instance": i.id,
+          title: i.last_exit ? `last exit: ${JSON.stringify(i.last_exit)}` : "show this instance's logs",
+          onclick: () => onSelect(selected === i.id ? null : i.id),
+        },
+        h("td", {}, h("span", { class: "swatch", style: { background: releaseColor(i.release) } }), i.id),
+        h("td", {}, h("span", { class: `role role-${i.role}` }, i.role)),
+        h("td", {}, chip(i.state, { running: "ok", starting: "busy", backoff: "bad", crashloop: "bad", gone: "bad" }[i.state] || "")),
+        h("td", {}, i.check ? chip(i.check, /^UP/.test(i.check) ? "ok" : /DOWN/.test(i.check) ? "bad" : "") : h("span", { class: "muted" }, "–")),
+        h("td", { class: "n" }, i.traffic_percent === null ? "–" : trafficCell(i.traffic_percent, i.release)),
+        h("td", { class: `n ${i.restarts ? "warn-text" : ""}` }, String(i.restarts)),
+        h("td", { class: "n" }, duration(i.uptime_seconds)),
+        h("td", { class: "n muted" }, `${i.pid ?? "–"}${i.port ? `:${i.port}` : ""}`),
+      );
+    }),
+    { class: "grid instances" },
+  );
+}
+
+function trafficCell(percent, release) {
+  return h(
+    "span",
+    { class: "bar-cell" },
+    h("span", { class: "bar", style: { width: `${Math.min(100, percent)}%`, background: releaseColor(release) } }),
+    `${percent.toFixed(percent % 1 ? 1 : 0)}%`,
+  );
+}
+
+export function logLines(lines) {
+  if (!lines.length) return [empty("No log lines.")];
+  return lines.map((l) =>
+    h(
+      "div",
+      { class: `log ${l.stream === "stderr" || l.stream === "err" ? "stderr" : ""} ${l.stream === "slipway" ? "sys" : ""}` },
+      h("span", { class: "log-time", title: fullTime(l.time) }, clock(l.time)),
+      h("span", { class: "log-inst", style: { color: releaseColor(l.release) } }, l.instance),
+      h("span", { class: "log-msg" }, l.message),
+    ),
+  );
+}
+
+// requests and alerts -------------------------------------------------------------------------
+
+export function errorsPanel(answer, since, app) {
+  const requests = [...((answer && answer.requests) || [])].reverse();
+  if (!requests.length) return empty(`No 5xx answers in the last ${since}.`);
+  return table(
+    ["time", "release", "#status", "#time", "request", "instance"],
+    requests.slice(0, 40).map((r) =>
+      h(
+        "tr",
+        {},
+        h("td", { title: fullTime(r.time) }, clock(r.time)),
+        h("td", {}, r.release ? releaseTag(r.release, app) : "–"),
+        h("td", { class: "n bad-text" }, String(r.status), r.termination && r.termination !== "--" ? h("small", { class: "muted" }, ` ${r.termination}`) : null),
+        h("td", { class: "n" }, ms(r.ms)),
+        h("td", { class: "mono ellipsis", title: `${r.method || ""} ${r.path || ""}` }, `${r.method || ""} ${r.path || ""}`),
+        h("td", { class: "muted" }, r.instance || "–"),
+      ),
+    ),
+  );
+}
+
+export function alertsPanel(answer, app) {
+  if (!answer) return [empty("No alerts.")];
+  const alerts = (answer.alerts || []).filter((a) => a.app === app || !a.app);
+  const active = alerts.filter((a) => a.state !== "ok");
+  const parts = [];
+  const severity = (s) => chip(s, s === "critical" || s === "page" ? "bad" : "warn");
+  if (active.length) {
+    parts.push(
+      table(
+        ["state", "rule", "severity", "summary", "since"],
+        active.map((a) =>
+          h(
+            "tr",
+            { class: a.state === "firing" ? "row-bad" : "" },
+            h("td", {}, chip(a.state, a.state === "firing" ? "bad" : "warn")),
+            h("td", {}, a.rule),
+            h("td", {}, severity(a.severity)),
+            h("td", {}, a.summary || "", a.release ? [" ", releaseTag(a.release, app)] : null),
+            h("td", { title: fullTime(a.since) }, ago(a.since)),
+          ),
+        ),
+      ),
+    );
+  } else {
+    parts.push(
+      h(
+        "p",
+        { class: "all-clear" },
+        chip("all clear", "ok"),
+        alerts.length ? ` ${alerts.length} rule${alerts.length === 1 ? "" : "s"} watching` : " No alerts.",
+      ),
+    );
+  }
+  const events = (answer.events || []).filter((e) => e.app === app || !e.app).slice(-8).reverse();
+  if (events.length) {
+    parts.push(h("h3", {}, "recent"));
+    parts.push(
+      h(
+        "ul",
+        { class: "events" },
+        events.map((e) =>
+          h(
+            "li",
+            {},
+            h("span", { class: "muted", title: fullTime(e.at) }, clock(e.at, false)),
+            " ",
+            chip(e.state, { firing: "bad", pending: "warn", resolved: "ok" }[e.state] || ""),
+            " ",
+            h("strong", {}, e.rule),
+            " ",
+            h("span", { class: "muted" }, e.summary || ""),
+          ),
+        ),
+      ),
+    );
+  }
+  const failed = (answer.notifications || []).filter((n) => (n.app === app || !n.app) && n.state === "failed");
+  if (failed.length) {
+    parts.push(
+      h(
+        "p",
+        { class: "bad-text" },
+        `${failed.length} notification${failed.length === 1 ? "" : "s"} failed to send: `,
+        failed.slice(-3).map((n) => `${n.notifier} (${n.last_error || "?"}) `),
+      ),
+    );
+  }
+  return parts;
+}
+
+// totals -------------------------------------------------------------------------------------
+
+export function totalsTable(metrics, app) {
+  const totals = Object.entries(metrics.totals || {}).sort(([a], [b]) => releaseOrder(b, a));
+  if (!totals.length) return empty("No requests in this range.");
+  return table(
+    ["release", "#requests", "#errors", "#error rate", "#p50", "#p90", "#p99"],
+    totals.map(([release, t]) =>
+      h(
+        "tr",
+        { "data-release": release, "data-requests": String(t.requests) },
+        h("td", {}, releaseTag(release, app)),
+        h("td", { class: "n", "data-testid": `total-requests-${release}` }, num(t.requests)),
+        h("td", { class: `n ${t.errors ? "bad-text" : ""}` }, num(t.errors)),
+        h("td", { class: "n" }, pct(t.error_rate)),
+        h("td", { class: "n" }, ms(t.p50)),
+        h("td", { class: "n" }, ms(t.p90)),
+        h("td", { class: "n" }, ms(t.p99)),
+      ),
+    ),
+    { class: "grid totals" },
+  );
+}
