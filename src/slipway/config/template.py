@@ -46,6 +46,24 @@ drain_timeout = "30s"    # how long in-flight requests may take to finish on the
 stop_grace = "10s"       # SIGTERM, then SIGKILL after this long
 keep_warm = "5m"         # the previous release keeps running this long: rollback is instant
 keep_releases = 5        # releases kept on disk for rollback
+
+[logs]
+max_size = "10MB"        # instance output and the request log rotate at this size
+keep = 3                 # rotated files kept
+
+# Alerts: defaults watch the error rate, p99 latency, instances down, restart loops and
+# disk space. Add your own, and say where notifications go (docs/config.md):
+# [[alerts]]
+# name = "errors"
+# metric = "error_rate"
+# above = 0.02
+# window = "1m"
+# for = "2m"
+# severity = "critical"
+#
+# [[alerting.notify]]
+# type = "webhook"       # or slack, email, alertmanager
+# url = "http://127.0.0.1:9000/hooks/slipway"
 """
 
 

@@ -187,7 +187,7 @@ export function appPage(main, shell, app, release) {
       analysis = await getOptional(live ? `/v1/deployments/${live.deployment}/analysis` : `/v1/deployments/${lastCanary.id}/analysis`);
       canaryShown = key;
       canaryEl.hidden = false;
-      canaryEl.classList.toggle("live", !!live);
+      canaryEl.classList.toggle("canary-live", !!live);
       fill(canaryBody, [live, analysis && analysis.verdicts.length, analysis && analysis.deployment, Math.floor(Date.now() / 2000)], () =>
         canaryPanel(live, analysis, app),
       );

@@ -42,7 +42,12 @@ const KINDS = {
       { label: `${name} p99`, values: data.p99, width: 1.5, dash: [6, 4] },
     ],
     format: ms,
-    range: (u, min, max) => [0, niceMax(max, 1)],
+    log: true, // p50 and p99 are often 10× apart; a log axis shows both
+    range: (u, min, max) => {
+      const low = min > 0 ? min : 0.5;
+      const high = max > 0 ? max : 10;
+      return [10 ** Math.floor(Math.log10(low)), 10 ** Math.ceil(Math.log10(high * 1.05))];
+    },
   },
 };
 
@@ -260,7 +265,7 @@ class TimeChart {
       legend: { show: true, live: true },
       scales: {
         x: { time: true },
-        y: { range: this.kind.range },
+        y: this.kind.log ? { distr: 3, log: 10, range: this.kind.range } : { range: this.kind.range },
       },
       axes: [
         { ...AXIS, space: 70, values: timeTicks },

@@ -97,8 +97,12 @@ export function deploymentInFlight(deployment, canary, app) {
       { class: "inflight-head" },
       h("span", { class: "spinner", "aria-hidden": "true" }),
       h("strong", {}, verb, " ", releaseTag(deployment.to_release, app)),
-      deployment.from_release ? h("span", { class: "muted" }, " from ", releaseTag(deployment.from_release, app)) : null,
-      h("span", { class: "muted" }, ` · #${deployment.id} · ${detail} · ${duration(Date.now() / 1000 - deployment.started_at)} · ${deployment.who}`),
+      deployment.from_release ? h("span", { class: "muted" }, "from ", releaseTag(deployment.from_release, app)) : null,
+    ),
+    h(
+      "div",
+      { class: "inflight-meta muted" },
+      `#${deployment.id} · ${detail} · ${duration(Date.now() / 1000 - deployment.started_at)} so far · by ${deployment.who}`,
     ),
     h(
       "ol",
