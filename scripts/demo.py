@@ -79,6 +79,13 @@ def fresh_start() -> int:
     return port
 
 
+def dashboard_url() -> str:
+    try:
+        return (HOME / "http.url").read_text().strip()
+    except OSError:
+        return "not served (see the daemon log)"
+
+
 def under_load(url: str, what: str, *args: str) -> LoadResult:
     with BackgroundLoad(url, concurrency=6, rate=300, record_key="release") as load:
         time.sleep(1.5)
@@ -120,12 +127,17 @@ def main() -> None:
     slipway("status")
     slipway("ps")
     slipway("releases")
+    console.rule("5. what production did (the daemon's own metrics history)")
+    slipway("metrics", "--since", "5m")
+    slipway("requests", "-n", "5")
+    slipway("alerts")
     failed = deploy.failed + rollback.failed
     console.rule("[bold green]done" if failed == 0 else "[bold red]requests failed")
     console.print(
         f"Everything is still running. Look around with:\n"
         f"  export SLIPWAY_HOME={HOME}\n"
-        f"  .venv/bin/slipway status | ps | releases | logs -f\n"
+        f"  .venv/bin/slipway status | ps | releases | logs -f | metrics | alerts\n"
+        f"The dashboard: {dashboard_url()}\n"
         f"Stop it all with:\n"
         f"  .venv/bin/slipway --home {HOME} down --all"
     )

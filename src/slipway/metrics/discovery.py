@@ -39,7 +39,9 @@ def write_targets(directory: Path, apps: list[str], instances: list[Instance]) -
 
 def write_daemon_target(directory: Path, address: str | None) -> None:
     """The daemon's /metrics (host:port), or no target while it is not served."""
-    entries = [{"targets": [address], "labels": {"job": "slipway"}}] if address else []
+    entries: list[dict[str, object]] = (
+        [{"targets": [address], "labels": {"job": "slipway"}}] if address else []
+    )
     _write(directory / DAEMON_FILE, entries)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import shutil
 import time
 
 from slipway.metrics import history
@@ -101,7 +102,8 @@ class TrafficHub:
             self.apply_retention(now)
 
     def apply_retention(self, now: float) -> None:
-        """Metrics history and request logs are bounded: nothing grows without end."""
+        """Metrics history, request logs and stopped instances' logs are bounded: nothing
+        grows without end."""
         history.prune(self.store, now)
         for app in self.store.apps():
             if app.current_release is None:
@@ -110,6 +112,10 @@ class TrafficHub:
             self.request_logs.retention[app.name] = Retention(
                 logs.max_size, logs.keep, logs.max_age
             )
+            for instance in self.store.instances(app.name, live_only=False):
+                stopped = instance.stopped_at
+                if instance.status == "stopped" and stopped and stopped < now - logs.max_age:
+                    shutil.rmtree(self.home.instance_dir(app.name, instance.id), True)
         self.request_logs.expire(now)
 
     async def check_losses(self, second: int) -> None:

@@ -133,7 +133,6 @@ export function appPage(main, shell, app, release) {
         logs.now();
       }),
     );
-  let canaryShown = null; // the deployment whose analysis was last fetched, when not live
 
   const state = repeat(async () => {
     const [view, instances, minute, releases, deployments, status] = await Promise.all([
@@ -174,24 +173,32 @@ export function appPage(main, shell, app, release) {
     await showCanary(view, deployments);
   }, 2000);
 
+  // The judge's evidence: the latest verdict comes with the app's view every poll; the full
+  // list (for the strip of verdicts) is heavier and fetched every 10 s during a canary.
+  let analysis = null;
+  let analysisKey = null;
+  let analysisAt = 0;
+
   async function showCanary(view, deployments) {
     const live = view.canary;
-    const lastCanary = deployments.find((d) => d.strategy === "canary" && d.kind === "deploy");
-    if (!live && !lastCanary) {
+    const last = deployments.find((d) => d.strategy === "canary" && d.kind === "deploy");
+    if (!live && !last) {
       canaryEl.hidden = true;
       return;
     }
-    const key = live ? `live-${live.deployment}` : `done-${lastCanary.id}-${lastCanary.finished_at}`;
-    let analysis = null;
-    if (live || canaryShown !== key) {
-      analysis = await getOptional(live ? `/v1/deployments/${live.deployment}/analysis` : `/v1/deployments/${lastCanary.id}/analysis`);
-      canaryShown = key;
-      canaryEl.hidden = false;
-      canaryEl.classList.toggle("canary-live", !!live);
-      fill(canaryBody, [live, analysis && analysis.verdicts.length, analysis && analysis.deployment, Math.floor(Date.now() / 2000)], () =>
-        canaryPanel(live, analysis, app),
-      );
+    const id = live ? live.deployment : last.id;
+    const key = `${id}-${live ? "live" : last.finished_at}`;
+    if (analysisKey !== key || (live && Date.now() - analysisAt > 10000)) {
+      analysis = await getOptional(`/v1/deployments/${id}/analysis`);
+      analysisKey = key;
+      analysisAt = Date.now();
     }
+    canaryEl.hidden = false;
+    canaryEl.classList.toggle("canary-live", !!live);
+    const latest = live && live.verdict ? live.verdict.id : null;
+    fill(canaryBody, [key, live, latest, analysis && analysis.verdicts.length, Math.floor(Date.now() / 5000)], () =>
+      canaryPanel(live, analysis, app),
+    );
   }
 
   const metrics = repeat(

@@ -17,7 +17,9 @@ const KINDS = {
   rps: {
     title: "Request rate",
     unit: "requests per second",
-    series: (name, data) => [{ label: name, values: zeroFilled(data.rps), width: 2, fill: true }],
+    series: (name, data, t, step) => [
+      { label: name, values: partialLast(zeroFilled(data.rps), t, step), width: 2, fill: true },
+    ],
     format: rate,
     range: (u, min, max) => [0, niceMax(max, 1)],
   },
@@ -42,6 +44,7 @@ const KINDS = {
       { label: `${name} p99`, values: data.p99, width: 1.5, dash: [6, 4] },
     ],
     format: ms,
+    axis: (v) => (v >= 1000 ? `${+(v / 1000).toPrecision(3)} s` : `${+v.toPrecision(3)} ms`),
     log: true, // p50 and p99 are often 10× apart; a log axis shows both
     range: (u, min, max) => {
       const low = min > 0 ? min : 0.5;
@@ -69,6 +72,18 @@ function zeroFilled(values) {
   let last = values.length - 1;
   while (last > first && values[last] === null) last--;
   return values.map((v, i) => (v === null && i >= first && i <= last ? 0 : v));
+}
+
+/** Minute buckets: the current one is still filling, so its rate is over the seconds it has
+ *  had (with a second for the ingest), not the whole minute, or every chart would dip. */
+function partialLast(values, t, step) {
+  const last = values.length - 1;
+  if (step <= 1 || last < 0 || values[last] === null) return values;
+  const elapsed = Date.now() / 1000 - 1 - t[last];
+  if (elapsed <= 0 || elapsed >= step) return values;
+  const out = values.slice();
+  out[last] = (values[last] * step) / Math.max(elapsed, 5);
+  return out;
 }
 
 function alpha(hex, a) {
@@ -200,7 +215,7 @@ class TimeChart {
     let points = 0;
     for (const name of names) {
       const color = releaseColor(name);
-      for (const s of this.kind.series(name, metrics.releases[name])) {
+      for (const s of this.kind.series(name, metrics.releases[name], metrics.t, metrics.step)) {
         data.push(s.values);
         points += s.values.reduce((n, v) => n + (v === null ? 0 : 1), 0);
         series.push({
@@ -269,7 +284,12 @@ class TimeChart {
       },
       axes: [
         { ...AXIS, space: 70, values: timeTicks },
-        { ...AXIS, size: 64, values: (u, splits) => splits.map((v) => format(v)) },
+        {
+          ...AXIS,
+          size: 64,
+          values: (u, splits) => splits.map((v) => (this.kind.axis || format)(v)),
+          splits: this.kind.log ? logSplits : undefined,
+        },
       ],
       hooks: {
         draw: [(u) => drawMarkers(u, this.markers, this.labels)],
@@ -292,6 +312,21 @@ class TimeChart {
     this.shape = null;
     if (all) this.resize.disconnect();
   }
+}
+
+/** 1, 2, 5 × 10^k on a log axis (only powers of ten over a wide range): not 1…9 each. */
+function logSplits(u, axisIdx, min, max) {
+  const first = Math.floor(Math.log10(min));
+  const last = Math.ceil(Math.log10(max));
+  const steps = last - first > 3 ? [1] : [1, 2, 5];
+  const out = [];
+  for (let e = first; e <= last; e++) {
+    for (const m of steps) {
+      const v = m * 10 ** e;
+      if (v >= min * 0.999 && v <= max * 1.001) out.push(v);
+    }
+  }
+  return out;
 }
 
 function timeTicks(u, splits) {
