@@ -475,3 +475,332 @@ def test_rendered_template_uses_the_given_port_and_empty_build() -> None:
     cfg = parse_config(render_template("api", "python main.py --port $PORT", "", port=9000))
     assert cfg.listen.port == 9000
     assert cfg.build.command == ""
+
+
+# -- [[alerts]], [alerting] and [logs] -------------------------------------------------
+
+ALERTS = """
+[[alerts]]
+name = "errors"
+metric = "error_rate"
+above = 0.02
+window = "2m"
+for = "5m"
+severity = "critical"
+
+[[alerts]]
+name = "latency p99"
+metric = "latency"
+quantile = 0.95
+above = 800
+
+[alerting]
+defaults = true
+
+[[alerting.notify]]
+type = "slack"
+url = "https://hooks.slack.com/services/T000/B000/XXXX"
+severities = ["critical"]
+
+[[alerting.notify]]
+type = "email"
+from = "slipway@example.com"
+to = ["ops@example.com"]
+username = "alerts"
+password_env = "SMTP_PASSWORD"
+timeout = "10s"
+
+[logs]
+max_size = "5MB"
+keep = 2
+max_age = "1d"
+"""
+
+
+def test_alerts_notifiers_and_logs_parse_with_units_and_aliases() -> None:
+    cfg = parse_config(MINIMAL + ALERTS)
+    errors, latency = cfg.alerts
+    assert (errors.name, errors.metric, errors.above, errors.below) == (
+        "errors",
+        "error_rate",
+        0.02,
+        None,
+    )
+    assert (errors.window, errors.for_, errors.severity) == (120.0, 300.0, "critical")
+    assert (latency.quantile, latency.window, latency.for_, latency.severity) == (
+        0.95,
+        60.0,
+        0.0,
+        "warning",
+    )
+    slack, email = cfg.alerting.notify
+    assert slack.severities == ["critical"] and slack.send_resolved
+    assert (email.from_, email.to, email.timeout) == (
+        "slipway@example.com",
+        ["ops@example.com"],
+        10.0,
+    )
+    assert (email.smtp_host, email.smtp_port) == ("127.0.0.1", 25)
+    assert (cfg.logs.max_size, cfg.logs.keep, cfg.logs.max_age) == (5 * 1024**2, 2, 86400.0)
+    # a release stores its config as JSON: it must read back the same
+    assert AppConfig.model_validate_json(cfg.model_dump_json()) == cfg
+
+
+def test_logs_defaults() -> None:
+    logs = parse_config(MINIMAL).logs
+    assert (logs.max_size, logs.keep, logs.max_age) == (10 * 1024**2, 3, 7 * 86400.0)
+
+
+def test_effective_rules_replace_defaults_by_name_or_drop_them() -> None:
+    from slipway.config.alerts import DEFAULT_RULES, effective_rules
+
+    default_names = [r.name for r in DEFAULT_RULES]
+    assert default_names == [
+        "error rate",
+        "latency p99",
+        "instances down",
+        "restart loop",
+        "disk free",
+    ]
+    plain = parse_config(MINIMAL)
+    assert effective_rules(plain.alerts, plain.alerting) == list(DEFAULT_RULES)
+
+    cfg = parse_config(MINIMAL + ALERTS)
+    rules = effective_rules(cfg.alerts, cfg.alerting)
+    names = [r.name for r in rules]
+    assert sorted(names) == sorted({*default_names, "errors"})
+    assert len(names) == len(set(names))
+    [latency] = [r for r in rules if r.name == "latency p99"]
+    assert (latency.above, latency.quantile) == (800, 0.95)  # the app's, not the default
+
+    off = parse_config(MINIMAL + ALERTS.replace("defaults = true", "defaults = false"))
+    assert [r.name for r in effective_rules(off.alerts, off.alerting)] == [
+        "errors",
+        "latency p99",
+    ]
+
+
+def test_default_rules_are_what_the_docs_promise() -> None:
+    from slipway.config.alerts import DEFAULT_RULES
+
+    rules = {r.name: r for r in DEFAULT_RULES}
+    error_rate = rules["error rate"]
+    assert (error_rate.above, error_rate.window, error_rate.for_, error_rate.severity) == (
+        0.05,
+        60.0,
+        60.0,
+        "critical",
+    )
+    assert (rules["latency p99"].above, rules["latency p99"].quantile) == (2000, 0.99)
+    assert (rules["instances down"].above, rules["instances down"].for_) == (0, 30.0)
+    assert (rules["restart loop"].above, rules["restart loop"].window) == (3, 300.0)
+    assert (rules["disk free"].below, rules["disk free"].above) == (0.1, None)
+
+
+def alert_error(entry: str) -> tuple[str, ConfigError]:
+    text = MINIMAL + '\n[[alerts]]\nname = "errors"\n' + entry
+    return text, config_error(text)
+
+
+@pytest.mark.parametrize("thresholds", ["", "above = 0.1\nbelow = 0.01\n"])
+def test_alert_needs_exactly_one_threshold_and_says_in_what_unit(thresholds: str) -> None:
+    text, err = alert_error('metric = "error_rate"\n' + thresholds)
+    assert err.where == f"{CONFIG_FILE}:{line_of(text, '[[alerts]]')}: alerts.0"
+    assert "alert 'errors' needs exactly one of `above` or `below`" in err.message
+    assert "a fraction of requests, e.g. 0.05 for 5%" in err.message
+
+
+def test_alert_with_unknown_metric_lists_the_metrics() -> None:
+    _, err = alert_error('metric = "errors"\nabove = 1\n')
+    assert err.where is not None and err.where.endswith(": alerts.0.metric")
+    for metric in ("error_rate", "latency", "request_rate", "instances_down", "restarts"):
+        assert metric in err.message
+
+
+@pytest.mark.parametrize(
+    ("entry", "key", "message"),
+    [
+        ('window = "soon"\n', "alerts.0.window", 'invalid duration "soon"'),
+        ('for = "a while"\n', "alerts.0.for", 'invalid duration "a while"'),
+        ('window = "500ms"\n', "alerts.0", "window must be at least 1s"),
+        ("quantile = 1\n", "alerts.0.quantile", "less than 1"),
+        ('severity = "page"\n', "alerts.0.severity", "'critical', 'warning' or 'info'"),
+    ],
+)
+def test_bad_alert_values_name_the_key_and_the_fix(entry: str, key: str, message: str) -> None:
+    _, err = alert_error('metric = "error_rate"\nabove = 0.1\n' + entry)
+    assert err.where is not None and err.where.endswith(f": {key}"), err.where
+    assert message in err.message
+    assert err.fix
+
+
+def test_bad_alert_duration_says_how_to_write_one() -> None:
+    _, err = alert_error('metric = "error_rate"\nabove = 0.1\nwindow = "1 minute"\n')
+    assert '"10s"' in err.message and '"5m"' in err.message
+
+
+def test_alert_names_must_be_unique() -> None:
+    rule = '\n[[alerts]]\nname = "errors"\nmetric = "error_rate"\nabove = 0.1\n'
+    err = config_error(MINIMAL + rule + rule)
+    assert err.where is not None and err.where.endswith(": alerts")
+    assert "alert names must be unique; given twice: errors" in err.message
+
+
+def test_unknown_key_in_an_alert_is_named() -> None:
+    text, err = alert_error('metric = "error_rate"\nabove = 0.1\nsevrity = "critical"\n')
+    assert err.where is not None and err.where.endswith(": alerts.0.sevrity")
+    assert "unknown key 'sevrity'" in err.message
+    assert err.fix is not None and "spelling" in err.fix
+
+
+@pytest.mark.parametrize(
+    ("extra", "valid"),
+    [
+        (
+            '\n[[alerts]]\nname = "e"\nmetric = "error_rate"\nabove = 0.1\nsevrity = "x"\n',
+            "above, below, for, metric, name, quantile, severity, window",
+        ),
+        ('\n[[alerting.notify]]\ntype = "webhook"\nurl = "http://x"\nuri = "x"\n', "url"),
+    ],
+    ids=["alerts", "alerting.notify"],
+)
+def test_unknown_key_in_an_array_of_tables_lists_its_valid_keys(extra: str, valid: str) -> None:
+    err = config_error(MINIMAL + extra)
+    assert err.fix is not None and "valid keys here" in err.fix and valid in err.fix
+
+
+@pytest.mark.parametrize(
+    ("second", "key"),
+    [
+        ('[[alerts]]\nname = "b"\nmetric = "latency"\n', "alerts.1"),
+        ('[[alerts]]\nname = "b"\nmetric = "latency"\nabove = 1\nfor = "x"\n', "alerts.1.for"),
+    ],
+    ids=["entry", "key"],
+)
+def test_an_error_in_the_second_alert_points_into_the_second_alert(second: str, key: str) -> None:
+    first = '\n[[alerts]]\nname = "a"\nmetric = "error_rate"\nabove = 0.1\n\n'
+    text = MINIMAL + first + second
+    err = config_error(text)
+    assert err.where is not None and err.where.endswith(f": {key}")
+    line = int(err.where.split(":")[1])
+    assert line >= line_of(text, 'name = "b"') - 1  # the second [[alerts]] or below
+
+
+def notifier_error(entry: str, index: int = 0) -> ConfigError:
+    before = '\n[[alerting.notify]]\ntype = "webhook"\nurl = "http://127.0.0.1:9000/"\n' * index
+    return config_error(MINIMAL + before + "\n[[alerting.notify]]\n" + entry)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ('type = "webhook"\n', 'a webhook notifier needs `url = "http(s)://host…"`'),
+        (
+            'type = "slack"\nurl = "hooks.slack.com/x"\n',
+            'a slack notifier needs `url = "http(s)://',
+        ),
+        ('type = "alertmanager"\nurl = "ftp://am:9093"\n', 'alertmanager notifier needs `url = "'),
+        ('type = "email"\nto = ["ops@example.com"]\n', "an email notifier needs `from` and `to"),
+        ('type = "email"\nfrom = "s@example.com"\n', "an email notifier needs `from` and `to"),
+        (
+            'type = "email"\nfrom = "s@example.com"\nto = ["o@example.com"]\nurl = "http://x"\n',
+            "takes smtp_host/smtp_port, not `url`",
+        ),
+        (
+            'type = "webhook"\nurl = "http://x"\npassword_env = "MY-PASSWORD"\n',
+            'password_env "MY-PASSWORD" is not a variable name',
+        ),
+    ],
+)
+def test_incomplete_notifiers_say_what_they_need(entry: str, message: str) -> None:
+    err = notifier_error(entry, index=1)
+    assert err.where is not None and err.where.endswith(": alerting.notify.1"), err.where
+    assert message in err.message
+
+
+@pytest.mark.parametrize(
+    ("entry", "key"),
+    [
+        ('type = "pagerduty"\nurl = "http://x"\n', "alerting.notify.0.type"),
+        ('type = "webhook"\nurl = "http://x"\nsmtp_port = 0\n', "alerting.notify.0.smtp_port"),
+        (
+            'type = "webhook"\nurl = "http://x"\nseverities = ["page"]\n',
+            "alerting.notify.0.severities.0",
+        ),
+        ('type = "webhook"\nurl = "http://x"\ntimeout = "never"\n', "alerting.notify.0.timeout"),
+    ],
+)
+def test_bad_notifier_values_name_their_key(entry: str, key: str) -> None:
+    err = notifier_error(entry)
+    assert err.where is not None and err.where.endswith(f": {key}"), err.where
+
+
+def test_bad_notifier_timeout_gets_the_duration_fix() -> None:
+    err = notifier_error('type = "webhook"\nurl = "http://x"\ntimeout = "never"\n')
+    assert err.fix is not None and '"10s"' in err.fix
+
+
+@pytest.mark.parametrize("url", ["http://", "https://", "http://[::1"])
+def test_a_notifier_url_must_name_a_host(url: str) -> None:
+    err = notifier_error(f'type = "webhook"\nurl = "{url}"\n')
+    assert err.where is not None and err.where.endswith(": alerting.notify.0")
+
+
+def test_unknown_key_in_alerting_lists_its_keys() -> None:
+    err = config_error(MINIMAL + "\n[alerting]\ndefualts = false\n")
+    assert err.where is not None and err.where.endswith(": alerting.defualts")
+    assert err.fix is not None and "valid keys here: defaults, notify" in err.fix
+
+
+@pytest.mark.parametrize(
+    ("entry", "key", "message"),
+    [
+        ('max_size = "10 parsecs"', "logs.max_size", 'invalid size "10 parsecs"'),
+        ('max_size = "1KB"', "logs.max_size", "greater than or equal to 65536"),
+        ("max_size = -1", "logs.max_size", "invalid size"),
+        ("keep = -1", "logs.keep", "greater than or equal to 0"),
+        ("keep = 101", "logs.keep", "less than or equal to 100"),
+        ('max_age = "forever"', "logs.max_age", 'invalid duration "forever"'),
+        ('max_sise = "1MB"', "logs.max_sise", "unknown key 'max_sise'"),
+    ],
+)
+def test_bad_logs_values_name_key_and_line(entry: str, key: str, message: str) -> None:
+    text = MINIMAL + f"\n[logs]\n{entry}\n"
+    err = config_error(text)
+    assert err.where == f"{CONFIG_FILE}:{line_of(text, entry)}: {key}"
+    assert message in err.message
+
+
+def test_bad_size_says_how_to_write_one() -> None:
+    err = config_error(MINIMAL + '\n[logs]\nmax_size = "big"\n')
+    assert '"10MB"' in err.message and '"512KB"' in err.message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1048576, 1048576),
+        (0, 0),
+        ("65536", 65536),
+        ("512KB", 512 * 1024),
+        ("512k", 512 * 1024),
+        ("10MB", 10 * 1024**2),
+        ("10mb", 10 * 1024**2),
+        (" 10 MB ", 10 * 1024**2),
+        ("1.5GB", int(1.5 * 1024**3)),
+        ("2g", 2 * 1024**3),
+        ("100b", 100),
+    ],
+)
+def test_parse_size_reads_bytes_and_units(value: object, expected: int) -> None:
+    from slipway.config.durations import parse_size
+
+    assert parse_size(value) == expected
+
+
+@pytest.mark.parametrize("value", [-1, True, 1.5, "", "MB", "10 MiB", "10TB", "ten MB", None])
+def test_parse_size_rejects_other_values(value: object) -> None:
+    from slipway.config.durations import parse_size
+
+    with pytest.raises(ValueError, match="invalid size"):
+        parse_size(value)

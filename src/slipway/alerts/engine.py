@@ -33,6 +33,7 @@ DELIVER_EVERY = 1.0
 BACKOFF_MAX = 60.0
 GIVE_UP_AFTER = 86400.0  # an undeliverable notice is marked failed after a day of retries
 ALERTMANAGER_REFRESH = 60.0  # Alertmanager forgets alerts not re-sent (their endsAt passes)
+MAX_ROUNDS = 10  # notices queued behind a delivered one go out in the same pass
 DOWN_STATES = {"backoff", "crashloop", "gone", "stopped"}
 
 Observe = Callable[[Instance], Observed]
@@ -52,56 +53,54 @@ class Alerting:
     def evaluate(self, now: float | None = None) -> None:
         moment = now if now is not None else time.time()
         self.sample_restarts(moment)
+        configs: dict[str, AppConfig] = {}
         configured: set[tuple[str, str]] = set()
         for app in self.store.apps():
             if app.current_release is None:
                 continue
-            config = self.store.release(app.name, app.current_release).config
+            config = configs[app.name] = self.store.release(app.name, app.current_release).config
             for rule in effective_rules(config.alerts, config.alerting):
                 configured.add((app.name, rule.name))
                 self.evaluate_rule(app.name, config, rule, moment)
-        for app_name, rule_name, state in self.store.conn.execute(
-            "SELECT app, rule, state FROM alerts"
-        ).fetchall():
-            if (app_name, rule_name) not in configured and state != "ok":
-                self.resolve_removed(app_name, rule_name, moment)
+        for app_name, rule_name in self.store.conn.execute("SELECT app, rule FROM alerts"):
+            if (app_name, rule_name) not in configured:
+                notifiers = configs[app_name].alerting.notify if app_name in configs else []
+                self.resolve_removed(app_name, rule_name, notifiers, moment)
 
     def evaluate_rule(self, app: str, config: AppConfig, rule: AlertRule, now: float) -> None:
         facts = rules.Facts(
-            traffic=history.window(self.store, app, rule.window, now - 1),
+            traffic=history.window(self.store, app, rule.window, now),
             window=rule.window,
             instances_down=self.instances_down(app),
             restarts=self.restarts_in(app, rule.window, now),
             disk_free=disk_free(self.home),
         )
         reading = rules.read(rule, facts)
+        text = rules.summary(rule, reading)
         row = self.store.conn.execute(
             "SELECT state, since, release FROM alerts WHERE app = ? AND rule = ?",
             (app, rule.name),
         ).fetchone()
         current = rules.State(row[0], row[1]) if row else rules.State("ok", now)
         new = rules.step(rule, current, reading, now)
-        if row is not None and new == current:
+        if row is not None and new.state == current.state:
+            with self.store.tx() as c:  # the latest reading, for `slipway alerts`
+                c.execute(
+                    "UPDATE alerts SET value = ?, summary = ?, severity = ? "
+                    "WHERE app = ? AND rule = ?",
+                    (reading.value, text, rule.severity, app, rule.name),
+                )
             if new.state == "firing":
                 self.refresh_alertmanager(app, config, rule, reading, row[2], new.since, now)
             return
-        text = rules.summary(rule, reading)
         with self.store.tx() as c:
             c.execute(
                 "INSERT OR REPLACE INTO alerts (app, rule, severity, state, since, value, summary, "
                 "release) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    app,
-                    rule.name,
-                    rule.severity,
-                    new.state,
-                    new.since,
-                    reading.value,
-                    text,
-                    reading.release,
-                ),
-            )
-        if new.state == current.state:
+                (app, rule.name, rule.severity, new.state, new.since, reading.value, text,
+                 reading.release),
+            )  # fmt: skip
+        if row is None and new.state == "ok":
             return
         event = new.state
         if current.state == "firing":
@@ -128,15 +127,22 @@ class Alerting:
             )
             self.enqueue(config.alerting.notify, notice, now)
 
-    def resolve_removed(self, app: str, rule: str, now: float) -> None:
-        """A rule no longer in the app's config: its alert ends."""
+    def resolve_removed(self, app: str, rule: str, notifiers: list[Notifier], now: float) -> None:
+        """A rule no longer in the app's config: its alert ends, and whoever was told it fired
+        is told it resolved."""
         row = self.store.conn.execute(
-            "SELECT severity, state FROM alerts WHERE app = ? AND rule = ?", (app, rule)
+            "SELECT severity, state, since, release FROM alerts WHERE app = ? AND rule = ?",
+            (app, rule),
         ).fetchone()
         with self.store.tx() as c:
             c.execute("DELETE FROM alerts WHERE app = ? AND rule = ?", (app, rule))
-        if row and row[1] == "firing":
-            self.record_event(app, rule, row[0], "resolved", now, None, f"{rule}: rule removed")
+        if row is None or row[1] != "firing":
+            return
+        text = f"{rule}: the rule was removed from the app's config"
+        self.record_event(app, rule, row[0], "resolved", now, None, text)
+        notice = Notice(app, rule, row[0], "resolved", "removed", None, 0.0, text, row[2], now,
+                        row[3], self.app_url(app))  # fmt: skip
+        self.enqueue(notifiers, notice, now)
 
     def record_event(
         self,
@@ -199,33 +205,35 @@ class Alerting:
         """Try every notification that is due, in order per notifier and alert: a resolved
         notice never overtakes its firing one. Returns how many were sent."""
         moment = now if now is not None else time.time()
-        pending = self.store.conn.execute(
-            "SELECT id, app, rule, notifier, notice, attempts, next_try, created_at "
-            "FROM notifications WHERE state = 'pending' ORDER BY id LIMIT 500"
-        ).fetchall()
-        blocked: set[tuple[str, str, str]] = set()
         sent = 0
-        for row_id, app, rule, notifier_json, notice_json, attempts, next_try, created in pending:
-            key = (app, rule, notifier_json)
-            if key in blocked or next_try > moment:
-                blocked.add(key)
-                continue
+        for _ in range(MAX_ROUNDS):
+            delivered = await self._deliver_heads(client, moment)
+            sent += delivered
+            if not delivered:
+                break
+        return sent
+
+    async def _deliver_heads(self, client: httpx.AsyncClient, moment: float) -> int:
+        """The oldest pending notification of each (alert, notifier), when due."""
+        heads = self.store.conn.execute(
+            "SELECT id, notifier, notice, attempts, created_at FROM notifications WHERE id IN "
+            "(SELECT MIN(id) FROM notifications WHERE state = 'pending' "
+            "GROUP BY app, rule, notifier) AND next_try <= ? ORDER BY id",
+            (moment,),
+        ).fetchall()
+        sent = 0
+        for row_id, notifier_json, notice_json, attempts, created in heads:
             notifier = Notifier.model_validate_json(notifier_json)
             notice = Notice(**json.loads(notice_json))
             try:
                 await deliver(notifier, notice, client)
-            except DeliveryError as exc:
-                blocked.add(key)
+            except Exception as exc:  # whatever fails, the notice is kept
+                reason = exc.message if isinstance(exc, DeliveryError) else repr(exc)[:300]
                 attempts += 1
                 state = "failed" if moment - created > GIVE_UP_AFTER else "pending"
                 delay = min(BACKOFF_MAX, 2.0**attempts)
-                log.warning(
-                    "notification to %s failed (try %d): %s",
-                    safe_label(notifier),
-                    attempts,
-                    exc.message,
-                )
-                self._update(row_id, state, attempts, moment + delay, exc.message, None)
+                log.warning("notification %d failed (try %d): %s", row_id, attempts, reason)
+                self._update(row_id, state, attempts, moment + delay, reason, None)
                 continue
             sent += 1
             self._update(row_id, "sent", attempts + 1, moment, None, time.time())
@@ -266,6 +274,15 @@ class Alerting:
             self._refreshed.setdefault(key, now)
             return
         self._refreshed[key] = now
+        waiting = {
+            row[0]
+            for row in self.store.conn.execute(
+                "SELECT notifier FROM notifications WHERE app = ? AND rule = ? "
+                "AND state = 'pending'",
+                key,
+            )
+        }
+        targets = [n for n in targets if n.model_dump_json(by_alias=True) not in waiting]
         notice = Notice(
             app,
             rule.name,

@@ -100,8 +100,9 @@ class Notifier(Strict):
                 raise ValueError('an email notifier needs `from` and `to = ["ops@example.com"]`')
             if self.url is not None:
                 raise ValueError("an email notifier takes smtp_host/smtp_port, not `url`")
-        elif self.url is None or not self.url.startswith(("http://", "https://")):
-            raise ValueError(f'a {self.type} notifier needs `url = "http(s)://…"`')
+        elif not _has_host(self.url):
+            article = "an" if self.type[0] in "aeiou" else "a"
+            raise ValueError(f'{article} {self.type} notifier needs `url = "http(s)://host…"`')
         if self.password_env is not None and not ENV_NAME.match(self.password_env):
             raise ValueError(f'password_env "{self.password_env}" is not a variable name')
         return self
@@ -114,6 +115,15 @@ class Notifier(Strict):
             return f"email to {','.join(self.to)}"
         # the host only: a webhook URL's path or query may hold its token
         return f"{self.type} at {urlsplit(self.url or '').netloc.rpartition('@')[2]}"
+
+
+def _has_host(url: str | None) -> bool:
+    if url is None or not url.startswith(("http://", "https://")):
+        return False
+    try:
+        return bool(urlsplit(url).hostname)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
 
 
 class Alerting(Strict):

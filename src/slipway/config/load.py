@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +113,16 @@ def _valid_keys(loc: list[str]) -> list[str]:
 
     model: Any = AppConfig
     for part in loc:
+        if part.isdigit() and typing.get_origin(model) is list:  # an entry of [[array]]
+            model = typing.get_args(model)[0]
+            continue
         is_model = isinstance(model, type) and issubclass(model, BaseModel)
         field = model.model_fields.get(part) if is_model else None
         if field is None:
             return []
         model = field.annotation
     if isinstance(model, type) and issubclass(model, BaseModel):
-        return sorted(model.model_fields)
+        return sorted(field.alias or name for name, field in model.model_fields.items())
     return []
 
 
@@ -126,10 +130,14 @@ def locate(text: str, loc: list[str]) -> int | None:
     """Best-effort line of a key path in TOML text: the key's own line, else its table's."""
     table: list[str] = []
     best: int | None = None
+    entries: dict[tuple[str, ...], int] = {}  # [[array]] entries seen so far, per path
     for number, line in enumerate(text.splitlines(), start=1):
         header = _TABLE.match(line)
         if header:
             table = [p.strip().strip('"') for p in header.group(1).split(".")]
+            if line.lstrip().startswith("[["):
+                index = entries[tuple(table)] = entries.get(tuple(table), -1) + 1
+                table.append(str(index))
             if table == loc[: len(table)] and best is None:
                 best = number
             continue

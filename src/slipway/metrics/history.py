@@ -119,14 +119,18 @@ def series(
 
 
 def window(store: Store, app: str, seconds: float, now: float | None = None) -> dict[str, Second]:
-    """Each release's traffic over the last `seconds` complete seconds (for alert rules)."""
-    end = int(now if now is not None else time.time())
-    table, column = (
-        ("traffic", "second") if seconds <= SECONDS_KEPT else ("traffic_minutes", "minute")
-    )
+    """Each release's traffic over the last `seconds` complete seconds (for alert rules): the
+    second in progress and the one just ended (its datagrams may be in flight) are left out."""
+    end = int(now if now is not None else time.time()) - 1
+    start = end - int(seconds)
+    if seconds <= SECONDS_KEPT:
+        table, column = "traffic", "second"
+    else:
+        table, column, start = "traffic_minutes", "minute", -(-start // 60) * 60
     rows = store.conn.execute(
-        f"SELECT release, {traffic.COLUMNS} FROM {table} WHERE app = ? AND {column} >= ?",
-        (app, end - int(seconds)),
+        f"SELECT release, {traffic.COLUMNS} FROM {table} "
+        f"WHERE app = ? AND {column} >= ? AND {column} < ?",
+        (app, start, end),
     ).fetchall()
     out: dict[str, Second] = {}
     for row in rows:

@@ -65,8 +65,8 @@ class RequestLogs:
         """Delete rotated files older than each app's max_age."""
         moment = now if now is not None else time.time()
         for app, retention in self.retention.items():
-            for path in log_files(self.directory_of(app))[:-1]:
-                if path.stat().st_mtime < moment - retention.max_age:
+            for path in log_files(self.directory_of(app)):
+                if path.name != LOG_NAME and path.stat().st_mtime < moment - retention.max_age:
                     path.unlink(missing_ok=True)
 
     def close(self) -> None:

@@ -80,25 +80,30 @@ export function appPath(app, rest = "") {
 export function repeat(task, every, onError = console.warn) {
   let timer = null;
   let stopped = false;
-  let running = null;
+  let running = false;
+  let again = false; // asked for while running: run once more right after
   const run = async () => {
     clearTimeout(timer);
     if (stopped) return;
-    if (running) return running;
-    running = (async () => {
-      try {
-        await task();
-      } catch (exc) {
-        onError(exc);
-      } finally {
-        running = null;
-        if (!stopped) {
-          const wait = typeof every === "function" ? every() : every;
-          timer = setTimeout(run, document.hidden ? Math.max(wait, 10000) : wait);
-        }
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    try {
+      await task();
+    } catch (exc) {
+      onError(exc);
+    } finally {
+      running = false;
+      if (again && !stopped) {
+        again = false;
+        run();
+      } else if (!stopped) {
+        const wait = typeof every === "function" ? every() : every;
+        timer = setTimeout(run, document.hidden ? Math.max(wait, 10000) : wait);
       }
-    })();
-    return running;
+    }
   };
   run();
   return {

@@ -79,7 +79,7 @@ export function appPage(main, shell, app, release) {
     h(
       "div",
       { class: "two" },
-      chartPanel("errors", "Error rate", "5xx and failed connections", errBox),
+      chartPanel("errors", "Error rate", "5xx and failed connections, share of requests", errBox),
       chartPanel("latency", "Latency", "p50 solid · p99 dashed", latBox),
     ),
     totalsEl,
@@ -167,7 +167,10 @@ export function appPage(main, shell, app, release) {
       h("div", { class: "card-row" }, instanceHealth(shown), lastDeployment(view.last_deployment, app)),
     );
     fill(releasesBody, [releases, release, Math.floor(Date.now() / 30000)], () => releasesPanel(releases, app, release));
-    fill(deploysBody, [deployments, Math.floor(Date.now() / 5000)], () => deploymentsPanel(deployments, app));
+    const involved = release
+      ? deployments.filter((x) => x.to_release === release || x.from_release === release)
+      : deployments;
+    fill(deploysBody, [involved, Math.floor(Date.now() / 5000)], () => deploymentsPanel(involved, app));
     lastInstances = shown;
     renderInstances();
     await showCanary(view, deployments);
@@ -180,8 +183,11 @@ export function appPage(main, shell, app, release) {
   let analysisAt = 0;
 
   async function showCanary(view, deployments) {
-    const live = view.canary;
-    const last = deployments.find((d) => d.strategy === "canary" && d.kind === "deploy");
+    const ours = (...names) => !release || names.includes(release);
+    const live = view.canary && ours(view.canary.candidate, view.canary.stable) ? view.canary : null;
+    const last = deployments.find(
+      (d) => d.strategy === "canary" && d.kind === "deploy" && ours(d.to_release),
+    );
     if (!live && !last) {
       canaryEl.hidden = true;
       return;
@@ -208,7 +214,7 @@ export function appPage(main, shell, app, release) {
       const answer = await getJSON(appPath(app, `/metrics?since=${want}${filter}`));
       if (want !== range) return; // the range changed meanwhile: the next run fetches it
       const fetched = performance.now() - started;
-      const drawn = charts.update(answer);
+      const drawn = await charts.update(answer);
       const points = answer.t.length;
       chartInfo.textContent =
         `${want} · ${answer.step === 1 ? "1-second" : `${answer.step / 60}-minute`} steps · ` +

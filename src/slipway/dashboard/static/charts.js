@@ -15,8 +15,6 @@ const AXIS = {
 /** What each chart plots: its series from one release's data, its axis and legend format. */
 const KINDS = {
   rps: {
-    title: "Request rate",
-    unit: "requests per second",
     series: (name, data, t, step) => [
       { label: name, values: partialLast(zeroFilled(data.rps), t, step), width: 2, fill: true },
     ],
@@ -24,27 +22,22 @@ const KINDS = {
     range: (u, min, max) => [0, niceMax(max, 1)],
   },
   errors: {
-    title: "Error rate",
-    unit: "5xx and failed connections, share of requests",
-    series: (name, data) => [
-      {
-        label: name,
-        values: data.error_rate.map((v) => (v === null ? null : v * 100)),
-        width: 2,
-      },
+    series: (name, data, t, step) => [
+      { label: name, values: errorPercent(data, step === 1 ? 5 : 1), width: 2 },
     ],
     format: (v) => (v === null || v === undefined ? "–" : pct(v / 100)),
     range: (u, min, max) => [0, niceMax(max, 1)],
   },
   latency: {
-    title: "Latency",
-    unit: "p50 solid, p99 dashed",
     series: (name, data) => [
       { label: `${name} p50`, values: data.p50, width: 2 },
       { label: `${name} p99`, values: data.p99, width: 1.5, dash: [6, 4] },
     ],
     format: ms,
-    axis: (v) => (v >= 1000 ? `${+(v / 1000).toPrecision(3)} s` : `${+v.toPrecision(3)} ms`),
+    axis: (v) => {
+      if (v === null || v === undefined) return "";
+      return v >= 1000 ? `${+(v / 1000).toPrecision(3)} s` : `${+v.toPrecision(3)} ms`;
+    },
     log: true, // p50 and p99 are often 10× apart; a log axis shows both
     range: (u, min, max) => {
       const low = min > 0 ? min : 0.5;
@@ -53,6 +46,23 @@ const KINDS = {
     },
   },
 };
+
+/** Error rate in %, over `window` points weighted by their requests: at 1 s steps a
+ *  release with a few requests a second would swing between 0 and 100% otherwise. */
+function errorPercent(data, window) {
+  const rates = data.error_rate;
+  const counts = data.rps;
+  return rates.map((_, i) => {
+    let errors = 0;
+    let requests = 0;
+    for (let j = Math.max(0, i - window + 1); j <= i; j++) {
+      if (rates[j] === null || !counts[j]) continue;
+      errors += rates[j] * counts[j];
+      requests += counts[j];
+    }
+    return requests ? (100 * errors) / requests : null;
+  });
+}
 
 function niceMax(max, floor) {
   if (max === null || !Number.isFinite(max) || max <= 0) return floor;
@@ -84,6 +94,21 @@ function partialLast(values, t, step) {
   const out = values.slice();
   out[last] = (values[last] * step) / Math.max(elapsed, 5);
   return out;
+}
+
+function mean(values) {
+  const known = values.filter((v) => v !== null);
+  return known.length ? known.reduce((a, b) => a + b, 0) / known.length : null;
+}
+
+/** Every `every` points folded into one by `fold` (aligned on the grid's end). */
+function coarse(values, every, fold) {
+  if (every <= 1) return values;
+  const out = [];
+  for (let end = values.length; end > 0; end -= every) {
+    out.push(fold(values.slice(Math.max(0, end - every), end)));
+  }
+  return out.reverse();
 }
 
 function alpha(hex, a) {
@@ -129,7 +154,8 @@ function drawMarkers(u, markers, withLabels) {
     ctx.stroke();
     ctx.setLineDash([]);
     if (!withLabels) continue;
-    const text = marker.kind === "rollback" ? `↩ ${marker.release}` : `▲ ${marker.release}`;
+    const sign = marker.kind === "rollback" ? "↩" : marker.outcome === "failed" ? "✗" : "▲";
+    const text = `${sign} ${marker.release}`;
     const tw = ctx.measureText(text).width + 8 * dpr;
     const lx = Math.min(Math.max(x1 - tw / 2, left), left + width - tw);
     let row = rows.findIndex((end) => end < lx);
@@ -166,10 +192,14 @@ export class ChartGroup {
     return chart;
   }
 
-  update(metrics) {
+  /** Update every chart; resolves to the ms from the start until the last one was drawn
+   *  (uPlot draws in a microtask, so the time is taken in its draw hook). */
+  async update(metrics) {
     const started = performance.now();
     for (const chart of this.charts) chart.update(metrics);
-    return performance.now() - started;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const drawn = Math.max(started, ...this.charts.map((c) => c.drawnAt || 0));
+    return drawn - started;
   }
 
   setZoom(zoom) {
@@ -292,7 +322,12 @@ class TimeChart {
         },
       ],
       hooks: {
-        draw: [(u) => drawMarkers(u, this.markers, this.labels)],
+        draw: [
+          (u) => {
+            drawMarkers(u, this.markers, this.labels);
+            this.drawnAt = performance.now();
+          },
+        ],
         setSelect: [
           (u) => {
             if (u.select.width < 5) return;
@@ -360,7 +395,11 @@ export class Sparkline {
   update(metrics) {
     const names = Object.keys(metrics.releases || {}).sort(releaseOrder);
     this.markers = metrics.markers || [];
-    const data = [metrics.t, ...names.map((n) => zeroFilled(metrics.releases[n].rps))];
+    const every = metrics.step === 1 ? 10 : 1; // 10 s averages: a calm line, not second jitter
+    const data = [
+      coarse(metrics.t, every, (v) => v[0]),
+      ...names.map((n) => coarse(zeroFilled(metrics.releases[n].rps), every, mean)),
+    ];
     const shape = names.join(",");
     let points = 0;
     for (const values of data.slice(1)) points += values.filter((v) => v !== null).length;

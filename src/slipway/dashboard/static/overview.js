@@ -40,15 +40,15 @@ export function overview(main, shell) {
         cards.delete(name);
       }
     }
-    for (const app of state.apps) {
+    state.apps.forEach((app, index) => {
       let card = cards.get(app.name);
       if (!card) {
         card = new AppCard(app.name);
         cards.set(app.name, card);
       }
-      grid.appendChild(card.el); // keeps the status order (by name)
+      if (grid.children[index] !== card.el) grid.insertBefore(card.el, grid.children[index] || null);
       card.render(app, instances.filter((i) => i.app === app.name), alerts);
-    }
+    });
   }, 2000);
 
   const alertTask = repeat(async () => {
@@ -75,7 +75,7 @@ class AppCard {
     this.el = h(
       "article",
       { class: "card", "data-app": name },
-      h("a", { class: "card-link", href, "aria-label": `open ${name}` }),
+      h("a", { class: "card-link", href, tabindex: "-1", "aria-hidden": "true" }),
       this.head,
       this.flight,
       this.split,
@@ -111,9 +111,9 @@ class AppCard {
       h(
         "div",
         { class: "card-title" },
-        h("h2", {}, app.name),
+        h("h2", {}, h("a", { href: `/apps/${encodeURIComponent(app.name)}` }, app.name)),
         app.current_release
-          ? h("span", { class: "current", "data-current": app.current_release }, releaseTag(app.current_release))
+          ? h("span", { class: "current", "data-current": app.current_release }, h("small", { class: "muted" }, "serving "), releaseTag(app.current_release))
           : chip("no release", "warn"),
       ),
       h(
@@ -140,7 +140,7 @@ class AppCard {
               { class: "alerts-mini" },
               firing.map((a) => chip(`${a.state === "firing" ? "🔥" : "…"} ${a.rule}`, a.state === "firing" ? "bad" : "warn", a.summary)),
             )
-          : h("span", { class: "muted" }, "no alerts"),
+          : h("span", { class: "muted" }, "no alerts firing"),
         lastDeployment(app.last_deployment, null),
       ),
     ]);

@@ -290,36 +290,39 @@ export function errorsPanel(answer, since, app) {
   );
 }
 
+const ALERT_ORDER = { firing: 0, pending: 1, ok: 2 };
+
 export function alertsPanel(answer, app) {
   if (!answer) return [empty("No alerts.")];
-  const alerts = (answer.alerts || []).filter((a) => a.app === app || !a.app);
-  const active = alerts.filter((a) => a.state !== "ok");
+  const alerts = (answer.alerts || [])
+    .filter((a) => a.app === app || !a.app)
+    .sort((a, b) => (ALERT_ORDER[a.state] ?? 3) - (ALERT_ORDER[b.state] ?? 3) || a.rule.localeCompare(b.rule));
   const parts = [];
-  const severity = (s) => chip(s, s === "critical" || s === "page" ? "bad" : "warn");
-  if (active.length) {
+  const severity = (s) => h("span", { class: s === "critical" ? "bad-text" : "warn-text" }, s);
+  const firing = alerts.filter((a) => a.state === "firing").length;
+  parts.push(
+    h(
+      "p",
+      { class: "all-clear" },
+      firing ? chip(`${firing} firing`, "bad") : chip("all clear", "ok"),
+      alerts.length ? h("span", { class: "muted" }, `${alerts.length} rule${alerts.length === 1 ? "" : "s"} watching`) : h("span", { class: "muted" }, "No alert rules."),
+    ),
+  );
+  if (alerts.length) {
     parts.push(
       table(
-        ["state", "rule", "severity", "summary", "since"],
-        active.map((a) =>
+        ["state", "rule", "severity", "now", "#since"],
+        alerts.map((a) =>
           h(
             "tr",
-            { class: a.state === "firing" ? "row-bad" : "" },
-            h("td", {}, chip(a.state, a.state === "firing" ? "bad" : "warn")),
+            { class: a.state === "firing" ? "row-bad" : "", "data-alert": a.rule, "data-state": a.state },
+            h("td", {}, chip(a.state, { firing: "bad", pending: "warn", ok: "ok" }[a.state] || "")),
             h("td", {}, a.rule),
             h("td", {}, severity(a.severity)),
-            h("td", {}, a.summary || "", a.release ? [" ", releaseTag(a.release, app)] : null),
-            h("td", { title: fullTime(a.since) }, ago(a.since)),
+            h("td", { class: "muted" }, a.summary || "", a.release ? [" ", releaseTag(a.release, app)] : null),
+            h("td", { class: "n muted", title: fullTime(a.since) }, a.state === "ok" ? "–" : ago(a.since)),
           ),
         ),
-      ),
-    );
-  } else {
-    parts.push(
-      h(
-        "p",
-        { class: "all-clear" },
-        chip("all clear", "ok"),
-        alerts.length ? ` ${alerts.length} rule${alerts.length === 1 ? "" : "s"} watching` : " No alerts.",
       ),
     );
   }
