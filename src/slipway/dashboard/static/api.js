@@ -73,11 +73,16 @@ export function appPath(app, rest = "") {
   return `/v1/apps/${encodeURIComponent(app)}${rest}`;
 }
 
+/** An unreachable daemon is shown in the header; only other failures go to the console. */
+function quiet(exc) {
+  if (link.ok !== false) console.warn(exc);
+}
+
 /**
  * Run `task` now and again `every()` ms after each run ends (never two at once). Errors are
  * reported to `onError` and the task keeps its schedule. Returns {now(), stop()}.
  */
-export function repeat(task, every, onError = console.warn) {
+export function repeat(task, every, onError = quiet) {
   let timer = null;
   let stopped = false;
   let running = false;

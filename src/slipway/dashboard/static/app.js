@@ -29,6 +29,7 @@ const shell = {
 function showLink() {
   const live = $("#live");
   const text = $("#live-text");
+  document.body.classList.toggle("stale", link.ok === false);
   if (link.ok === false) {
     live.className = "live down";
     text.textContent = link.lastOk ? `daemon unreachable · last data ${ago(link.lastOk / 1000)}` : "daemon unreachable";

@@ -5,9 +5,9 @@ import { ApiError, appPath, getJSON, getLines, getOptional, repeat } from "./api
 import { ChartGroup } from "./charts.js";
 import { fill, h, panel } from "./dom.js";
 import { num } from "./format.js";
+import { canaryPanel } from "./canary.js";
 import {
   alertsPanel,
-  canaryPanel,
   deploymentsPanel,
   errorsPanel,
   instancesPanel,
@@ -83,8 +83,8 @@ export function appPage(main, shell, app, release) {
       chartPanel("latency", "Latency", "p50 solid · p99 dashed", latBox),
     ),
     totalsEl,
-    h("div", { class: "two" }, releasesEl, deploysEl),
-    h("div", { class: "two" }, instancesEl, alertsEl),
+    h("div", { class: "two right-wide" }, releasesEl, deploysEl),
+    h("div", { class: "two left-wide" }, instancesEl, alertsEl),
     h("div", { class: "two" }, logsEl, errorsEl),
   );
   charts.add(rpsBox, "rps", { height: 240 });

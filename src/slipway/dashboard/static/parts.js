@@ -155,3 +155,13 @@ export function activeAlerts(alerts, app = null) {
     (a) => (app === null || a.app === app) && (a.state === "firing" || a.state === "pending"),
   );
 }
+
+/** A table with a header row; a column named "#x" is numeric (right-aligned). */
+export function table(head, rows, attrs = {}) {
+  return h(
+    "table",
+    { class: "grid", ...attrs },
+    h("thead", {}, h("tr", {}, head.map((c) => h("th", { class: c.startsWith("#") ? "n" : "" }, c.replace(/^#/, ""))))),
+    h("tbody", {}, rows),
+  );
+}
