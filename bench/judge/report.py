@@ -180,6 +180,8 @@ def allowed_table(results: Results) -> Table:
             "runs",
             "rolled back",
             "95% interval (Wilson)",
+            "promoted",
+            "held inconclusive, then aborted",
             "rollbacks by cause",
         ],
         left=2,
@@ -196,6 +198,8 @@ def allowed_table(results: Results) -> Table:
                     f"{s.runs:,}",
                     rate(s.rollback_rate),
                     interval(s.rollback_interval),
+                    f"{s.promoted:,}",
+                    f"{s.aborted:,}",
                     causes(s),
                 ]
             )

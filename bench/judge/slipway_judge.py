@@ -8,7 +8,8 @@ the way `slipway.deploy.canary.CanaryRun` drives it with the default settings:
   requests and `step_min_seconds` = 30 s in the step, no regression) moves to the next step,
   and after the last partial step (50%) the candidate is promoted to 100%;
 - `inconclusive` for longer than `step_timeout` (600 s) aborts (`on_inconclusive` =
-  "abort"); at 200 requests/s it never happens.
+  "abort"): it happens when the candidate is worse by less than the allowed margin but not
+  provably within it, e.g. errors 1% → 1.3% with +0.5pp allowed.
 
 One simplification: the daemon judges a second once it is complete (about 2.5 s later);
 here a look at second t sees every second before t, and a step lasts exactly 30 looks.
