@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from slipway.config.load import parse_config
-from slipway.judge.histogram import bucket_of
+from slipway.judge.histogram import bucket_of, quantiles_ms
 from slipway.metrics.history import (
     MAX_POINTS,
     MINUTES_KEPT,
     SECONDS_KEPT,
-    quantiles_ms,
     series,
+    totals,
     step_for,
     window,
 )
@@ -196,10 +196,11 @@ def test_long_spans_never_give_more_points_than_a_chart_can_show(days: int) -> N
     now = float(T0)
     span = days * 86400
     step = step_for(now - span, now, now)
-    assert step % 60 == 0
     assert span / step <= MAX_POINTS
-    # and not needlessly coarse
-    assert span / step > MAX_POINTS / 2
+    if days == 1:  # a day at one point a minute, straight from the minute rows
+        assert step == 60
+    else:  # beyond, one point an hour, straight from the hour rows
+        assert step == 3600
 
 
 # -- quantiles -------------------------------------------------------------------------
@@ -288,7 +289,7 @@ def test_prune_keeps_an_hour_of_seconds_and_thirty_days_of_minutes(store: Store)
     removed = prune_history(store, now)
     assert seconds_left(store) == [now - 3600, now - 5]
     assert minutes_left(store) == [month, now - 3660, now - 3600, now - 60]
-    assert removed == 3 + 1
+    assert removed == 3 + 1 + 1  # seconds, the ancient minute and its hour
     # nothing more to do the second time
     assert prune_history(store, now) == 0
 
@@ -321,3 +322,16 @@ def test_prune_drops_ingest_losses_older_than_thirty_days(store: Store) -> None:
     traffic.add_loss(store, now - 86400, 2, "HAProxy: DroppedLogs")
     prune_history(store, now)
     assert traffic.losses_since(store, 0) == [(now - 86400, 2, "HAProxy: DroppedLogs")]
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [(0, 9000), (17, 8999), (3599, 3601), (61, 7261), (3600, 7199), (100, 159)],
+)
+def test_totals_from_hours_minutes_and_seconds_equal_the_sum_of_the_seconds(
+    store: Store, start: int, end: int
+) -> None:
+    base = T0 // 3600 * 3600
+    traffic.add_seconds(store, [("hello", "r1", base + s, sec(1 + s % 7)) for s in range(9001)])
+    got = totals(store, "hello", base + start, base + end)["r1"].requests
+    assert got == sum(1 + s % 7 for s in range(start, end + 1))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slipway.config.alerts import AlertRule
-from slipway.metrics.history import quantiles_ms
+from slipway.judge.histogram import quantiles_ms
 from slipway.metrics.ingest import Second
 
 MIN_REQUESTS = 20  # an error rate or a quantile of fewer requests says nothing

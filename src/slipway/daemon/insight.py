@@ -10,6 +10,7 @@ from typing import Any
 
 from slipway.config.durations import parse_duration
 from slipway.errors import NotFound, UsageError
+from slipway.judge.histogram import quantiles_ms
 from slipway.metrics import history, requestlog
 from slipway.paths import Home
 from slipway.store.store import Store
@@ -66,7 +67,7 @@ def metrics(store: Store, app: str, params: Mapping[str, str]) -> dict[str, Any]
             "requests": total.requests,
             "errors": total.errors,
             "error_rate": round(total.errors / total.requests, 5) if total.requests else None,
-            **dict(zip(("p50", "p90", "p99"), history.quantiles_ms(total.latency), strict=True)),
+            **dict(zip(("p50", "p90", "p99"), quantiles_ms(total.latency), strict=True)),
         }
         for name, total in series.totals.items()
     }

@@ -33,6 +33,27 @@ LOWER_EDGES = np.array([0.0] + [MIN_MS * GROWTH ** (b - 1) for b in range(1, BUC
 UPPER_EDGES = np.array([MIN_MS * GROWTH**b for b in range(BUCKETS)])
 
 
+QUANTILES = (0.5, 0.9, 0.99)  # the ones charts and summaries show
+
+
+def quantiles_ms(latency: dict[int, int], qs: tuple[float, ...] = QUANTILES) -> list[float | None]:
+    """Quantiles of a sparse latency histogram (bucket -> count), in ms (bucket midpoints)."""
+    total = sum(latency.values())
+    if total == 0:
+        return [None for _ in qs]
+    out: list[float | None] = []
+    ordered = sorted(latency.items())
+    for q in qs:
+        rank = q * total
+        seen = 0
+        for bucket, count in ordered:
+            seen += count
+            if seen >= rank:
+                out.append(round((lower_edge(bucket) + upper_edge(bucket)) / 2, 2))
+                break
+    return out
+
+
 def lower_edge(bucket: int) -> float:
     return 0.0 if bucket == 0 else MIN_MS * GROWTH ** (bucket - 1)
 

@@ -162,6 +162,24 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX notifications_due ON notifications(state, next_try);
     """,
+    """
+    ALTER TABLE traffic ADD COLUMN quantiles TEXT;
+    ALTER TABLE traffic_minutes ADD COLUMN quantiles TEXT;
+    CREATE TABLE traffic_hours (
+        app TEXT NOT NULL,
+        release TEXT NOT NULL,
+        hour INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        conn_failures INTEGER NOT NULL,
+        client_aborts INTEGER NOT NULL,
+        latency TEXT NOT NULL,
+        classes TEXT NOT NULL,
+        quantiles TEXT,
+        PRIMARY KEY (app, release, hour)
+    );
+    CREATE INDEX traffic_hours_by_hour ON traffic_hours(hour);
+    """,
 ]
 
 

@@ -7,32 +7,43 @@ import sqlite3
 import time
 from typing import Any
 
+from slipway.judge.histogram import quantiles_ms
 from slipway.metrics.ingest import Second
 from slipway.store.records import VerdictRecord, dumps
 from slipway.store.store import Store
 
 COLUMNS = "requests, errors, conn_failures, client_aborts, latency, classes"
+# (table, time column, seconds per row): every second is also rolled up into its minute and
+# hour, each row keeping its quantiles, so a chart at a table's own resolution decodes no
+# histogram.
+TIERS = (
+    ("traffic", "second", 1),
+    ("traffic_minutes", "minute", 60),
+    ("traffic_hours", "hour", 3600),
+)
 
 
 def decode(row: tuple[Any, ...] | sqlite3.Row) -> Second:
     """A Second from the COLUMNS of a traffic row."""
-    latency = {int(k): v for k, v in json.loads(row[4]).items()}
-    return Second(row[0], row[1], row[2], row[3], latency, json.loads(row[5]))
+    return Second(row[0], row[1], row[2], row[3], decode_latency(row[4]), json.loads(row[5]))
+
+
+def decode_latency(text: str) -> dict[int, int]:
+    return {int(k): v for k, v in json.loads(text).items()}
 
 
 def add_seconds(store: Store, rows: list[tuple[str, str, int, Second]]) -> None:
-    """Record completed seconds, at 1 s and rolled up into 1 min; a late part of a second
-    already recorded is merged in."""
+    """Record completed seconds, at 1 s and rolled up into 1 min and 1 h; a late part of a
+    second already recorded is merged in."""
     if not rows:
         return
-    minutes: dict[tuple[str, str, int], Second] = {}
-    for app, release, second, data in rows:
-        minutes.setdefault((app, release, second // 60 * 60), Second()).add(data)
     with store.tx() as c:
-        for app, release, second, data in rows:
-            _merge(c, "traffic", "second", (app, release, second), data)
-        for key, data in minutes.items():
-            _merge(c, "traffic_minutes", "minute", key, data)
+        for table, column, size in TIERS:
+            merged: dict[tuple[str, str, int], Second] = {}
+            for app, release, second, data in rows:
+                merged.setdefault((app, release, second // size * size), Second()).add(data)
+            for key, data in merged.items():
+                _merge(c, table, column, key, data)
 
 
 def _merge(
@@ -47,8 +58,8 @@ def _merge(
     if old is not None:
         merged.add(decode(old))
     c.execute(
-        f"INSERT OR REPLACE INTO {table} (app, release, {at}, {COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT OR REPLACE INTO {table} (app, release, {at}, {COLUMNS}, quantiles) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             *key,
             merged.requests,
@@ -57,6 +68,7 @@ def _merge(
             merged.client_aborts,
             json.dumps(merged.latency),
             json.dumps(merged.classes),
+            json.dumps(quantiles_ms(merged.latency)),
         ),
     )
 
