@@ -47,7 +47,9 @@ def bind(address: tuple[str, int]) -> socket.socket | None:
     """The listening socket, or None (logged) when the address is taken: the dashboard being
     unavailable must never keep the daemon, and so deploys, from running."""
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and
+    # without it a response's body waits for the ACK of its headers (up to 40 ms)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)

@@ -13,6 +13,7 @@ from slipway.store.records import VerdictRecord, dumps
 from slipway.store.store import Store
 
 COLUMNS = "requests, errors, conn_failures, client_aborts, latency, classes"
+COARSE = 5
 # (table, time column, seconds per row): every second is also rolled up into its minute and
 # hour, each row keeping its quantiles, so a chart at a table's own resolution decodes no
 # histogram.
@@ -43,7 +44,20 @@ def add_seconds(store: Store, rows: list[tuple[str, str, int, Second]]) -> None:
             for app, release, second, data in rows:
                 merged.setdefault((app, release, second // size * size), Second()).add(data)
             for key, data in merged.items():
+                if size > 1:
+                    data.latency = coarsen(data.latency)
                 _merge(c, table, column, key, data)
+
+
+def coarsen(latency: dict[int, int]) -> dict[int, int]:
+    """Minutes and hours keep latency in buckets COARSE times wider (about 5%), each named by
+    its middle fine bucket: charts need no finer, and rows get several times smaller. The
+    judge reads seconds, at full resolution."""
+    out: dict[int, int] = {}
+    for bucket, count in latency.items():
+        middle = bucket // COARSE * COARSE + COARSE // 2
+        out[middle] = out.get(middle, 0) + count
+    return out
 
 
 def _merge(
