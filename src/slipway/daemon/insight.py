@@ -83,7 +83,7 @@ def step_of(params: Mapping[str, str], since: float, now: float) -> int | None:
         step = max(1, int(parse_duration(text)))
     except ValueError as exc:
         raise UsageError(str(exc), where="step", fix="e.g. step=10s or step=5m") from None
-    if step >= 60 or since < now - history.SECONDS_KEPT:
+    if step >= 60 or since < now - history.SECONDS_KEPT - 60:  # a minute's grace: "1h"
         step = max(60, step // 60 * 60)
     return step
 

@@ -179,6 +179,9 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (app, release, hour)
     );
     CREATE INDEX traffic_hours_by_hour ON traffic_hours(hour);
+    CREATE INDEX traffic_by_app_second ON traffic(app, second);
+    CREATE INDEX traffic_minutes_by_app_minute ON traffic_minutes(app, minute);
+    CREATE INDEX traffic_hours_by_app_hour ON traffic_hours(app, hour);
     """,
 ]
 
