@@ -1,14 +1,14 @@
 """bench/bad_release: canaries end to end, with the real daemon, HAProxy and examples/hello
 under steady load.
 
-1. A bad candidate (FAIL_RATE=0.1: 10% of its answers are 500s) at a 5% first step: how
-   long it served before being rolled back (target: within 10 s of its first request), and
-   how many user requests failed meanwhile.
-2. In the same run, the same release deployed all at once (blue-green) for the same time:
-   what it fails when nothing judges it.
+1. Bad candidates (FAIL_RATE=0.1: 10% of their answers are 500s) at a 5% first step, one
+   after another: how long each served before being rolled back (target: every one within
+   10 s of its first request), and how many user requests failed meanwhile.
+2. In the same run, the same release deployed all at once (blue-green) for the median of
+   those times: what it fails when nothing judges it.
 3. 20 good candidates in a row: all must be promoted (0 false rollbacks).
 
-    python -m bench.bad_release [--good 20] [--rate 200]
+    python -m bench.bad_release [--bad 5] [--good 20] [--rate 200]
 """
 
 from __future__ import annotations
@@ -79,13 +79,21 @@ max_latency_increase = 0.10
 
 
 @dataclass
-class Run:
-    bad_served_seconds: float = 0.0  # candidate's first answer → its last answer
-    bad_requests: int = 0  # answers from the candidate
-    bad_failed: int = 0  # of them, failed
+class Bad:
+    release: str
+    began: float
+    ended: float
+    verdict_seconds: float  # canary step began → the judge's rollback verdict
+    verdict_reason: str
+    served_seconds: float = 0.0  # candidate's first answer → its last answer
+    requests: int = 0  # answers from the candidate
+    failed: int = 0  # of them, failed
     all_failed: int = 0  # failed user requests in the whole bad-canary window
-    verdict_seconds: float = 0.0  # canary step began → the judge's rollback verdict
-    verdict_reason: str = ""
+
+
+@dataclass
+class Run:
+    bad: list[Bad] = field(default_factory=list)
     naive_window: float = 0.0
     naive_requests: int = 0
     naive_failed: int = 0
@@ -137,7 +145,7 @@ def candidate_answers(
     return [s for s in samples if s.value == release and start <= s.t <= end]
 
 
-def run(good: int, rate: float) -> Run:
+def run(bad: int, good: int, rate: float) -> Run:
     result = Run()
     procs = Processes()
     root = Path(tempfile.mkdtemp(prefix="swb-", dir="/tmp"))
@@ -150,21 +158,28 @@ def run(good: int, rate: float) -> Run:
         bench.deploy("canary", GREETING="stable")  # the first deploy is blue-green
         load.start(bench.env, REPO)
         time.sleep(3)
-        # 1. the bad canary
-        began, ended, bad = bench.deploy("canary", GREETING="bad", FAIL_RATE="0.1")
-        dep = bad["deployment"]
-        assert dep["outcome"] == "failed", dep
-        verdicts = bench.analysis(dep["id"])["verdicts"]
-        step = next(e for e in bad["events"] if e["step"] == "canary" and e["status"] == "info")
-        result.verdict_seconds = verdicts[-1]["at"] - step["at"]
-        result.verdict_reason = verdicts[-1]["reason"]
-        bad_release = dep["to_release"]
-        time.sleep(2)
+        # 1. bad canaries
+        for index in range(bad):
+            began, ended, out = bench.deploy("canary", GREETING=f"bad {index}", FAIL_RATE="0.1")
+            dep = out["deployment"]
+            assert dep["outcome"] == "failed", dep
+            verdicts = bench.analysis(dep["id"])["verdicts"]
+            step = next(e for e in out["events"] if e["step"] == "canary" and e["status"] == "info")
+            result.bad.append(
+                Bad(
+                    dep["to_release"],
+                    began,
+                    ended,
+                    verdicts[-1]["at"] - step["at"],
+                    verdicts[-1]["reason"],
+                )
+            )
+            time.sleep(2)
         # 2. the same release all at once, held long enough to compare over the time the
-        #    canary served it (that window is cut from the samples afterwards)
+        #    canaries served it (that window is cut from the samples afterwards)
         naive_began, _, naive = bench.deploy("bluegreen", GREETING="bad", FAIL_RATE="0.1")
         naive_release = naive["deployment"]["to_release"]
-        time.sleep(max(12.0, result.verdict_seconds + 5))
+        time.sleep(max(12.0, max(b.verdict_seconds for b in result.bad) + 5))
         bench.cli("rollback", "--app", APP_NAME)
         time.sleep(2)
         # 3. good candidates
@@ -190,17 +205,17 @@ def run(good: int, rate: float) -> Run:
         procs.stop_all()
         shutil.rmtree(root, ignore_errors=True)
     samples = run_data.samples
-    answers = candidate_answers(samples, bad_release, began, ended + 5)
-    result.bad_requests = len(answers)
-    result.bad_failed = sum(1 for s in answers if s.failed)
-    if answers:
-        result.bad_served_seconds = max(s.done for s in answers) - min(s.t for s in answers)
-    window = [s for s in samples if began <= s.t <= ended]
-    result.all_failed = sum(1 for s in window if s.failed)
+    for one in result.bad:
+        answers = candidate_answers(samples, one.release, one.began, one.ended + 5)
+        one.requests = len(answers)
+        one.failed = sum(1 for s in answers if s.failed)
+        if answers:
+            one.served_seconds = max(s.done for s in answers) - min(s.t for s in answers)
+        one.all_failed = sum(1 for s in samples if one.began <= s.t <= one.ended and s.failed)
     naive_answers = candidate_answers(samples, naive_release, naive_began, time.monotonic())
     if naive_answers:
         first = min(s.t for s in naive_answers)
-        result.naive_window = result.bad_served_seconds
+        result.naive_window = statistics.median(b.served_seconds for b in result.bad)
         same_time = [s for s in samples if first <= s.t <= first + result.naive_window]
         result.naive_requests = len(same_time)
         result.naive_failed = sum(1 for s in same_time if s.failed)
@@ -212,21 +227,30 @@ def run(good: int, rate: float) -> Run:
 def report(result: Run, rate: float) -> str:
     promoted = [g for g in result.good if g["outcome"] == "succeeded"]
     seconds = [g["seconds"] for g in promoted]
-    ok = result.bad_served_seconds <= TARGET_SECONDS
+    served = [b.served_seconds for b in result.bad]
+    ok = max(served) <= TARGET_SECONDS
     lines = [
         f"- load: {rate:g} requests/s through HAProxy; canary steps {STEPS}, "
         f"step_min_seconds {STEP_MIN_SECONDS}, step_min_requests {STEP_MIN_REQUESTS}; "
         "analysis defaults (alpha 0.05, +0.5pp errors, +10% latency)",
         "",
+        "| bad candidate (10% errors) | served, first to last answer | rollback verdict after "
+        "the step began | its answers / failed | failed user requests meanwhile |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {b.release} | {b.served_seconds:.1f} s | {b.verdict_seconds:.1f} s | "
+            f"{b.requests} / {b.failed} | {b.all_failed} |"
+            for b in result.bad
+        ),
+        "",
         "| measure | value | target |",
         "|---|---:|---|",
-        f"| bad candidate (10% errors, 5% first step): served from its first to its last "
-        f"answer | {result.bad_served_seconds:.1f} s | ≤ {TARGET_SECONDS:g} s: "
-        f"{'PASS' if ok else 'FAIL'} |",
-        f"| · judge's rollback verdict after the step began | {result.verdict_seconds:.1f} s | |",
-        f"| · answers it gave / of them failed | {result.bad_requests} / {result.bad_failed} | |",
-        f"| · failed user requests meanwhile (all releases) | {result.all_failed} | |",
-        f"| the same release all at once, for the same {result.naive_window:.1f} s: "
+        f"| bad candidates: served from first to last answer (median, max of {len(served)}) | "
+        f"{statistics.median(served):.1f} s, {max(served):.1f} s | every one ≤ "
+        f"{TARGET_SECONDS:g} s: {'PASS' if ok else 'FAIL'} |",
+        f"| · failed user requests meanwhile (median) | "
+        f"{statistics.median(b.all_failed for b in result.bad):g} | |",
+        f"| the same release all at once, for the median {result.naive_window:.1f} s: "
         f"failed requests | {result.naive_failed} of {result.naive_requests} | (baseline) |",
         f"| good candidates promoted | {len(promoted)} of {len(result.good)} | all: "
         f"{'PASS' if len(promoted) == len(result.good) else 'FAIL'} |",
@@ -237,7 +261,7 @@ def report(result: Run, rate: float) -> str:
         f"{result.total_failed} | |",
         f"| request log lines lost on the way to the judge | {result.lost_log_lines} | 0 |",
         "",
-        f"Rollback verdict: {result.verdict_reason}",
+        *(f"Rollback verdict of {b.release}: {b.verdict_reason}" for b in result.bad),
     ]
     for g in result.good:
         if g["outcome"] != "succeeded":
@@ -247,10 +271,11 @@ def report(result: Run, rate: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--bad", type=int, default=5, help="bad candidates, one after another")
     parser.add_argument("--good", type=int, default=20, help="good candidates in a row")
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
     args = parser.parse_args(argv)
-    result = run(args.good, args.rate)
+    result = run(args.bad, args.good, args.rate)
     text = report(result, args.rate)
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
