@@ -62,7 +62,9 @@ class Alerting:
             for rule in effective_rules(config.alerts, config.alerting):
                 configured.add((app.name, rule.name))
                 self.evaluate_rule(app.name, config, rule, moment)
-        for app_name, rule_name in self.store.conn.execute("SELECT app, rule FROM alerts"):
+        for app_name, rule_name in self.store.conn.execute(
+            "SELECT app, rule FROM alerts"
+        ).fetchall():
             if (app_name, rule_name) not in configured:
                 notifiers = configs[app_name].alerting.notify if app_name in configs else []
                 self.resolve_removed(app_name, rule_name, notifiers, moment)
