@@ -52,7 +52,8 @@ def _traffic(rule: AlertRule, facts: Facts) -> Reading:
         return Reading(None, None, f"only {judged} requests")
     if rule.metric == "error_rate":
         rate = total.errors / judged
-        worst = max(facts.traffic, key=lambda r: facts.traffic[r].errors, default=None)
+        failing = [r for r in facts.traffic if facts.traffic[r].errors]
+        worst = max(failing, key=lambda r: facts.traffic[r].errors, default=None)
         return Reading(rate, worst, f"{rate:.2%} of {judged:,} requests")
     quantile = quantiles_ms(total.latency, (rule.quantile,))[0]
     if quantile is None:
