@@ -16,8 +16,8 @@ from slipway.metrics.history import (
     MINUTES_KEPT,
     SECONDS_KEPT,
     series,
-    totals,
     step_for,
+    totals,
     window,
 )
 from slipway.metrics.history import prune as prune_history
