@@ -27,6 +27,7 @@ from slipway.metrics import discovery
 from slipway.paths import Home
 
 log = logging.getLogger("slipway.daemon")
+STOP_TIMEOUT = 5.0
 
 
 class JsonFormatter(logging.Formatter):
@@ -143,14 +144,12 @@ async def serve(home: Home, http: tuple[str, int] | None) -> None:
     finally:
         if web_server is not None and web_task is not None:
             web_server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await web_task
+            await stop_task(web_task, "the dashboard's listener")
         home.http_file.unlink(missing_ok=True)
         discovery.write_daemon_target(home.prometheus_targets, None)
-        for task in (monitor, ingest, alerting):
+        for task, what in ((monitor, "housekeeping"), (ingest, "ingest"), (alerting, "alerts")):
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task, what)
         service.hub.close()
         for task in list(service.tasks.values()):
             task.cancel()
@@ -159,6 +158,18 @@ async def serve(home: Home, http: tuple[str, int] | None) -> None:
         home.socket.unlink(missing_ok=True)
         home.pidfile.unlink(missing_ok=True)
         log.info("slipway daemon stopped at %s", time.strftime("%H:%M:%S"))
+
+
+async def stop_task(task: asyncio.Task[None], what: str, timeout: float = STOP_TIMEOUT) -> None:
+    """Wait for a task to end, cancelling it if it takes too long: stopping the daemon must
+    never hang on one of its parts."""
+    done, _ = await asyncio.wait([task], timeout=timeout)
+    if not done:
+        log.error("%s did not stop within %gs; cancelled", what, timeout)
+        task.cancel()
+        await asyncio.wait([task], timeout=1)
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("%s failed while stopping: %r", what, task.exception())
 
 
 def main(home: Home, http: tuple[str, int] | None) -> None:
