@@ -55,13 +55,23 @@ class Alerting:
         self.sample_restarts(moment)
         configs: dict[str, AppConfig] = {}
         configured: set[tuple[str, str]] = set()
+        free = disk_free(self.home)
         for app in self.store.apps():
             if app.current_release is None:
                 continue
             config = configs[app.name] = self.store.release(app.name, app.current_release).config
+            # what does not depend on a rule's window is read once per app, not per rule
+            down = self.instances_down(app.name)
             for rule in effective_rules(config.alerts, config.alerting):
                 configured.add((app.name, rule.name))
-                self.evaluate_rule(app.name, config, rule, moment)
+                facts = rules.Facts(
+                    traffic=history.window(self.store, app.name, rule.window, moment),
+                    window=rule.window,
+                    instances_down=down,
+                    restarts=self.restarts_in(app.name, rule.window, moment),
+                    disk_free=free,
+                )
+                self.evaluate_rule(app.name, config, rule, facts, moment)
         for app_name, rule_name in self.store.conn.execute(
             "SELECT app, rule FROM alerts"
         ).fetchall():
@@ -69,14 +79,9 @@ class Alerting:
                 notifiers = configs[app_name].alerting.notify if app_name in configs else []
                 self.resolve_removed(app_name, rule_name, notifiers, moment)
 
-    def evaluate_rule(self, app: str, config: AppConfig, rule: AlertRule, now: float) -> None:
-        facts = rules.Facts(
-            traffic=history.window(self.store, app, rule.window, now),
-            window=rule.window,
-            instances_down=self.instances_down(app),
-            restarts=self.restarts_in(app, rule.window, now),
-            disk_free=disk_free(self.home),
-        )
+    def evaluate_rule(
+        self, app: str, config: AppConfig, rule: AlertRule, facts: rules.Facts, now: float
+    ) -> None:
         reading = rules.read(rule, facts)
         text = rules.summary(rule, reading)
         row = self.store.conn.execute(
