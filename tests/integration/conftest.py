@@ -6,6 +6,7 @@ killed by pid and fails the test."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -261,8 +262,6 @@ class Prometheus:
 def prometheus(slipway: Slipway) -> Iterator[Prometheus]:
     """A real Prometheus (Debian's package) scraping the app instances slipway lists for it,
     every second."""
-    import httpx
-
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail(
@@ -275,28 +274,46 @@ def prometheus(slipway: Slipway) -> Iterator[Prometheus]:
         "scrape_configs:\n  - job_name: apps\n    file_sd_configs:\n"
         f"      - files: ['{slipway.home}/prometheus/*.json']\n        refresh_interval: 1s\n"
     )
-    log = open(folder / "prometheus.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
+    with ready_server(
         [
             binary,
             f"--config.file={folder / 'prometheus.yml'}",
             f"--storage.tsdb.path={folder / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
         ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+        folder,
+        port,
+        "Prometheus",
+    ) as (url, process):
+        yield Prometheus(url, process)
+
+
+@contextlib.contextmanager
+def ready_server(
+    command: list[str], folder: Path, port: int, name: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A Prometheus-family server (its log in `folder`), once its /-/ready answers; stopped
+    by its pid, and `folder` deleted, at the end."""
+    import httpx
+
+    log_path = folder / f"{name.lower()}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"{name} exited {process.returncode}: " + log_path.read_text()[-2000:]
+            )
         try:
             return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
     try:
-        wait_for(ready, 30, "Prometheus to be ready")
-        yield Prometheus(url, process)
+        wait_for(ready, 30, f"{name} to be ready")
+        yield url, process
     finally:
         process.terminate()
         try:

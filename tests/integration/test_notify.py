@@ -34,7 +34,7 @@ from slipway.alerts.notify import (
     webhook_payload,
 )
 from slipway.config.alerts import Notifier
-from tests.integration.conftest import free_port, wait_for
+from tests.integration.conftest import free_port, ready_server, wait_for
 
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 PASSWORD = "s3cret-Pa55word"
@@ -397,43 +397,15 @@ def alertmanager(receiver: Receiver) -> Iterator[Alertmanager]:
         "receivers:\n  - name: test\n    webhook_configs:\n"
         f"      - url: {receiver.url}/am\n        send_resolved: true\n"
     )
-    log = open(folder / "alertmanager.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [
-            ALERTMANAGER,
-            f"--config.file={folder / 'alertmanager.yml'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-            f"--storage.path={folder / 'data'}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"alertmanager exited {process.returncode}: "
-                + (folder / "alertmanager.log").read_text()[-2000:]
-            )
-        try:
-            return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(ready, 30, "Alertmanager to be ready")
+    command = [
+        ALERTMANAGER,
+        f"--config.file={folder / 'alertmanager.yml'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        f"--storage.path={folder / 'data'}",
+    ]
+    with ready_server(command, folder, port, "Alertmanager") as (url, process):
         yield Alertmanager(url, process)
-    finally:
-        process.terminate()  # by its pid
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_alertmanager_receives_routes_and_resolves_the_alert(
