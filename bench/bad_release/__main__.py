@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.zero_downtime.control import APP_NAME, OFFLINE_ENV, copy_hello
+from bench.zero_downtime.control import APP_NAME, GATES_OFF, OFFLINE_ENV, copy_hello
 from bench.zero_downtime.load import LoadProcess
 from bench.zero_downtime.procs import Processes, free_port
 from slipway.loadgen import Sample
@@ -75,7 +75,7 @@ keep_warm = "10m"
 alpha = 0.05
 max_error_rate_increase = 0.005
 max_latency_increase = 0.10
-"""
+{GATES_OFF}"""
 
 
 @dataclass

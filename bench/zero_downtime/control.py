@@ -69,6 +69,17 @@ health_timeout = "20s"
 drain_timeout = "5s"
 stop_grace = "{STOP_GRACE_SECONDS:g}s"
 keep_warm = "10m"
+{GATES_OFF}"""
+
+
+# The gates have their own benchmark (bench/gates); these benchmarks time the traffic switch.
+GATES_OFF = """
+[gates.secrets]
+enabled = false
+[gates.code]
+enabled = false
+[gates.dependencies]
+enabled = false
 """
 
 

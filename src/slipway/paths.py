@@ -63,6 +63,9 @@ class Home:
     def build_log(self, app: str, release: str) -> Path:
         return self.app_dir(app) / "builds" / f"{release}.log"
 
+    def gate_log(self, app: str, release: str, gate: str) -> Path:
+        return self.app_dir(app) / "gates" / release / f"{gate}.log"
+
     @property
     def prometheus_targets(self) -> Path:
         return self.root / "prometheus"

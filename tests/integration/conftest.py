@@ -88,6 +88,11 @@ def app_toml(name: str, port: int, **sections: dict[str, Any] | str) -> str:
             "stop_grace": "3s",
             "keep_warm": "5m",
         },
+        # The scans are on by default; tests of other things keep deploys fast without them
+        # (test_gates.py turns them on).
+        "gates.secrets": {"enabled": False},
+        "gates.code": {"enabled": False},
+        "gates.dependencies": {"enabled": False},
     }
     lines = [f'name = "{name}"', ""]
     extra = ""

@@ -59,7 +59,35 @@ def release(
 
 
 def test_deploy_runs_every_step_in_order() -> None:
-    assert steps_for("deploy") == ("build", "start", "health", "shift", "drain", "retire")
+    assert steps_for("deploy") == (
+        "build",
+        "gates",
+        "start",
+        "health",
+        "perf",
+        "shift",
+        "drain",
+        "retire",
+    )
+
+
+def test_gates_run_before_traffic_and_the_performance_gate_after_health() -> None:
+    steps = steps_for("deploy", "canary")
+    assert steps.index("build") < steps.index("gates") < steps.index("start")
+    assert steps.index("health") < steps.index("perf") < steps.index("canary")
+
+
+def test_steps_with_nothing_to_do_are_passed_over() -> None:
+    assert next_state("deploy", "health", skip=frozenset({"perf"})) == "shift"
+    assert next_state("deploy", "health") == "perf"
+    skip = frozenset({"start", "health", "perf"})
+    assert next_state("check", "gates", skip=skip) == "cleanup"
+    assert next_state("check", "cleanup", skip=skip) == "done"
+
+
+def test_a_check_never_shifts_traffic() -> None:
+    assert not {"canary", "shift", "drain", "retire"} & set(steps_for("check"))
+    assert steps_for("check")[-1] == "cleanup"
 
 
 @pytest.mark.parametrize("kind", ["rollback", "scale", "restore"])
@@ -87,7 +115,10 @@ def test_next_state_of_rollback_starts_at_start() -> None:
     ("state", "resumed", "undone"),
     [
         ("build", False, True),
+        ("gates", False, True),
         ("start", False, True),
+        ("perf", False, True),
+        ("cleanup", False, True),
         ("health", False, True),
         ("canary", True, True),  # the judge resumes; a failing canary gives traffic back
         ("shift", True, False),
@@ -106,14 +137,16 @@ def test_what_a_restart_or_a_failure_does_at_each_step(
 def test_a_canary_deploy_judges_between_health_and_shift() -> None:
     assert steps_for("deploy", "canary") == (
         "build",
+        "gates",
         "start",
         "health",
+        "perf",
         "canary",
         "shift",
         "drain",
         "retire",
     )
-    assert next_state("deploy", "health", "canary") == "canary"
+    assert next_state("deploy", "perf", "canary") == "canary"
     assert next_state("deploy", "canary", "canary") == "shift"
     assert steps_for("rollback", "canary")[0] == "start", "rollbacks are always blue-green"
     assert "canary" not in steps_for("rollback", "canary")

@@ -88,6 +88,10 @@ def api_routes(
     async def releases(request: Request) -> Response:
         return ok(service.release_views(request.path_params["app"]))
 
+    async def gates(request: Request) -> Response:
+        app = request.path_params["app"]
+        return ok(service.gate_views(app, request.path_params.get("release")))
+
     async def instances(request: Request) -> Response:
         return ok(await service.instance_views(request.path_params.get("app")))
 
@@ -202,6 +206,8 @@ def api_routes(
         Route(f"{P}/deploy", deploy, methods=["POST"]),
         Route(f"{P}/apps/{{app}}", app_status),
         Route(f"{P}/apps/{{app}}/releases", releases),
+        Route(f"{P}/apps/{{app}}/gates", gates),
+        Route(f"{P}/apps/{{app}}/releases/{{release}}/gates", gates),
         Route(f"{P}/apps/{{app}}/instances", instances),
         Route(f"{P}/apps/{{app}}/deployments", deployments),
         Route(f"{P}/apps/{{app}}/logs", logs),

@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field
 class DeployRequest(BaseModel):
     app_dir: str
     git_rev: str | None = None
+    skip_gates: dict[str, str] = Field(default_factory=dict)  # gate name -> reason
+    check: bool = False  # run every gate, deploy nothing
 
 
 class RollbackRequest(BaseModel):
@@ -56,6 +58,8 @@ class ReleaseView(BaseModel):
     warm_until: float | None
     on_disk: bool
     error: str | None
+    gates: dict[str, str] = Field(default_factory=dict)  # gate -> passed | failed | skipped
+    skipped_gates: dict[str, str] = Field(default_factory=dict)  # skipped by hand -> reason
 
 
 class DeploymentView(BaseModel):
@@ -72,6 +76,23 @@ class DeploymentView(BaseModel):
     finished_at: float | None
     outcome: str | None
     error: dict[str, Any] | None
+    skip_gates: dict[str, str] = Field(default_factory=dict)
+
+
+class GateView(BaseModel):
+    gate: str
+    kind: str
+    status: str  # passed | failed | skipped
+    summary: str
+    findings: list[dict[str, str]]
+    evidence: dict[str, Any]
+    reproduce: str | None
+    deployment: int
+    at: float
+    seconds: float | None
+    who: str | None
+    reason: str | None
+    log_path: str | None
 
 
 class EventView(BaseModel):

@@ -82,20 +82,46 @@ def config_check(app_dir: str, as_json: bool) -> None:
     help="The app's folder (default: this folder).",
 )
 @click.option("--git", "git_rev", metavar="REV", help="Deploy this git revision of the folder.")
+@click.option(
+    "--skip-gate",
+    "skip",
+    multiple=True,
+    metavar="NAME",
+    help="Deploy without this gate (repeatable); needs --reason, recorded with the deployment.",
+)
+@click.option("--reason", help="Why skipping the gate(s) is safe; shown in `slipway releases`.")
 @click.option("--detach", is_flag=True, help="Start the deploy and return at once.")
 @json_option
 @click.pass_context
 def deploy(
-    ctx: click.Context, app_dir: str, git_rev: str | None, detach: bool, as_json: bool
+    ctx: click.Context,
+    app_dir: str,
+    git_rev: str | None,
+    skip: tuple[str, ...],
+    reason: str | None,
+    detach: bool,
+    as_json: bool,
 ) -> None:
-    """Build a release and move traffic to it with zero downtime."""
+    """Build a release, run its gates and move traffic to it with zero downtime."""
     folder = Path(app_dir).absolute()
+    if skip and not (reason or "").strip():
+        raise UsageError(
+            f"--skip-gate {skip[0]} needs a reason",
+            fix='add --reason "why it is safe"; it is recorded with the deployment',
+        )
+    if reason and not skip:
+        raise UsageError("--reason is given without --skip-gate", fix="name the gate to skip")
     if not git_rev and not (folder / CONFIG_FILE).is_file():
         from slipway.config.load import load_config
 
         load_config(folder)  # says what is missing and how to fix it; the daemon validates
     client = Client(home_of(ctx))
-    deployment = client.post("/deploy", {"app_dir": str(folder), "git_rev": git_rev})
+    request = {
+        "app_dir": str(folder),
+        "git_rev": git_rev,
+        "skip_gates": dict.fromkeys(skip, reason or ""),
+    }
+    deployment = client.post("/deploy", request)
     if detach:
         _detached(deployment, as_json)
         return

@@ -72,7 +72,9 @@ def follow(client: Client, deployment: dict[str, Any], as_json: bool, title: str
         if not as_json:
             show_error(error_from_dict(error))
         raise click.exceptions.Exit(1)
-    if not as_json:
+    if not as_json and final.get("kind") == "check":
+        out.print(f"[green]no gate failed on {final['to_release']}[/green]; nothing was deployed")
+    elif not as_json:
         app = client.get(f"/apps/{final['app']}")
         url = f" — {app['url']}" if app.get("url") else ""
         out.print(

@@ -71,6 +71,15 @@ STEP_MARK = {
     "ok": "[green]✓[/green]",
     "fail": "[red]✗[/red]",
     "info": "[blue]•[/blue]",
+    # a gate's result
+    "passed": "  [green]✓[/green]",
+    "failed": "  [red]✗[/red]",
+    "skipped": "  [yellow]∘[/yellow]",
+}
+GATE_STATUS = {
+    "passed": "[green]passed[/green]",
+    "failed": "[red]failed[/red]",
+    "skipped": "[yellow]skipped[/yellow]",
 }
 
 

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from slipway.cli.canary_cmds import show_canary
 from slipway.cli.client import Client
@@ -88,7 +89,7 @@ def releases(ctx: click.Context, app: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    grid = table("RELEASE", "STATUS", "CREATED", "GIT", "CONFIG", "BUILD", "NOTE")
+    grid = table("RELEASE", "STATUS", "CREATED", "GIT", "CONFIG", "BUILD", "GATES", "NOTE")
     for r in data:
         note = "[green]current[/green]" if r["current"] else ""
         if r["warm_until"]:
@@ -105,9 +106,25 @@ def releases(ctx: click.Context, app: str | None, as_json: bool) -> None:
             r["git_sha"] or "-",
             r["config_hash"],
             duration(r["build_seconds"]),
+            gates_note(r["gates"], r["skipped_gates"]),
             note,
         )
     out.print(grid)
+
+
+def gates_note(gates: dict[str, str], skipped: dict[str, str]) -> str:
+    """e.g. "4 passed", "failed: secrets", "skipped: code (hotfix, reviewed)"."""
+    if not gates:
+        return "-"
+    failed = [g for g, status in gates.items() if status == "failed"]
+    if failed:
+        return f"[red]failed: {', '.join(failed)}[/red]"
+    parts = [f"{sum(s == 'passed' for s in gates.values())} passed"]
+    parts += [f"[yellow]skipped: {g} ({escape(reason)})[/yellow]" for g, reason in skipped.items()]
+    unchecked = [g for g, s in gates.items() if s == "skipped" and g not in skipped]
+    if unchecked:
+        parts.append(f"[yellow]not checked: {', '.join(unchecked)}[/yellow]")
+    return "; ".join(parts)
 
 
 @click.command()

@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import tomllib
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,8 @@ def _fix_for(loc: list[str]) -> str:
         "drain_timeout",
         "stop_grace",
         "keep_warm",
+        "max_age",
+        "min_latency_increase",
     }:
         return 'write a duration such as "500ms", "10s" or "5m"'
     if loc and loc[0] == "scale":
@@ -121,6 +124,9 @@ def _valid_keys(loc: list[str]) -> list[str]:
         if field is None:
             return []
         model = field.annotation
+        models = [a for a in typing.get_args(model) if isinstance(a, type)]
+        if typing.get_origin(model) in (typing.Union, types.UnionType) and models:
+            model = models[0]  # an optional table: `X | None`
     if isinstance(model, type) and issubclass(model, BaseModel):
         return sorted(field.alias or name for name, field in model.model_fields.items())
     return []

@@ -19,6 +19,7 @@ from pydantic import (
 
 from slipway.config.alerts import Alerting, AlertRule
 from slipway.config.durations import parse_duration, parse_size
+from slipway.config.gates import Gates
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -196,6 +197,7 @@ class AppConfig(Strict):
     logs: Logs = Field(default_factory=Logs)
     alerts: list[AlertRule] = Field(default_factory=list)
     alerting: Alerting = Field(default_factory=Alerting)
+    gates: Gates = Field(default_factory=Gates)
 
     @field_validator("name")
     @classmethod

@@ -26,7 +26,14 @@ from slipway.router.haproxy import HAProxyRouter
 from slipway.router.stats import ServerStat
 from slipway.runtime.local import LocalRuntime
 from slipway.store import traffic
-from slipway.store.records import App, Deployment, Instance, Release, VerdictRecord
+from slipway.store.records import (
+    App,
+    Deployment,
+    GateRecord,
+    Instance,
+    Release,
+    VerdictRecord,
+)
 from slipway.store.store import Store
 
 log = logging.getLogger("slipway.daemon")
@@ -66,6 +73,7 @@ class Service:
             config = load_config(app_dir)
             git_sha = working_tree_sha(app_dir)
         self.check_routing(config)
+        check_skips(config, request.skip_gates)
         holder = self.store.active_deployment(config.name)
         if holder is not None:
             raise self.store.lock_conflict(config.name, holder)
@@ -83,15 +91,16 @@ class Service:
         strategy = config.deploy.strategy if app.current_release else "bluegreen"
         deployment = self.store.start_deployment(
             app.name,
-            kind="deploy",
+            kind="check" if request.check else "deploy",
             from_release=app.current_release,
             to_release=release.id,
             formation=plan_formation(app.formation, old_config, config),
             who=who,
             state="build",
             strategy=strategy,
+            skip_gates=request.skip_gates,
         )
-        if strategy != config.deploy.strategy:
+        if strategy != config.deploy.strategy and not request.check:
             self.engine.event(
                 deployment,
                 "build",
@@ -338,7 +347,23 @@ class Service:
 
     def release_views(self, app: str) -> list[schemas.ReleaseView]:
         current = self.store.app(app).current_release
-        return [release_view(r, current) for r in self.store.releases(app)]
+        return [
+            release_view(r, current, self.store.gate_results(app, r.id))
+            for r in self.store.releases(app)
+        ]
+
+    def gate_views(self, app: str, release_id: str | None) -> list[schemas.GateView]:
+        """The gates of a release (default: the newest one that ran any)."""
+        if release_id is None:
+            with_gates = [r for r in self.store.releases(app) if self.store.gate_results(app, r.id)]
+            if not with_gates:
+                raise NotFound(
+                    f"no release of '{app}' has run its gates yet",
+                    fix="`slipway check` runs them without deploying",
+                )
+            release_id = max(with_gates, key=lambda r: r.number).id
+        self.store.release(app, release_id)  # 404 for an unknown release
+        return [gate_view(g) for g in self.store.gate_results(app, release_id)]
 
     async def instance_views(self, app: str | None) -> list[schemas.InstanceView]:
         if app is not None:
@@ -428,6 +453,41 @@ def verdict_view(v: VerdictRecord) -> schemas.VerdictView:
     )
 
 
+def check_skips(config: AppConfig, skips: dict[str, str]) -> None:
+    """Every gate skipped by hand exists and has a reason, recorded with the deployment."""
+    names = config.gates.names()
+    for name, reason in skips.items():
+        if name not in names:
+            raise UsageError(
+                f"--skip-gate {name}: app '{config.name}' has no gate by that name",
+                where="slipway.toml [gates]",
+                fix=f"gates of this app: {', '.join(names) or 'none'}",
+            )
+        if not reason.strip():
+            raise UsageError(
+                f"--skip-gate {name} needs a reason",
+                fix=f'add --reason "why it is safe to deploy without {name}"; it is recorded',
+            )
+
+
+def gate_view(g: GateRecord) -> schemas.GateView:
+    return schemas.GateView(
+        gate=g.gate,
+        kind=g.kind,
+        status=g.status,
+        summary=g.result["summary"],
+        findings=g.result.get("findings", []),
+        evidence=g.result.get("evidence", {}),
+        reproduce=g.result.get("reproduce"),
+        deployment=g.deployment,
+        at=g.at,
+        seconds=g.seconds,
+        who=g.who,
+        reason=g.reason,
+        log_path=g.log_path,
+    )
+
+
 def deployment_view(d: Deployment) -> schemas.DeploymentView:
     return schemas.DeploymentView(
         id=d.id,
@@ -443,10 +503,11 @@ def deployment_view(d: Deployment) -> schemas.DeploymentView:
         finished_at=d.finished_at,
         outcome=d.outcome,
         error=d.error,
+        skip_gates=d.skip_gates,
     )
 
 
-def release_view(r: Release, current: str | None) -> schemas.ReleaseView:
+def release_view(r: Release, current: str | None, gates: list[GateRecord]) -> schemas.ReleaseView:
     return schemas.ReleaseView(
         id=r.id,
         app=r.app,
@@ -462,4 +523,6 @@ def release_view(r: Release, current: str | None) -> schemas.ReleaseView:
         warm_until=r.warm_until if r.warm_until and r.warm_until > time.time() else None,
         on_disk=r.on_disk,
         error=r.error,
+        gates={g.gate: g.status for g in gates},
+        skipped_gates={g.gate: g.reason or "" for g in gates if g.reason is not None},
     )

@@ -4,8 +4,9 @@ The recorded state names the step about to act; the next state is committed only
 has finished, and every step can run again safely. A daemon restarted mid-deployment rolls
 back a deployment that had not shifted traffic yet and finishes one that had.
 
-Steps (bluegreen): build → start → health → shift → drain → retire → done.
-Rollback, scale and restore use the same steps without build.
+Steps (bluegreen): build → gates → start → health → perf → shift → drain → retire → done.
+Rollback, scale and restore use the same steps without build and gates; a check runs build →
+gates → start → health → perf → cleanup and never shifts traffic.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from slipway.deploy import health
 from slipway.deploy.planning import next_state, releases_to_prune, undone_on_failure
 from slipway.deploy.routing import backend_for, router_state, routing_of
 from slipway.errors import BuildError, DeployError, SlipwayError
+from slipway.gates.base import Targets
+from slipway.gates.runner import GateRun, gates_of
 from slipway.paths import Home
 from slipway.releases import build as builder
 from slipway.router.base import Router
@@ -104,15 +107,27 @@ class Engine:
             )
 
     def advance(self, dep: Deployment) -> Deployment:
-        state = next_state(dep.kind, dep.state, dep.strategy)
+        state = next_state(dep.kind, dep.state, dep.strategy, self.steps_to_skip(dep))
         if state == "done":
-            self.event(dep, "done", "ok", f"{dep.to_release} is serving")
+            done = "checked; nothing was deployed" if dep.kind == "check" else "is serving"
+            self.event(dep, "done", "ok", f"{dep.to_release} {done}")
             self.s.store.finish_deployment(dep.id, "succeeded")
             self.wake_watchers()
         else:
             self.s.store.update_deployment(dep.id, state=state)
         _fault_point(state)
         return self.s.store.deployment(dep.id)
+
+    def steps_to_skip(self, dep: Deployment) -> frozenset[str]:
+        if dep.kind not in ("deploy", "check"):
+            return frozenset()
+        release = self.s.store.release(dep.app, dep.to_release)
+        if release.status != "ready":  # not built yet: decide after the build
+            return frozenset()
+        if release.config.gates.performance is not None:
+            return frozenset()
+        # Without a performance gate a check need not start anything.
+        return frozenset({"perf", "start", "health"} if dep.kind == "check" else {"perf"})
 
     async def fail(self, dep: Deployment, error: SlipwayError) -> None:
         dep = self.s.store.deployment(dep.id)
@@ -132,7 +147,7 @@ class Engine:
         self.s.store.finish_deployment(dep.id, "failed", error.to_dict())
         self.wake_watchers()
 
-    async def undo(self, dep: Deployment) -> None:
+    async def undo(self, dep: Deployment, step: str = "abort") -> None:
         """Before the shift: all traffic back to the stable release (a canary's rollback is
         a traffic switch: the stable instances never stopped), then stop what this
         deployment started."""
@@ -167,7 +182,7 @@ class Engine:
         if created:
             self.event(
                 dep,
-                "abort",
+                step,
                 "ok",
                 f"stopped {len(created)} new instance(s); "
                 f"{app.current_release or 'nothing'} keeps serving",
@@ -260,14 +275,16 @@ class Engine:
                 fix="deploy a new release",
             )
         config = release.config
-        store.update_app(dep.app, routing=routing_of(config))
-        await self.s.router.ensure(self.router_state())
+        checking = dep.kind == "check"  # a check leaves HAProxy and what it serves alone
+        if not checking:
+            store.update_app(dep.app, routing=routing_of(config))
+            await self.s.router.ensure(self.router_state())
         desired = self.plan_instances(dep, config)
         store.update_deployment(dep.id, instances=[i.id for i in desired])
         new = [i for i in desired if i.handle is None]
         await asyncio.gather(*(self.spawn(i, config) for i in new))
         started = len(new)
-        for instance in desired:
+        for instance in desired if not checking else []:
             if instance.is_web and store.instance(dep.app, instance.id).weight is None:
                 store.update_instance(dep.app, instance.id, weight=0)
                 assert instance.port is not None
@@ -343,7 +360,8 @@ class Engine:
         deadline = time.monotonic() + config.deploy.health_timeout
         began = time.monotonic()
         while True:
-            stats = await self.s.router.stats(dep.app) if config.has_web else {}
+            routed = config.has_web and dep.kind != "check"
+            stats = await self.s.router.stats(dep.app) if routed else {}
             for instance in instances:
                 state = states[instance.id]
                 if state.ready:
@@ -371,7 +389,9 @@ class Engine:
                 proven = state.passes >= check.healthy_threshold or (
                     ok and instance.created_at < dep.started_at  # warm: it served before
                 )
-                state.ready = proven and in_router is not None and in_router.agrees
+                state.ready = proven and (
+                    not routed or (in_router is not None and in_router.agrees)
+                )
             if all(s.ready for s in states.values()):
                 for instance in instances:  # booted at a lower priority
                     self.s.runtime.set_priority(instance.app, instance.id, instance.handle, 0)
@@ -406,6 +426,58 @@ class Engine:
             ],
             fix=f"the last {len(lines)} log lines are above; `slipway logs --release "
             f"{instance.release}` shows more",
+        )
+
+    async def step_gates(self, dep: Deployment) -> str:
+        gates = [g for g in gates_of(self.release_config(dep)) if not g.needs_running]
+        if not gates:
+            return "no gates before start"
+        return await self.gate_run(dep).run(gates)
+
+    async def step_perf(self, dep: Deployment) -> str:
+        gates = [g for g in gates_of(self.release_config(dep)) if g.needs_running]
+        store = self.s.store
+        candidate = [store.instance(dep.app, i) for i in dep.instances]
+        current = store.app(dep.app).current_release
+        stable = [
+            i
+            for i in store.instances(dep.app)
+            if i.release == current and i.is_web and i.weight and i.id not in dep.instances
+        ]
+        targets = Targets(
+            [i.port for i in candidate if i.is_web and i.port is not None],
+            [i.port for i in stable if i.port is not None],
+        )
+        if not targets.candidate:
+            return "no web instances to measure"
+        return await self.gate_run(dep).run(gates, targets)
+
+    async def step_cleanup(self, dep: Deployment) -> str:
+        await self.undo(dep, "cleanup")
+        return f"nothing left running of {dep.to_release}"
+
+    def release_config(self, dep: Deployment) -> AppConfig:
+        return self.s.store.release(dep.app, dep.to_release).config
+
+    def gate_run(self, dep: Deployment) -> GateRun:
+        config = self.release_config(dep)
+        release_dir = self.s.home.release_dir(dep.app, dep.to_release)
+        env = (
+            builder.base_env(release_dir / ".venv")
+            | config.env
+            | {"SLIPWAY_APP": dep.app, "SLIPWAY_RELEASE": dep.to_release, "SLIPWAY_GATE": "1"}
+        )
+
+        def say(status: str, message: str, data: dict[str, object] | None) -> None:
+            self.event(dep, dep.state, status, message, data)
+
+        return GateRun(
+            self.s.store,
+            dep,
+            release_dir,
+            env,
+            lambda gate: self.s.home.gate_log(dep.app, dep.to_release, gate),
+            say,
         )
 
     async def step_canary(self, dep: Deployment) -> str:
@@ -546,6 +618,9 @@ class Engine:
 
 STEP_TITLES = {
     "build": "building the release",
+    "gates": "running the gates",
+    "perf": "measuring the candidate against the stable release",
+    "cleanup": "stopping what the check started",
     "start": "starting instances",
     "health": "waiting for health checks",
     "canary": "judging the canary on live traffic",

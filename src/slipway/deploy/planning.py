@@ -5,24 +5,35 @@ from __future__ import annotations
 from slipway.config.schema import AppConfig
 from slipway.store.records import Release
 
-DEPLOY_STEPS = ("build", "start", "health", "shift", "drain", "retire")
-CANARY_STEPS = ("build", "start", "health", "canary", "shift", "drain", "retire")
+DEPLOY_STEPS = ("build", "gates", "start", "health", "perf", "shift", "drain", "retire")
+CANARY_STEPS = ("build", "gates", "start", "health", "perf", "canary", "shift", "drain", "retire")
+# A check runs every gate of a new release, then stops what it started: nothing is deployed.
+CHECK_STEPS = ("build", "gates", "start", "health", "perf", "cleanup")
+# Started again (rollback, scale, restore), a release that already passed its gates needs none.
+RESTART_STEPS = ("start", "health", "shift", "drain", "retire")
 # A daemon restarted in the middle of a deployment rolls back one that had not given the
 # new release traffic yet, resumes a canary (its judge continues from recorded data), and
 # finishes one that had shifted all traffic.
 RESUMED_AFTER_RESTART = frozenset({"canary", "shift", "drain", "retire"})
 # A failing step undoes the deployment (the stable release takes all traffic back) only
 # until the shift; after it, the new release is the stable one.
-UNDONE_ON_FAILURE = frozenset({"build", "start", "health", "canary"})
+UNDONE_ON_FAILURE = frozenset({"build", "gates", "start", "health", "perf", "canary", "cleanup"})
 
 
 def steps_for(kind: str, strategy: str = "bluegreen") -> tuple[str, ...]:
-    steps = CANARY_STEPS if strategy == "canary" and kind == "deploy" else DEPLOY_STEPS
-    return steps if kind == "deploy" else steps[1:]
+    if kind == "check":
+        return CHECK_STEPS
+    if kind != "deploy":
+        return RESTART_STEPS
+    return CANARY_STEPS if strategy == "canary" else DEPLOY_STEPS
 
 
-def next_state(kind: str, state: str, strategy: str = "bluegreen") -> str:
-    steps = steps_for(kind, strategy)
+def next_state(
+    kind: str, state: str, strategy: str = "bluegreen", skip: frozenset[str] = frozenset()
+) -> str:
+    """The step after `state`, passing over those in `skip` (e.g. perf without a performance
+    gate; a check without one need not start anything)."""
+    steps = [s for s in steps_for(kind, strategy) if s == state or s not in skip]
     index = steps.index(state)
     return steps[index + 1] if index + 1 < len(steps) else "done"
 

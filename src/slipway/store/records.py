@@ -92,6 +92,7 @@ class Deployment:
     error: dict[str, Any] | None = None
     strategy: str = "bluegreen"
     canary: dict[str, Any] | None = None
+    skip_gates: dict[str, str] = field(default_factory=dict)  # gate name -> reason
 
     @property
     def active(self) -> bool:
@@ -108,6 +109,25 @@ class VerdictRecord:
     decision: str
     reason: str
     evidence: dict[str, Any]
+
+
+@dataclass
+class GateRecord:
+    """One gate's outcome for a release, in one deployment or check."""
+
+    id: int
+    app: str
+    release: str
+    deployment: int
+    gate: str
+    kind: str
+    status: str  # passed | failed | skipped
+    result: dict[str, Any]  # GateResult.to_dict()
+    at: float
+    who: str | None = None
+    reason: str | None = None  # why a person skipped it
+    seconds: float | None = None
+    log_path: str | None = None
 
 
 @dataclass

@@ -183,6 +183,25 @@ MIGRATIONS: list[str] = [
     CREATE INDEX traffic_minutes_by_app_minute ON traffic_minutes(app, minute);
     CREATE INDEX traffic_hours_by_app_hour ON traffic_hours(app, hour);
     """,
+    """
+    ALTER TABLE deployments ADD COLUMN skip_gates TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE gate_results (
+        id INTEGER PRIMARY KEY,
+        app TEXT NOT NULL,
+        release TEXT NOT NULL,
+        deployment INTEGER NOT NULL,
+        gate TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        result TEXT NOT NULL,
+        who TEXT,
+        reason TEXT,
+        at REAL NOT NULL,
+        seconds REAL,
+        log_path TEXT
+    );
+    CREATE INDEX gate_results_by_release ON gate_results(app, release);
+    """,
 ]
 
 

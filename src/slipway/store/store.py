@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from slipway.errors import Conflict, NotFound
-from slipway.store.records import App, Deployment, Event, Instance, Release, dumps
+from slipway.store.records import App, Deployment, Event, GateRecord, Instance, Release, dumps
 from slipway.store.schema import migrate
 
 
@@ -185,12 +185,14 @@ class Store:
         who: str,
         state: str,
         strategy: str = "bluegreen",
+        skip_gates: dict[str, str] | None = None,
     ) -> Deployment:
         try:
             with self.tx() as c:
                 cur = c.execute(
                     "INSERT INTO deployments (app, kind, from_release, to_release, formation, "
-                    "state, who, started_at, strategy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "state, who, started_at, strategy, skip_gates) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         app,
                         kind,
@@ -201,6 +203,7 @@ class Store:
                         who,
                         time.time(),
                         strategy,
+                        dumps(skip_gates or {}),
                     ),
                 )
                 deployment_id = int(cur.lastrowid or 0)
@@ -255,6 +258,54 @@ class Store:
             error=error,
             finished_at=time.time(),
         )
+
+    # gates ------------------------------------------------------------------------------
+
+    def add_gate_result(
+        self,
+        app: str,
+        release: str,
+        deployment: int,
+        gate: str,
+        kind: str,
+        result: dict[str, Any],
+        *,
+        who: str | None = None,
+        reason: str | None = None,
+        seconds: float | None = None,
+        log_path: str | None = None,
+    ) -> None:
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO gate_results (app, release, deployment, gate, kind, status, result, "
+                "who, reason, at, seconds, log_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    app,
+                    release,
+                    deployment,
+                    gate,
+                    kind,
+                    result["status"],
+                    dumps(result),
+                    who,
+                    reason,
+                    time.time(),
+                    seconds,
+                    log_path,
+                ),
+            )
+
+    def gate_results(self, app: str, release: str) -> list[GateRecord]:
+        """The gates of a release's latest run (deployment or check), in the order they ran."""
+        rows = self._all(
+            "SELECT * FROM gate_results WHERE app = ? AND release = ? AND deployment = "
+            "(SELECT MAX(deployment) FROM gate_results WHERE app = ? AND release = ?) ORDER BY id",
+            app,
+            release,
+            app,
+            release,
+        )
+        return [_gate_record(r) for r in rows]
 
     # events -----------------------------------------------------------------------------
 
@@ -366,6 +417,25 @@ def _deployment(row: sqlite3.Row) -> Deployment:
         error=json.loads(row["error"]) if row["error"] else None,
         strategy=row["strategy"],
         canary=json.loads(row["canary"]) if row["canary"] else None,
+        skip_gates=json.loads(row["skip_gates"]),
+    )
+
+
+def _gate_record(row: sqlite3.Row) -> GateRecord:
+    return GateRecord(
+        id=row["id"],
+        app=row["app"],
+        release=row["release"],
+        deployment=row["deployment"],
+        gate=row["gate"],
+        kind=row["kind"],
+        status=row["status"],
+        result=json.loads(row["result"]),
+        at=row["at"],
+        who=row["who"],
+        reason=row["reason"],
+        seconds=row["seconds"],
+        log_path=row["log_path"],
     )
 
 

@@ -1,0 +1,104 @@
+"""`slipway check` (every gate, nothing deployed) and `slipway gates` (a release's results)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+
+from slipway.cli.client import Client
+from slipway.cli.common import app_option, follow, home_of, json_option, resolve_app
+from slipway.cli.output import GATE_STATUS, emit_json, out, table
+from slipway.config import CONFIG_FILE
+
+
+@click.command()
+@click.option(
+    "--app",
+    "app_dir",
+    default=".",
+    type=click.Path(file_okay=False),
+    help="The app's folder (default: this folder).",
+)
+@click.option("--git", "git_rev", metavar="REV", help="Check this git revision of the folder.")
+@json_option
+@click.pass_context
+def check(ctx: click.Context, app_dir: str, git_rev: str | None, as_json: bool) -> None:
+    """Build a release and run every gate on it, without deploying it.
+
+    The performance gate starts the candidate's instances beside the serving ones, measures
+    both, and stops them again; no user request reaches the candidate."""
+    folder = Path(app_dir).absolute()
+    if not git_rev and not (folder / CONFIG_FILE).is_file():
+        from slipway.config.load import load_config
+
+        load_config(folder)  # says what is missing and how to fix it
+    client = Client(home_of(ctx))
+    request = {"app_dir": str(folder), "git_rev": git_rev, "check": True}
+    deployment = client.post("/deploy", request)
+    title = f"checking {deployment['app']} {deployment['to_release']}"
+    try:
+        follow(client, deployment, as_json, title)
+    finally:
+        if not as_json:
+            path = f"/apps/{deployment['app']}/releases/{deployment['to_release']}/gates"
+            show_gates(client.get(path), details=False)
+
+
+@click.command()
+@click.argument("release", required=False)
+@app_option
+@json_option
+@click.pass_context
+def gates(ctx: click.Context, release: str | None, app: str | None, as_json: bool) -> None:
+    """The gates of RELEASE (default: the newest release that ran any), with their evidence."""
+    client = Client(home_of(ctx))
+    name = resolve_app(client, app)
+    path = f"/apps/{name}/releases/{release}/gates" if release else f"/apps/{name}/gates"
+    data = client.get(path)
+    if as_json:
+        emit_json(data)
+        return
+    show_gates(data, details=True)
+
+
+def _short(text: str, limit: int = 110) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def show_gates(results: list[dict[str, Any]], details: bool) -> None:
+    if not results:
+        out.print("no gates ran")
+        return
+    grid = table("GATE", "RESULT", "TIME", "SUMMARY")
+    for r in results:
+        grid.add_row(
+            r["gate"],
+            GATE_STATUS.get(r["status"], r["status"]),
+            f"{r['seconds']:.1f}s" if r["seconds"] is not None else "-",
+            escape(_short(r["summary"])),
+        )
+    out.print(grid)
+    if not details:
+        return
+    for r in results:
+        if r["status"] == "skipped" and r["reason"] is not None:
+            out.print(f"[yellow]{r['gate']}[/yellow] skipped by {r['who']}: {escape(r['reason'])}")
+        if r["status"] == "skipped" and r["reason"] is None and len(r["summary"]) > 110:
+            out.print(f"[yellow]{r['gate']}[/yellow]: {escape(r['summary'])}")
+        if r["status"] != "failed":
+            continue
+        out.print(f"[red]{r['gate']}[/red]: {escape(r['summary'])}")
+        for finding in r["findings"]:
+            out.print(f"  {escape(finding['where'])}: {escape(finding['what'])}")
+        for line in r["evidence"].get("output_tail", []):
+            out.print(f"  [dim]{escape(line)}[/dim]")
+        if r["reproduce"]:
+            out.print(f"  reproduce: {escape(r['reproduce'])}")
+        if r["log_path"]:
+            out.print(f"  full output: {r['log_path']}")
+
+
+COMMANDS = [check, gates]

@@ -1,0 +1,138 @@
+"""`[gates]` in slipway.toml: checks a release must pass before it gets any user traffic.
+Pure: no I/O."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from slipway.config.durations import parse_duration
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Level = Literal["low", "medium", "high"]
+GATE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+BUILT_IN = ("secrets", "code", "dependencies", "performance")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TestGate(Strict):
+    """A command run in the release's folder and environment; its exit code decides."""
+
+    name: str
+    command: str = Field(min_length=1)
+    timeout: Duration = 600.0
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not GATE_NAME.match(value):
+            raise ValueError(
+                f'"{value}" is not a valid gate name: lowercase letters, digits, "-" and "_", '
+                "starting with a letter"
+            )
+        if value in BUILT_IN:
+            raise ValueError(f'"{value}" is the name of a built-in gate; choose another name')
+        return value
+
+
+class PerformanceGate(Strict):
+    """The same load, interleaved, on the candidate's and the stable release's instances."""
+
+    requests: int = Field(default=2000, ge=50, le=1_000_000)  # per release, after warmup
+    warmup: int = Field(default=100, ge=0)  # per release, not counted
+    concurrency: int = Field(default=20, ge=1, le=1000)
+    paths: list[str] = Field(default_factory=lambda: ["/"])
+    max_p50_increase: float | None = Field(default=None, ge=0)
+    max_p95_increase: float | None = Field(default=0.20, ge=0)
+    max_p99_increase: float | None = Field(default=None, ge=0)
+    # Smaller differences are noise on a busy machine, never a regression.
+    min_latency_increase: Duration = 0.002
+    max_error_rate: float = Field(default=0.001, ge=0, le=1)
+    timeout: Duration = 300.0
+
+    @field_validator("paths")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError('name at least one path, e.g. ["/"]')
+        for path in value:
+            if not path.startswith("/") or any(c.isspace() for c in path):
+                raise ValueError(f'"{path}" must be a URL path starting with "/", no spaces')
+        return value
+
+
+class SecretsGate(Strict):
+    enabled: bool = True
+    baseline: str = ".secrets.baseline"  # reviewed findings, relative to the app folder
+    timeout: Duration = 120.0
+
+
+class DependenciesGate(Strict):
+    """Installed Python packages against an OSV vulnerability database."""
+
+    enabled: bool = True
+    database: str | None = None  # an OSV export: a folder, a .zip or a .json file
+    url: str | None = None  # an OSV-compatible server
+    max_age: Duration = 7 * 86400.0  # a database whose newest record is older fails
+    on_unavailable: Literal["fail", "warn"] = "fail"
+    ignore: list[str] = Field(default_factory=list)  # vulnerability ids reviewed and accepted
+    timeout: Duration = 120.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f'"{value}" is not an http(s) URL, e.g. "https://api.osv.dev"')
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DependenciesGate:
+        if self.database is not None and self.url is not None:
+            raise ValueError("set either database (an offline OSV export) or url, not both")
+        return self
+
+
+class CodeGate(Strict):
+    """Static security analysis of Python code with bandit."""
+
+    enabled: bool = True
+    severity: Level = "medium"  # issues at or above this severity fail the gate
+    confidence: Level = "medium"
+    exclude: list[str] = Field(default_factory=lambda: ["tests/*", "test_*.py"])
+    timeout: Duration = 300.0
+
+
+class Gates(Strict):
+    test: list[TestGate] = Field(default_factory=list)
+    performance: PerformanceGate | None = None
+    secrets: SecretsGate = Field(default_factory=SecretsGate)
+    dependencies: DependenciesGate = Field(default_factory=DependenciesGate)
+    code: CodeGate = Field(default_factory=CodeGate)
+
+    @field_validator("test")
+    @classmethod
+    def _unique(cls, value: list[TestGate]) -> list[TestGate]:
+        names = [g.name for g in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"test gate names must be unique; given twice: {', '.join(twice)}")
+        return value
+
+    def names(self) -> list[str]:
+        """Every gate this config runs, cheap ones first."""
+        scans = [
+            name
+            for name, gate in (
+                ("secrets", self.secrets),
+                ("code", self.code),
+                ("dependencies", self.dependencies),
+            )
+            if gate.enabled
+        ]
+        tests = [g.name for g in self.test]
+        return scans + tests + (["performance"] if self.performance else [])
