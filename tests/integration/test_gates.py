@@ -275,9 +275,16 @@ def test_the_performance_gate_fails_a_slower_candidate_without_touching_the_publ
     gate = running.json("gates", "--app", app.name)[0]
     assert gate["status"] == "passed"
 
-    # 640 gate requests per deploy went straight to the instances: the public listener
-    # counted only the 5 sent above, the 2 of release_serving() and the one sent now (which
-    # proves the log was read up to here).
+    # A check measures a new build the same way, then stops it: nothing else changes.
+    before = {i["id"]: i["weight"] for i in running.ps(app.name)}
+    gates = check(running, app, ok=True)
+    assert gates["performance"]["evidence"]["stable"]["requests"] == 300
+    assert {i["id"]: i["weight"] for i in running.ps(app.name)} == before
+    assert running.app_status(app.name)["current_release"] == "r3"
+
+    # 640 gate requests per deploy or check went straight to the instances: the public
+    # listener counted only the 5 sent above, the 2 of release_serving() and the one sent
+    # now (which proves the log was read up to here).
     httpx.get(app.url, timeout=5)
     wait_for(lambda: public_requests(running, app) >= 8, 20, "the 8th public request counted")
     assert public_requests(running, app) == 8

@@ -89,6 +89,8 @@ class Service:
         )
         # A canary needs a stable release to be compared with: a first deploy is blue-green.
         strategy = config.deploy.strategy if app.current_release else "bluegreen"
+        if request.check:
+            strategy = "bluegreen"  # a check gives no traffic: it is no canary
         deployment = self.store.start_deployment(
             app.name,
             kind="check" if request.check else "deploy",
