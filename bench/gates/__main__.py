@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
         results = run(args.runs, args.noise_runs, args.osv_records)
-    except Failed as exc:
+    except (Failed, RuntimeError) as exc:  # a check, or another slipway command, failed
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -126,7 +126,10 @@ def check(sw: Slipway, config: str, index: int) -> Check:
     # Only the performance gate may fail an identical release: that is what is measured.
     if not result.ok and failed != ["performance"]:
         raise Failed(f"{LABELS[config]}: check of {release} failed ({failed})\n{said}")
-    print(f"  {LABELS[config]}, run {index + 1}: {wall:.1f} s", file=sys.stderr)
+    note = "".join(
+        f"; {g['gate']} failed: {g['summary']}" for g in gates if g["status"] == "failed"
+    )
+    print(f"  {LABELS[config]}, run {index + 1}: {wall:.1f} s{note}", file=sys.stderr)
     return result
 
 

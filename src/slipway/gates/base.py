@@ -65,6 +65,7 @@ class GateContext:
     log_path: Path  # the gate's own output goes here
     progress: Progress
     targets: Targets | None = None  # only for gates that need the candidate running
+    redact: Callable[[str], str] = str  # hides the release's secret values in captured output
 
 
 class Gate(Protocol):

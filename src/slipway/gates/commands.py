@@ -11,7 +11,9 @@ import os
 import shlex
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from slipway.config.gates import TestGate
 from slipway.gates.base import GateContext, GateResult
@@ -59,9 +61,10 @@ async def run_logged(
     timeout: float,
     ctx: GateContext,
 ) -> int | None:
-    """Run argv with its output appended to log_path; the exit code (negative: the signal
-    that killed it), or None after a timeout. The process group is killed on timeout or when
-    the deployment is aborted, so nothing a test started outlives it."""
+    """Run argv with its output appended to log_path (secret values hidden); the exit code
+    (negative: the signal that killed it), or None after a timeout. The process group is
+    killed on timeout or when the deployment is aborted, so nothing a test started outlives
+    it."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         log.write(f"$ {shlex.join(argv)}\n".encode())
@@ -71,30 +74,49 @@ async def run_logged(
             cwd=cwd,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
-    started = time.monotonic()
-    deadline = started + timeout
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                _kill_group(proc.pid)
-                await proc.wait()
-                return None
-            with contextlib.suppress(TimeoutError):
-                return await asyncio.wait_for(proc.wait(), min(left, PROGRESS_EVERY))
-            last = (tail_lines(log_path, 1) or [""])[0][:100]
-            ctx.progress(f"running for {time.monotonic() - started:.0f}s: {last}")
-    except asyncio.CancelledError:
-        _kill_group(proc.pid)
-        await proc.wait()
-        raise
-    finally:
-        if proc.returncode is None:
+        assert proc.stdout is not None
+        copying = asyncio.create_task(_copy(proc.stdout, log, ctx.redact))
+        started = time.monotonic()
+        deadline = started + timeout
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    _kill_group(proc.pid)
+                    await proc.wait()
+                    return None
+                with contextlib.suppress(TimeoutError):
+                    code = await asyncio.wait_for(proc.wait(), min(left, PROGRESS_EVERY))
+                    await copying
+                    return code
+                log.flush()
+                last = (tail_lines(log_path, 1) or [""])[0][:100]
+                ctx.progress(f"running for {time.monotonic() - started:.0f}s: {last}")
+        except asyncio.CancelledError:
             _kill_group(proc.pid)
+            await proc.wait()
+            raise
+        finally:
+            if proc.returncode is None:
+                _kill_group(proc.pid)
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(copying, 5)  # a grandchild may hold the pipe open
+
+
+async def _copy(stream: asyncio.StreamReader, log: BinaryIO, redact: Callable[[str], str]) -> None:
+    """Output to the log line by line, each line with secret values hidden."""
+    pending = b""
+    while chunk := await stream.read(65536):
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            log.write(redact(line.decode("utf-8", "replace")).encode() + b"\n")
+    if pending:
+        log.write(redact(pending.decode("utf-8", "replace")).encode() + b"\n")
+    log.flush()
 
 
 def _kill_group(pid: int) -> None:

@@ -112,7 +112,15 @@ class PerformanceCheck:
             f"instance(s), {spec.concurrency} at a time"
         )
         try:
-            measured = await asyncio.wait_for(measure(spec, ctx.targets), spec.timeout)
+            async with asyncio.timeout(spec.timeout):
+                result = judge(spec, await measure(spec, ctx.targets))
+                if result.status == "failed":
+                    # A short load on a busy machine fails an identical release now and then
+                    # (about 2% of runs in bench/gates): a regression must show twice.
+                    ctx.progress(f"{result.summary}; measuring again to confirm")
+                    again = judge(spec, await measure(spec, ctx.targets))
+                    again.evidence["first_measurement"] = result.evidence
+                    result = again if again.status == "failed" else confirmed_pass(again, result)
         except TimeoutError:
             return GateResult(
                 "failed",
@@ -121,9 +129,13 @@ class PerformanceCheck:
             )
         except LoadError as exc:
             return GateResult("failed", f"the load generator failed: {exc}")
-        result = judge(spec, measured)
         result.reproduce = "slipway check  # runs the performance gate against the stable release"
         return result
+
+
+def confirmed_pass(second: GateResult, first: GateResult) -> GateResult:
+    second.summary += f" (a first measurement failed: {first.findings[0].what}; not repeated)"
+    return second
 
 
 class LoadError(Exception):

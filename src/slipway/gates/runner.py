@@ -56,6 +56,7 @@ class GateRun:
     env: dict[str, str]
     log_path_of: Callable[[str], Path]
     say: Callable[[str, str, dict[str, object] | None], None]  # (status, message, data)
+    redact: Callable[[str], str] = str
 
     async def run(self, gates: list[Gate], targets: Targets | None = None) -> str:
         began = time.monotonic()
@@ -94,6 +95,7 @@ class GateRun:
             log_path,
             lambda line: self.say("info", f"{gate.name}: {line}", None),
             targets,
+            self.redact,
         )
         self.say("info", f"{gate.name}: running", None)
         started = time.monotonic()
