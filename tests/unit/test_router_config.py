@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from slipway.errors import ConfigError
+from slipway.router import certs
 from slipway.router.config import (
     Backend,
+    EdgeRules,
     RouterState,
     Server,
     backend_name,
     check_listeners,
+    listen_addresses,
     ms,
     render,
     server_options,
     structure_hash,
 )
+from tests.unit.test_edge_config import make_cert
 
 SOCKET = "/run/slipway/haproxy.sock"
 
@@ -273,3 +281,326 @@ def test_wildcard_address_overlaps_a_specific_address_on_the_same_port() -> None
     assert "blog" in info.value.message and "shop" in info.value.message
     assert "overlap" in info.value.message
     check_listeners((Backend("shop", "0.0.0.0", 80), Backend("blog", "127.0.0.1", 81)))
+
+
+# -- edge ------------------------------------------------------------------------------
+
+
+def edged(
+    app: str = "shop",
+    port: int = 8080,
+    *,
+    hosts: tuple[str, ...] = (),
+    address: str = "127.0.0.1",
+    **rules: Any,
+) -> Backend:
+    return Backend(app, address, port, hosts=hosts, edge=EdgeRules(**rules))
+
+
+def backend_lines(backend: Backend, *others: Backend) -> list[str]:
+    text = render(RouterState(SOCKET, (backend, *others), certs_dir="/srv/certs"))
+    return section(text, f"backend {backend.name}")
+
+
+def test_every_backend_rewrites_forwarding_headers_and_adds_security_headers() -> None:
+    lines = backend_lines(Backend("shop", "127.0.0.1", 8080))
+    assert "    http-request del-header X-Forwarded-For" in lines
+    assert "    http-request set-header X-Real-IP %[src]" in lines
+    assert "    http-request set-header X-Forwarded-Proto %[ssl_fc,iif(https,http)]" in lines
+    assert any("del-header ^(forwarded|x-forwarded-host|x-forwarded-port)$" in x for x in lines)
+    for name, value in [
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "SAMEORIGIN"),
+        ("Referrer-Policy", "strict-origin-when-cross-origin"),
+    ]:
+        assert (
+            f"    http-after-response set-header {name} {value} "
+            f"unless {{ res.hdr({name}) -m found }}"
+        ) in lines
+    # nothing else without [edge] settings
+    text = render(state(Backend("shop", "127.0.0.1", 8080)))
+    for word in ("ssl-", " ssl ", "stick-table", "deny", "redirect", "Strict-Transport", "tune."):
+        assert word not in text
+
+
+def test_client_forwarded_for_is_dropped_before_haproxy_appends_the_real_one() -> None:
+    text = render(state(Backend("shop", "127.0.0.1", 8080)))
+    assert "    option forwardfor" in section(text, "defaults")
+
+
+def test_security_headers_can_be_switched_off() -> None:
+    assert not any("X-Frame-Options" in x for x in backend_lines(edged(security_headers=False)))
+
+
+def test_rate_limit_tracks_each_client_ip_per_app_and_answers_429() -> None:
+    lines = backend_lines(edged(rate_limit=100, rate_window=10.0))
+    assert (
+        "    stick-table type ipv6 size 100k expire 10000ms store http_req_rate(10000ms)" in lines
+    )
+    assert "    http-request track-sc0 src" in lines
+    (rule,) = [x for x in lines if "status 429" in x]
+    assert rule.endswith("if { sc_http_req_rate(0) gt 100 }")
+    assert "hdr Retry-After 10 " in rule
+    assert lines.index("    http-request track-sc0 src") < lines.index(rule)
+
+
+def test_rate_window_below_a_second_rounds_retry_after_up() -> None:
+    (rule,) = [x for x in backend_lines(edged(rate_limit=5, rate_window=1.5)) if "429" in x]
+    assert "Retry-After 2 " in rule
+
+
+def test_deny_then_allow_lists_answer_403() -> None:
+    lines = backend_lines(edged(deny=("203.0.113.7",), allow=("10.0.0.0/8", "127.0.0.1")))
+    assert "    acl edge_deny src 203.0.113.7" in lines
+    assert "    acl edge_allow src 10.0.0.0/8 127.0.0.1" in lines
+    deny = lines.index("    http-request deny deny_status 403 if edge_deny")
+    allow = lines.index("    http-request deny deny_status 403 unless edge_allow")
+    assert deny < allow
+    # the client's address is settled before it is judged
+    assert lines.index("    http-request set-header X-Real-IP %[src]") < deny
+
+
+def test_long_ip_lists_are_split_over_several_acl_lines() -> None:
+    many = tuple(f"10.0.{i}.0/24" for i in range(45))
+    acl = [x for x in backend_lines(edged(deny=many)) if x.startswith("    acl edge_deny ")]
+    assert len(acl) == 3
+    assert all(len(x.split()) <= 64 for x in acl)
+    assert " ".join(x.split(" src ")[1] for x in acl).split() == list(many)
+
+
+def test_access_rules_come_before_the_rate_limit() -> None:
+    lines = backend_lines(edged(deny=("10.0.0.1",), rate_limit=5))
+    assert lines.index("    http-request deny deny_status 403 if edge_deny") < lines.index(
+        "    http-request track-sc0 src"
+    )
+
+
+def test_size_limits() -> None:
+    lines = backend_lines(edged(max_body=1024, max_header=8192))
+    assert (
+        "    http-request deny deny_status 413 if { req.hdr_val(content-length) gt 1024 }" in lines
+    )
+    (header,) = [x for x in lines if "431" in x]
+    assert header.endswith("if { req.hdrs,length gt 8192 }")
+    assert 'string "request header fields too large\\n"' in header
+
+
+@pytest.mark.parametrize(
+    ("max_header", "bufsize"), [(None, None), (8192, None), (15360, None), (20000, 24576)]
+)
+def test_large_header_limits_grow_the_global_buffer(
+    max_header: int | None, bufsize: int | None
+) -> None:
+    text = render(state(edged(max_header=max_header), Backend("blog", "127.0.0.1", 81)))
+    lines = section(text, "global")
+    if bufsize is None:
+        assert not any("tune.bufsize" in x for x in lines)
+    else:
+        assert f"    tune.bufsize {bufsize}" in lines
+
+
+def test_tls_listener_global_settings_redirect_and_hsts() -> None:
+    backend = edged(tls_cert="/etc/ssl/shop.pem", tls_key="/etc/ssl/shop.key", https_port=8443)
+    text = render(RouterState(SOCKET, (backend,), certs_dir="/srv/certs"))
+    glob = section(text, "global")
+    assert any(x.startswith("    ssl-default-bind-ciphers ECDHE-") for x in glob)
+    assert not any("CBC" in x or "SHA:" in x or x.endswith("SHA") for x in glob)
+    assert "    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets" in glob
+    assert any(x.startswith("    ssl-default-bind-ciphersuites TLS_AES_") for x in glob)
+    assert frontends(text) == ["frontend fe_8080_127_0_0_1", "frontend fe_8443_127_0_0_1"]
+    tls = section(text, "frontend fe_8443_127_0_0_1")
+    assert "    bind 127.0.0.1:8443 ssl crt /srv/certs/app_shop.pem alpn h2,http/1.1" in tls
+    assert "    default_backend app_shop" in tls
+    assert "    # app_shop: /etc/ssl/shop.pem + /etc/ssl/shop.key" in tls
+    assert "    bind 127.0.0.1:8080" in section(text, "frontend fe_8080_127_0_0_1")
+    lines = section(text, "backend app_shop")
+    location = "https://%[req.hdr(host),regsub(:[0-9]+$,)]:8443%[pathq]"
+    assert (
+        f"    http-request redirect location {location} code 301 "
+        "if !{ ssl_fc } { method GET HEAD }"
+    ) in lines
+    assert f"    http-request redirect location {location} code 308 unless {{ ssl_fc }}" in lines
+    assert (
+        '    http-after-response set-header Strict-Transport-Security "max-age=31536000" '
+        "if { ssl_fc } !{ res.hdr(Strict-Transport-Security) -m found }"
+    ) in lines
+
+
+def test_redirect_to_port_443_names_no_port() -> None:
+    lines = backend_lines(edged(port=80, tls_cert="/c.pem"))
+    assert any(
+        "location https://%[req.hdr(host),regsub(:[0-9]+$,)]%[pathq] code 301" in x for x in lines
+    )
+
+
+def test_hsts_zero_sends_none() -> None:
+    lines = backend_lines(edged(tls_cert="/c.pem", https_port=8443, hsts=0))
+    assert not any("Strict-Transport-Security" in x for x in lines)
+
+
+def test_certs_dir_defaults_to_beside_the_admin_socket() -> None:
+    text = render(state(edged(tls_cert="/c.pem", https_port=8443)))
+    assert "crt /run/slipway/certs/app_shop.pem" in text
+
+
+def test_tls_apps_sharing_a_port_get_one_frontend_with_both_certificates() -> None:
+    shop = edged("shop", 80, hosts=("shop.test",), tls_cert="/s.pem")
+    blog = edged("blog", 80, hosts=("blog.test",), tls_cert="/b.pem")
+    text = render(RouterState(SOCKET, (shop, blog), certs_dir="/c"))
+    assert frontends(text) == ["frontend fe_80_127_0_0_1", "frontend fe_443_127_0_0_1"]
+    tls = section(text, "frontend fe_443_127_0_0_1")
+    assert (
+        "    bind 127.0.0.1:443 ssl crt /c/app_blog.pem crt /c/app_shop.pem alpn h2,http/1.1" in tls
+    )
+    assert any("use_backend app_shop" in x and "shop.test" in x for x in tls)
+    assert "    default_backend no_app_for_host" in tls
+
+
+def test_only_the_tls_app_redirects_on_a_shared_plain_port() -> None:
+    shop = edged("shop", 80, hosts=("shop.test",), tls_cert="/s.pem")
+    blog = edged("blog", 80, hosts=("blog.test",))
+    text = render(state(shop, blog))
+    assert any("redirect" in x for x in section(text, "backend app_shop"))
+    assert not any("redirect" in x for x in section(text, "backend app_blog"))
+
+
+def test_proxy_protocol_on_both_listeners() -> None:
+    text = render(state(edged(tls_cert="/c.pem", https_port=8443, proxy_protocol=True)))
+    binds = [x for x in text.splitlines() if x.strip().startswith("bind ")]
+    assert len(binds) == 2 and all(x.endswith(" accept-proxy") for x in binds)
+
+
+def test_trusted_proxies_forwarded_for_names_the_client() -> None:
+    lines = backend_lines(edged(trusted_proxies=("10.0.0.0/8",), deny=("1.2.3.4",)))
+    acl = lines.index("    acl edge_trusted src 10.0.0.0/8")
+    set_src = lines.index(
+        "    http-request set-src req.hdr_ip(X-Forwarded-For,-1) "
+        "if edge_trusted { req.hdr_ip(X-Forwarded-For,-1) -m found }"
+    )
+    proto = next(i for i, x in enumerate(lines) if "X-Forwarded-Proto" in x)
+    assert "unless edge_trusted { req.hdr(X-Forwarded-Proto) -m found }" in lines[proto]
+    # the proxy's own headers are judged before the client's address replaces it
+    assert acl < proto < set_src < lines.index("    http-request del-header X-Forwarded-For")
+    assert set_src < lines.index("    http-request deny deny_status 403 if edge_deny")
+
+
+def test_https_port_equal_to_the_plain_port_is_an_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        check_listeners((edged(tls_cert="/c.pem", https_port=8080),))
+    assert "app 'shop' uses it as both" in info.value.message
+    assert info.value.where is not None and "edge.https_port" in info.value.where
+
+
+def test_one_apps_https_port_cannot_be_anothers_plain_port() -> None:
+    with pytest.raises(ConfigError) as info:
+        check_listeners(
+            (edged("shop", 8080, tls_cert="/c.pem", https_port=8443), edged("blog", 8443))
+        )
+    assert "'blog' serves plain HTTP there" in info.value.message
+    assert "'shop' HTTPS" in info.value.message
+
+
+def test_apps_sharing_a_port_must_agree_on_proxy_protocol() -> None:
+    with pytest.raises(ConfigError) as info:
+        check_listeners(
+            (
+                edged("shop", 80, hosts=("shop.test",), proxy_protocol=True),
+                edged("blog", 80, hosts=("blog.test",)),
+            )
+        )
+    assert "on for shop, off for blog" in info.value.message
+    assert info.value.where == "edge.proxy_protocol"
+
+
+def test_wildcard_address_overlaps_on_the_https_port_too() -> None:
+    with pytest.raises(ConfigError) as info:
+        check_listeners(
+            (
+                edged("shop", 80, address="0.0.0.0", tls_cert="/c.pem", https_port=8443),
+                edged("blog", 8443),
+            )
+        )
+    assert "overlap" in info.value.message and "HTTPS" in info.value.message
+
+
+def test_tls_apps_sharing_the_https_port_must_name_hosts() -> None:
+    with pytest.raises(ConfigError) as info:
+        check_listeners(
+            (
+                edged("shop", 80, hosts=("shop.test",), tls_cert="/s.pem"),
+                edged("blog", 81, tls_cert="/b.pem"),
+            )
+        )
+    assert "127.0.0.1:443" in info.value.message and "'blog' names no hosts" in info.value.message
+
+
+def test_listen_addresses_include_https_ports() -> None:
+    st = state(edged(tls_cert="/c.pem", https_port=8443), Backend("blog", "::", 81))
+    assert listen_addresses(st) == {("127.0.0.1", 8080), ("127.0.0.1", 8443), ("::", 81)}
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        {"tls_cert": "/c.pem", "https_port": 8443},
+        {"rate_limit": 10},
+        {"allow": ("10.0.0.0/8",)},
+        {"deny": ("10.0.0.1",)},
+        {"max_body": 1000},
+        {"max_header": 4096},
+        {"security_headers": False},
+        {"proxy_protocol": True},
+        {"trusted_proxies": ("10.0.0.1",)},
+    ],
+)
+def test_structure_hash_changes_with_every_edge_setting(rules: dict[str, Any]) -> None:
+    assert structure_hash(state(edged(**rules))) != structure_hash(state(edged()))
+
+
+def test_structure_hash_changes_with_the_certificate_content() -> None:
+    old = edged(tls_cert="/c.pem", https_port=8443, tls_digest="aaaa")
+    new = edged(tls_cert="/c.pem", https_port=8443, tls_digest="bbbb")
+    assert structure_hash(state(old)) != structure_hash(state(new))
+
+
+def test_everything_on_is_a_valid_haproxy_config(tmp_path: Path) -> None:
+    """The real binary's verdict (`haproxy -c`) on a config with every edge option on."""
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if not Path(haproxy).exists():
+        pytest.skip("HAProxy is not installed")
+    cert, key = make_cert(tmp_path)
+    folder = tmp_path / "certs"
+    folder.mkdir()
+    full: dict[str, Any] = {
+        "tls_cert": str(cert),
+        "tls_key": str(key),
+        "https_port": 8443,
+        "rate_limit": 100,
+        "rate_window": 10.0,
+        "allow": (*(f"10.{i}.0.0/16" for i in range(30)), "127.0.0.1", "::1"),
+        "deny": ("203.0.113.7", "2001:db8::/32"),
+        "max_body": 10 * 1024 * 1024,
+        "max_header": 32 * 1024,
+        "proxy_protocol": True,
+        "trusted_proxies": ("192.168.0.0/16",),
+        "tls_digest": "0123456789abcdef",
+    }
+    shop = edged("shop", 8080, hosts=("shop.test", "*.shop.test"), **full)
+    blog = edged("blog", 8080, hosts=("blog.test",), **(full | {"tls_cert": str(cert), "hsts": 0}))
+    plain = Backend("api", "::", 9090, servers=(Server("i-1", 40001, 100),))
+    st = RouterState(
+        str(tmp_path / "admin.sock"),
+        (shop, blog, plain),
+        log_target="127.0.0.1:5140",
+        certs_dir=str(folder),
+    )
+    for backend in (shop, blog):
+        pem = certs.load_pem(str(cert), str(key))
+        (folder / f"{backend.name}.pem").write_bytes(pem)
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(render(st))
+    result = subprocess.run(
+        [haproxy, "-c", "-f", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" not in result.stdout + result.stderr

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from slipway.config.edge import Edge
 from slipway.config.schema import AppConfig
-from slipway.router.config import Backend, RouterState, Server
+from slipway.router.config import Backend, EdgeRules, RouterState, Server
 from slipway.store.records import App, Instance
 
 
@@ -23,7 +24,53 @@ def routing_of(config: AppConfig) -> dict[str, Any] | None:
         "check_timeout": check.timeout,
         "rise": check.healthy_threshold,
         "fall": check.unhealthy_threshold,
+        "edge": edge_routing(config.edge),
     }
+
+
+def edge_routing(edge: Edge) -> dict[str, Any]:
+    """[edge] as stored with the app's routing (JSON); `edge_rules` reads it back."""
+    return {
+        "tls_cert": edge.tls_cert,
+        "tls_key": edge.tls_key,
+        "https_port": edge.effective_https_port,
+        "hsts": round(edge.effective_hsts),
+        "rate_limit": edge.rate_limit,
+        "rate_window": edge.effective_rate_window,
+        "allow": list(edge.allow),
+        "deny": list(edge.deny),
+        "max_body": edge.max_body,
+        "max_header": edge.max_header,
+        "security_headers": edge.security_headers,
+        "proxy_protocol": edge.proxy_protocol,
+        "trusted_proxies": list(edge.trusted_proxies),
+    }
+
+
+def edge_rules(stored: dict[str, Any] | None) -> EdgeRules:
+    """Routing recorded before [edge] existed (no "edge" key) gets the defaults."""
+    data = stored or {}
+    default = EdgeRules()
+
+    def optional_int(key: str) -> int | None:
+        value = data.get(key)
+        return None if value is None else int(value)
+
+    return EdgeRules(
+        tls_cert=data.get("tls_cert"),
+        tls_key=data.get("tls_key"),
+        https_port=int(data.get("https_port", default.https_port)),
+        hsts=int(data.get("hsts", default.hsts)),
+        rate_limit=int(data.get("rate_limit", default.rate_limit)),
+        rate_window=float(data.get("rate_window", default.rate_window)),
+        allow=tuple(data.get("allow") or ()),
+        deny=tuple(data.get("deny") or ()),
+        max_body=optional_int("max_body"),
+        max_header=optional_int("max_header"),
+        security_headers=bool(data.get("security_headers", default.security_headers)),
+        proxy_protocol=bool(data.get("proxy_protocol", default.proxy_protocol)),
+        trusted_proxies=tuple(data.get("trusted_proxies") or ()),
+    )
 
 
 def backend_for(app: str, routing: dict[str, Any], instances: list[Instance]) -> Backend:
@@ -43,6 +90,7 @@ def backend_for(app: str, routing: dict[str, Any], instances: list[Instance]) ->
         rise=int(routing["rise"]),
         fall=int(routing["fall"]),
         servers=servers,
+        edge=edge_rules(routing.get("edge")),
     )
 
 

@@ -20,12 +20,14 @@ import psutil
 
 from slipway.errors import PreflightError, RouterError
 from slipway.paths import Home
+from slipway.router import certs
 from slipway.router.config import (
     LOCALHOST,
     Backend,
     RouterState,
     Server,
     backend_name,
+    listen_addresses,
     render,
     server_options,
     structure_hash,
@@ -64,6 +66,7 @@ class HAProxyRouter:
         self.pidfile = self.dir / "haproxy.pid"
         self.output = self.dir / "haproxy.out"
         self.loaded = self.dir / "loaded.json"
+        self.certs_dir = self.dir / "certs"
         self._lock = asyncio.Lock()
 
     # process --------------------------------------------------------------------------
@@ -98,17 +101,21 @@ class HAProxyRouter:
         A reload drops runtime-added servers, so the file always carries the current ones."""
         async with self._lock:
             loaded = self._loaded()
+            prepared = certs.prepare(state, self.certs_dir)  # reads [edge] tls_cert / tls_key
+            state = prepared.state
             wanted = structure_hash(state)
             if self.running() and loaded.get("hash") == wanted:
                 return False
-            for address, port in sorted({(b.address, b.port) for b in state.backends}):
+            for address, port in sorted(listen_addresses(state)):
                 ensure_port_free(address, port, self.haproxy_pids())
+            certs.install(self.certs_dir, prepared)
             await self._write_checked(render(state))
             if self.running():
                 await self._reload()
             else:
                 await self._start()
             self.loaded.write_text(json.dumps({"hash": wanted}))
+            certs.prune(self.certs_dir, keep=set(prepared.pems))
             return True
 
     async def _write_checked(self, text: str) -> None:
