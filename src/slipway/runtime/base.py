@@ -17,6 +17,10 @@ class InstanceSpec:
     stop_grace: float
     log_max_bytes: int = 10 * 1024 * 1024
     log_keep: int = 3
+    # Env vars given to the instance but never written to disk (its secrets): the shim gets
+    # them on a pipe and hides their values in the output it captures.
+    secrets: dict[str, str] = field(default_factory=dict)
+    user: str | None = None  # run as this user (the daemon runs as root)
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,8 @@ class LocalRuntime:
             "boot_nice": BOOT_NICE if os.geteuid() == 0 else 0,
             "log_max_bytes": spec.log_max_bytes,
             "log_keep": spec.log_keep,
+            "user": spec.user,
+            "secrets_on_stdin": True,
             **SUPERVISION,
         }
         fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -83,10 +85,11 @@ class LocalRuntime:
             "-m",
             "slipway.runtime.shim",
             str(spec_path),
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await proc.communicate()
+        out, err = await proc.communicate(json.dumps(spec.secrets).encode())
         if proc.returncode != 0 or not out.strip().isdigit():
             raise RuntimeFailure(
                 "could not start the instance's supervisor",

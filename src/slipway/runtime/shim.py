@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import selectors
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from slipway.runtime.logfile import LogWriter
+from slipway.secrets.redact import redactor
 
 STATUS_NAME = "status.json"
 MAX_LINE = 16 * 1024
@@ -47,6 +49,14 @@ def shell_command(command: str) -> str:
     return "exec " + command
 
 
+def as_user(name: str | None) -> dict[str, Any]:
+    """Popen arguments that drop a root shim's child to an unprivileged user."""
+    if not name:
+        return {}
+    entry = pwd.getpwnam(name)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
 class Shim:
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
@@ -67,6 +77,7 @@ class Shim:
         self.buffers: dict[int, bytes] = {}
         self.streams: dict[int, str] = {}
         self.selector = selectors.DefaultSelector()
+        self.redact = redactor(spec.get("redact", []))  # secret values never reach the log
 
     # status ---------------------------------------------------------------------------
 
@@ -105,6 +116,7 @@ class Shim:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group: signals reach its children too
+            **as_user(self.spec.get("user")),
         )
         self.child_started = time.time()
         self.group = self.child.pid
@@ -150,7 +162,8 @@ class Shim:
         self.buffers[fd] = rest
 
     def emit(self, fd: int, raw: bytes) -> None:
-        self.log.write(time.time(), self.streams[fd], raw.decode("utf-8", "replace").rstrip("\r"))
+        line = self.redact(raw.decode("utf-8", "replace").rstrip("\r"))
+        self.log.write(time.time(), self.streams[fd], line)
 
     def close_pipe(self, fd: int) -> None:
         if self.buffers.get(fd):
@@ -280,6 +293,10 @@ def _daemonize(directory: Path) -> None:
 
 def main(argv: list[str]) -> None:
     spec = json.loads(Path(argv[1]).read_text())
+    if spec.get("secrets_on_stdin"):  # read before stdin becomes /dev/null
+        secrets: dict[str, str] = json.loads(sys.stdin.read() or "{}")
+        spec["env"] = spec["env"] | secrets
+        spec["redact"] = list(secrets.values())
     _daemonize(Path(spec["dir"]))
     Shim(spec).run()
 

@@ -1,0 +1,1 @@
+"""Secrets: app config values stored encrypted, never in plain text."""
