@@ -38,6 +38,18 @@ def dashboard(slipway: Slipway) -> str:
     return url.strip()
 
 
+def logged_in(slipway: Slipway, page: Page, base: str, role: str = "viewer") -> str:
+    """Log in through the login page with a new token, as a person would; returns it."""
+    token: str = slipway.json("tokens", "create", "--name", f"browser-{role}", "--role", role)[
+        "token"
+    ]
+    page.goto(f"{base}login?next=/")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.wait_for_url(base, timeout=10_000)
+    return token
+
+
 def open_page(browser: Browser) -> tuple[Page, list[str]]:
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     problems: list[str] = []
@@ -69,6 +81,7 @@ def test_dashboard_shows_real_traffic_and_a_cli_deploy_live(
     running.deploy(app)
     base = dashboard(running)
     page, problems = open_page(browser)
+    logged_in(running, page, base)
 
     # The overview: the app, its release and URL.
     answer = page.goto(base)
@@ -133,6 +146,7 @@ def test_unknown_app_or_release_is_a_clean_404(
 ) -> None:
     base = dashboard(running)
     page, _ = open_page(browser)
+    token = logged_in(running, page, base)
     answer = page.goto(f"{base}apps/nope")
     assert answer is not None and answer.status == 404
     expect(page.locator("h1")).to_contain_text("no app named 'nope'")
@@ -140,7 +154,9 @@ def test_unknown_app_or_release_is_a_clean_404(
     shoot(page, tmp_path, "404")
     answer = page.goto(f"{base}apps/nope/releases/r1")
     assert answer is not None and answer.status == 404
-    assert httpx.get(f"{base}v1/apps/nope/metrics", timeout=5).status_code == 404
+    bearer = {"Authorization": f"Bearer {token}"}
+    answer_api = httpx.get(f"{base}v1/apps/nope/metrics", headers=bearer, timeout=5)
+    assert answer_api.status_code == 404
 
     # An unknown release of a known app.
     app = running.make_app()
@@ -151,3 +167,32 @@ def test_unknown_app_or_release_is_a_clean_404(
     expect(page.locator(".fix")).to_contain_text("r1")
     answer = page.goto(f"{base}apps/hello/releases/r1")
     assert answer is not None and answer.status == 200
+
+
+def test_the_dashboard_needs_a_login_and_a_revoked_token_ends_the_session(
+    running: Slipway, browser: Browser
+) -> None:
+    base = dashboard(running)
+    page, _ = open_page(browser)
+    page.goto(base)
+    page.wait_for_url(f"{base}login?next=%2F", timeout=10_000)  # the API said 401
+    page.fill("#token", "swt_00000000_not-a-real-token")
+    page.click("button[type=submit]")
+    expect(page.locator("#error")).to_contain_text("invalid token")
+
+    token = logged_in(running, page, base)
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    session = cookies["slipway_session"]
+    assert session["httpOnly"] and session["secure"] and session["sameSite"] == "Strict"
+    assert page.evaluate("document.cookie") == "", "the script cannot read the session"
+
+    # No side effects on GET, and a POST with the cookie but without the CSRF header fails.
+    status = page.evaluate(
+        "async () => (await fetch('/v1/apps/hello/rollback', {method: 'POST'})).status"
+    )
+    assert status == 403
+
+    token_id = token.split("_")[1]
+    running.run("tokens", "revoke", token_id)
+    page.goto(base)
+    page.wait_for_url(f"{base}login?next=%2F", timeout=10_000)

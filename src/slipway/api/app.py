@@ -1,4 +1,5 @@
-"""The daemon's HTTP API (JSON over a unix socket). Thin: parse, call the service, answer."""
+"""The daemon's HTTP API (JSON over a unix socket, and over TCP beside the dashboard). Thin:
+authorise, parse, call the service, answer."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from slipway.api import API_PREFIX, schemas
-from slipway.daemon import insight
+from slipway.api.admin import admin_routes
+from slipway.api.openapi import openapi
+from slipway.api.security import guarded
+from slipway.auth.guard import requires
+from slipway.daemon import insight, secret_ops
 from slipway.daemon.logs import LogFilter, LogReader
 from slipway.daemon.service import Service, deployment_view
 from slipway.errors import SlipwayError, UsageError
@@ -34,8 +39,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def route(path: str, endpoint: Handler, role: str, methods: list[str] | None = None) -> Route:
+    """Every route declares the role it needs; the Guard refuses any that does not."""
+    return Route(path, requires(role)(endpoint), methods=methods)
+
+
 def who(request: Request) -> str:
-    return request.headers.get("x-slipway-user", "unknown")
+    """The token's name; on the unix socket, the local user the CLI says it runs as."""
+    principal = request.scope.get("state", {}).get("principal")
+    if principal is None:
+        return "unknown"
+    if principal.token_id is None:
+        return request.headers.get("x-slipway-user", principal.name)
+    return str(principal.name)
 
 
 async def body(request: Request, model: type[BaseModel]) -> Any:
@@ -66,12 +82,13 @@ def on_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(service: Service, request_shutdown: Callable[[bool], Awaitable[None]]) -> Starlette:
+    """The API on the unix socket: its owner (or root) is admin; anyone else needs a token."""
     routes = api_routes(service, request_shutdown)
-    return Starlette(routes=routes, exception_handlers={SlipwayError: on_error})
-
-
-def read_only(routes: list[Route]) -> list[Route]:
-    return [r for r in routes if r.methods is not None and r.methods <= {"GET", "HEAD"}]
+    return Starlette(
+        routes=routes,
+        exception_handlers={SlipwayError: on_error},
+        middleware=guarded(service),
+    )
 
 
 def api_routes(
@@ -91,6 +108,28 @@ def api_routes(
     async def gates(request: Request) -> Response:
         app = request.path_params["app"]
         return ok(service.gate_views(app, request.path_params.get("release")))
+
+    async def secrets(request: Request) -> Response:
+        return ok(secret_ops.list_secrets(service, request.path_params["app"]))
+
+    async def secret(request: Request) -> Response:
+        app, name = request.path_params["app"], request.path_params["name"]
+        if request.method == "DELETE":
+            result = secret_ops.unset_secret(service, app, name, who(request))
+        else:
+            payload = await body(request, schemas.SecretValue)
+            result = secret_ops.set_secret(service, app, name, payload.value, who(request))
+        deployment = result["deployment"]
+        result["deployment"] = deployment_view(deployment).model_dump() if deployment else None
+        return ok(result, 202 if deployment else 200)
+
+    async def reveal(request: Request) -> Response:
+        app, name = request.path_params["app"], request.path_params["name"]
+        secret_ops.check_place(app, name)
+        return ok({"name": name, "value": service.secrets.reveal(app, name)})
+
+    async def rotate_key(request: Request) -> Response:
+        return ok(secret_ops.rotate_key(service))
 
     async def instances(request: Request) -> Response:
         return ok(await service.instance_views(request.path_params.get("app")))
@@ -198,27 +237,37 @@ def api_routes(
         insight.require_app(service.store, app)
         return ok(service.alerting.view(app))
 
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(openapi(request.app.routes))
+
+    viewer, deployer, admin = "viewer", "deployer", "admin"
     return [
-        Route(f"{P}/status", status),
-        Route(f"{P}/alerts", alerts),
-        Route(f"{P}/apps/{{app}}/alerts", alerts),
-        Route(f"{P}/instances", instances),
-        Route(f"{P}/deploy", deploy, methods=["POST"]),
-        Route(f"{P}/apps/{{app}}", app_status),
-        Route(f"{P}/apps/{{app}}/releases", releases),
-        Route(f"{P}/apps/{{app}}/gates", gates),
-        Route(f"{P}/apps/{{app}}/releases/{{release}}/gates", gates),
-        Route(f"{P}/apps/{{app}}/instances", instances),
-        Route(f"{P}/apps/{{app}}/deployments", deployments),
-        Route(f"{P}/apps/{{app}}/logs", logs),
-        Route(f"{P}/apps/{{app}}/rollback", rollback, methods=["POST"]),
-        Route(f"{P}/apps/{{app}}/scale", scale, methods=["POST"]),
-        Route(f"{P}/apps/{{app}}/analysis", analysis),
-        Route(f"{P}/apps/{{app}}/{{command}}", canary, methods=["POST"]),
-        Route(f"{P}/deployments/{{id:int}}", deployment),
-        Route(f"{P}/deployments/{{id:int}}/analysis", analysis),
-        Route(f"{P}/deployments/{{id:int}}/events", events),
-        Route(f"{P}/apps/{{app}}/metrics", metrics),
-        Route(f"{P}/apps/{{app}}/requests", requests),
-        Route(f"{P}/shutdown", shutdown, methods=["POST"]),
+        route(f"{P}/status", status, viewer),
+        route(f"{P}/alerts", alerts, viewer),
+        route(f"{P}/apps/{{app}}/alerts", alerts, viewer),
+        route(f"{P}/instances", instances, viewer),
+        route(f"{P}/deploy", deploy, deployer, ["POST"]),
+        route(f"{P}/apps/{{app}}", app_status, viewer),
+        route(f"{P}/apps/{{app}}/releases", releases, viewer),
+        route(f"{P}/apps/{{app}}/secrets", secrets, viewer),
+        route(f"{P}/apps/{{app}}/secrets/{{name}}", secret, admin, ["PUT", "DELETE"]),
+        route(f"{P}/apps/{{app}}/secrets/{{name}}/reveal", reveal, admin, ["POST"]),
+        route(f"{P}/secrets/rotate-key", rotate_key, admin, ["POST"]),
+        route(f"{P}/apps/{{app}}/gates", gates, viewer),
+        route(f"{P}/apps/{{app}}/releases/{{release}}/gates", gates, viewer),
+        route(f"{P}/apps/{{app}}/instances", instances, viewer),
+        route(f"{P}/apps/{{app}}/deployments", deployments, viewer),
+        route(f"{P}/apps/{{app}}/logs", logs, viewer),
+        route(f"{P}/apps/{{app}}/rollback", rollback, deployer, ["POST"]),
+        route(f"{P}/apps/{{app}}/scale", scale, deployer, ["POST"]),
+        route(f"{P}/apps/{{app}}/analysis", analysis, viewer),
+        route(f"{P}/apps/{{app}}/{{command}}", canary, deployer, ["POST"]),
+        route(f"{P}/deployments/{{id:int}}", deployment, viewer),
+        route(f"{P}/deployments/{{id:int}}/analysis", analysis, viewer),
+        route(f"{P}/deployments/{{id:int}}/events", events, viewer),
+        route(f"{P}/apps/{{app}}/metrics", metrics, viewer),
+        route(f"{P}/apps/{{app}}/requests", requests, viewer),
+        route(f"{P}/shutdown", shutdown, admin, ["POST"]),
+        *admin_routes(service),
+        route(f"{P}/openapi.json", openapi_json, viewer),
     ]

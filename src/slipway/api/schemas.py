@@ -14,6 +14,10 @@ class DeployRequest(BaseModel):
     check: bool = False  # run every gate, deploy nothing
 
 
+class SecretValue(BaseModel):
+    value: str  # in the request body only: never in a URL, argv or log
+
+
 class RollbackRequest(BaseModel):
     release: str | None = None
 

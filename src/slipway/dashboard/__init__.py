@@ -22,6 +22,7 @@ from starlette.types import Scope
 
 from slipway import __version__
 from slipway.api import API_PREFIX
+from slipway.auth.guard import PUBLIC, requires
 
 STATIC = Path(__file__).parent / "static"
 NO_CACHE = {"Cache-Control": "no-cache"}  # revalidate (ETag): an upgrade is seen at once
@@ -58,10 +59,12 @@ def not_found(message: str, fix: str | None) -> HTMLResponse:
 
 
 async def ask_api(request: Request, path: str) -> tuple[int, Any]:
-    """GET an API route of the app serving this request, without leaving the process."""
+    """GET an API route of the app serving this request, without leaving the process, as
+    the browser's session (its cookie)."""
     transport = httpx.ASGITransport(app=request.app)
+    headers = {"cookie": request.headers.get("cookie", "")}
     async with httpx.AsyncClient(transport=transport, base_url="http://dashboard") as client:
-        answer = await client.get(API_PREFIX + path)
+        answer = await client.get(API_PREFIX + path, headers=headers)
     return answer.status_code, answer.json()
 
 
@@ -97,9 +100,11 @@ async def release_page(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
+    """The pages hold no data (the script fetches it with the session's cookie, and goes to
+    /login when the API answers 401), so they and the assets are public."""
     return [
-        Route("/", index),
-        Route("/apps/{app}", app_page),
-        Route("/apps/{app}/releases/{release}", release_page),
-        Mount("/static", app=Assets(directory=STATIC), name="static"),
+        Route("/", requires(PUBLIC)(index)),
+        Route("/apps/{app}", requires(PUBLIC)(app_page)),
+        Route("/apps/{app}/releases/{release}", requires(PUBLIC)(release_page)),
+        Mount("/static", app=requires(PUBLIC)(Assets(directory=STATIC)), name="static"),
     ]

@@ -34,6 +34,10 @@ async function get(path) {
     throw exc;
   }
   report(true, null);
+  if (response.status === 401) {
+    // no session, or its token was revoked or expired: log in, then come back here
+    location.href = `/login?next=${encodeURIComponent(location.pathname)}`;
+  }
   return response;
 }
 
