@@ -29,11 +29,12 @@ unit: deps
 
 integration: deps
 	@./scripts/install-system-deps.sh --test
-	$(BIN)/pytest -q tests/integration
+	$(BIN)/pytest -q -n 2 --dist loadfile tests/integration
 
+# Two workers, one test file each at a time: integration tests mostly wait on processes.
 test: lint
 	@./scripts/install-system-deps.sh --test
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q -n 2 --dist loadfile tests
 
 bench: deps
 	@./scripts/install-system-deps.sh --bench

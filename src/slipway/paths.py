@@ -47,6 +47,10 @@ class Home:
         return self.root / "http.url"
 
     @property
+    def secrets_key(self) -> Path:
+        return self.root / "secrets.key"
+
+    @property
     def daemon_log(self) -> Path:
         return self.root / "daemon.log"
 

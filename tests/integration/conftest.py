@@ -274,9 +274,13 @@ def prometheus(slipway: Slipway) -> Iterator[Prometheus]:
         )
     folder = Path(tempfile.mkdtemp(prefix="prom-", dir="/tmp"))
     port = free_port()
+    slipway.run("up")  # /metrics needs a viewer token, which the daemon makes
+    token = slipway.json("tokens", "create", "--name", "prometheus", "--role", "viewer")["token"]
     (folder / "prometheus.yml").write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n  - job_name: apps\n    file_sd_configs:\n"
+        "scrape_configs:\n  - job_name: apps\n"
+        f"    authorization:\n      credentials: {token}\n"
+        "    file_sd_configs:\n"
         f"      - files: ['{slipway.home}/prometheus/*.json']\n        refresh_interval: 1s\n"
     )
     with ready_server(

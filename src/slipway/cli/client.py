@@ -1,4 +1,6 @@
-"""The CLI's client of the daemon API: HTTP/1.1 over the daemon's unix socket.
+"""The CLI's client of the daemon API: HTTP/1.1 over the daemon's unix socket, or, with
+SLIPWAY_URL set, over TCP (TLS for https://; SLIPWAY_CA names a CA file to trust) with the
+token in SLIPWAY_TOKEN.
 
 Standard library only (http.client): the CLI starts for every command, and importing a
 full HTTP client library would cost more than the rollback it triggers."""
@@ -8,13 +10,15 @@ from __future__ import annotations
 import getpass
 import http.client
 import json
+import os
 import socket
+import ssl
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from slipway.api import API_PREFIX
-from slipway.errors import DaemonNotRunning, SlipwayError, error_from_dict
+from slipway.errors import DaemonNotRunning, SlipwayError, UsageError, error_from_dict
 from slipway.paths import Home
 
 
@@ -24,6 +28,24 @@ def identity() -> str:
     except (KeyError, OSError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+def connection_for(home: Home, timeout: float | None) -> http.client.HTTPConnection:
+    url = os.environ.get("SLIPWAY_URL")
+    if not url:
+        return UnixConnection(str(home.socket), timeout)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f'SLIPWAY_URL "{url}" is not an http(s) URL',
+            fix="e.g. SLIPWAY_URL=https://deploy.example.com:7870",
+        )
+    if parts.scheme == "http":
+        return http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+    context = ssl.create_default_context(cafile=os.environ.get("SLIPWAY_CA") or None)
+    return http.client.HTTPSConnection(
+        parts.hostname, parts.port or 443, timeout=timeout, context=context
+    )
 
 
 class UnixConnection(http.client.HTTPConnection):
@@ -62,12 +84,25 @@ class Client:
         url = API_PREFIX + path + (f"?{urlencode(params)}" if params else "")
         body = json.dumps(payload).encode() if payload is not None else None
         headers = {"x-slipway-user": identity(), "content-type": "application/json"}
-        connection = UnixConnection(str(self.home.socket), timeout)
+        token = os.environ.get("SLIPWAY_TOKEN")
+        if token:
+            headers["authorization"] = f"Bearer {token.strip()}"
+        connection = connection_for(self.home, timeout)
         try:
             connection.request(method, url, body=body, headers=headers)
             return connection.getresponse()
         except (FileNotFoundError, ConnectionRefusedError):
+            if os.environ.get("SLIPWAY_URL"):
+                raise SlipwayError(
+                    f"nothing answers at {os.environ['SLIPWAY_URL']}",
+                    fix="check SLIPWAY_URL and that the daemon serves --http there",
+                ) from None
             raise self.not_running() from None
+        except ssl.SSLError as exc:
+            raise SlipwayError(
+                f"TLS with the daemon failed: {exc.reason or exc}",
+                fix="set SLIPWAY_CA to the CA (or self-signed certificate) that signed its cert",
+            ) from None
         except OSError as exc:
             raise SlipwayError(
                 f"talking to the daemon failed: {exc}",

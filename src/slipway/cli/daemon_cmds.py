@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -12,27 +13,59 @@ import click
 from slipway.cli.client import Client
 from slipway.cli.common import home_of, json_option
 from slipway.cli.output import emit_json, out
-from slipway.errors import DaemonNotRunning, PreflightError, SlipwayError
+from slipway.errors import DaemonNotRunning, PreflightError, SlipwayError, UsageError
 from slipway.paths import Home
 
 START_TIMEOUT = 120.0  # a start may first finish or roll back deployments left in flight
 
 
 def http_option(function: Callable[..., None]) -> Callable[..., None]:
-    return click.option(
-        "--http",
-        envvar="SLIPWAY_HTTP",
-        default="127.0.0.1:7870",
-        show_default=True,
-        help="Where to serve the dashboard and /metrics (IP:PORT, or off). Env SLIPWAY_HTTP.",
-    )(function)
+    for option in (
+        click.option(
+            "--tls-key",
+            envvar="SLIPWAY_TLS_KEY",
+            type=click.Path(dir_okay=False),
+            help="Its private key (PEM). Env SLIPWAY_TLS_KEY.",
+        ),
+        click.option(
+            "--tls-cert",
+            envvar="SLIPWAY_TLS_CERT",
+            type=click.Path(dir_okay=False),
+            help="Serve --http over TLS with this certificate (PEM). Env SLIPWAY_TLS_CERT.",
+        ),
+        click.option(
+            "--http",
+            envvar="SLIPWAY_HTTP",
+            default="127.0.0.1:7870",
+            show_default=True,
+            help="Where to serve the API over TCP, the dashboard and /metrics (IP:PORT, or "
+            "off). Env SLIPWAY_HTTP.",
+        ),
+    ):
+        function = option(function)
+    return function
+
+
+def tls_of(cert: str | None, key: str | None) -> tuple[str, str] | None:
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise UsageError(
+            "TLS needs both --tls-cert and --tls-key", fix="give both, or neither for plain HTTP"
+        )
+    for path, what in ((cert, "--tls-cert"), (key, "--tls-key")):
+        if not os.access(path, os.R_OK):
+            raise UsageError(f"cannot read {path}", where=what, fix="check the path and its mode")
+    return os.path.abspath(cert), os.path.abspath(key)
 
 
 @click.command()
 @http_option
 @json_option
 @click.pass_context
-def up(ctx: click.Context, http: str, as_json: bool) -> None:
+def up(
+    ctx: click.Context, http: str, tls_cert: str | None, tls_key: str | None, as_json: bool
+) -> None:
     """Start the daemon in the background (apps and HAProxy are restored as recorded)."""
     from slipway.daemon.lifecycle import preflight, running_daemon_pid
     from slipway.daemon.web import parse_address
@@ -41,8 +74,9 @@ def up(ctx: click.Context, http: str, as_json: bool) -> None:
     pid = running_daemon_pid(home)
     if pid is None:
         parse_address(http)
+        tls = tls_of(tls_cert, tls_key)
         preflight(home)  # clear errors here, not in a log file
-        pid = spawn_daemon(home, http)
+        pid = spawn_daemon(home, http, tls)
         wait_until_serving(home, pid)
         note = "started"
     else:
@@ -62,10 +96,14 @@ def up(ctx: click.Context, http: str, as_json: bool) -> None:
         out.print(f"  {app['name']}: {app['current_release'] or '-'} at {app['url'] or '-'}")
 
 
-def spawn_daemon(home: Home, http: str) -> int:
-    with open(home.daemon_log, "ab") as log:
+def spawn_daemon(home: Home, http: str, tls: tuple[str, str] | None = None) -> int:
+    argv = [sys.executable, "-m", "slipway", "--home", str(home.root), "server", "--http", http]
+    if tls:
+        argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+    fd = os.open(home.daemon_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "slipway", "--home", str(home.root), "server", "--http", http],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -157,12 +195,12 @@ def _alive(pid: int) -> bool:
 @click.command()
 @http_option
 @click.pass_context
-def server(ctx: click.Context, http: str) -> None:
+def server(ctx: click.Context, http: str, tls_cert: str | None, tls_key: str | None) -> None:
     """Run the daemon in the foreground (JSON logs on stderr)."""
     from slipway.daemon.server import main
     from slipway.daemon.web import parse_address
 
-    main(home_of(ctx), parse_address(http))
+    main(home_of(ctx), parse_address(http), tls_of(tls_cert, tls_key))
 
 
 COMMANDS = [up, down, server]

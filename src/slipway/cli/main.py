@@ -7,7 +7,18 @@ from typing import Any
 import click
 
 from slipway import __version__
-from slipway.cli import app_cmds, canary_cmds, daemon_cmds, gate_cmds, observe_cmds, read_cmds
+from slipway.cli import (
+    app_cmds,
+    audit_cmds,
+    canary_cmds,
+    daemon_cmds,
+    doctor_cmds,
+    gate_cmds,
+    observe_cmds,
+    read_cmds,
+    secret_cmds,
+    token_cmds,
+)
 from slipway.cli.output import show_error
 from slipway.errors import SlipwayError
 from slipway.paths import Home
@@ -37,7 +48,18 @@ def cli(ctx: click.Context, home: str | None) -> None:
     ctx.obj = Home.resolve(home)
 
 
-for module in (daemon_cmds, app_cmds, gate_cmds, canary_cmds, read_cmds, observe_cmds):
+for module in (
+    daemon_cmds,
+    app_cmds,
+    gate_cmds,
+    canary_cmds,
+    read_cmds,
+    observe_cmds,
+    secret_cmds,
+    token_cmds,
+    audit_cmds,
+    doctor_cmds,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -19,6 +19,7 @@ from pydantic import (
 
 from slipway.config.alerts import Alerting, AlertRule
 from slipway.config.durations import parse_duration, parse_size
+from slipway.config.edge import Edge, check_ports
 from slipway.config.gates import Gates
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -165,6 +166,19 @@ class Analysis(Strict):
         return self
 
 
+class Run(Strict):
+    """How the app's processes run."""
+
+    user: str | None = None  # when the daemon runs as root: run the app as this user
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", value):
+            raise ValueError(f'"{value}" is not a valid user name, e.g. "app" or "www-data"')
+        return value
+
+
 class Logs(Strict):
     """Retention of instance output and of the app's request log."""
 
@@ -192,12 +206,16 @@ class AppConfig(Strict):
     healthcheck: HealthCheck = Field(default_factory=HealthCheck)
     scale: dict[str, Annotated[int, Field(ge=0, le=64)]] = Field(default_factory=dict)
     env: dict[str, EnvValue] = Field(default_factory=dict)
+    # Names of encrypted secrets (`slipway secrets set NAME`) given to the app as env vars.
+    secrets: list[str] = Field(default_factory=list)
     deploy: Deploy = Field(default_factory=Deploy)
     analysis: Analysis = Field(default_factory=Analysis)
     logs: Logs = Field(default_factory=Logs)
+    run: Run = Field(default_factory=Run)
     alerts: list[AlertRule] = Field(default_factory=list)
     alerting: Alerting = Field(default_factory=Alerting)
     gates: Gates = Field(default_factory=Gates)
+    edge: Edge = Field(default_factory=Edge)
 
     @field_validator("name")
     @classmethod
@@ -231,6 +249,29 @@ class AppConfig(Strict):
                 raise ValueError(f'"{name}" is not a valid environment variable name')
             if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIX):
                 raise ValueError(f'"{name}" is set by slipway itself; choose another name')
+        return value
+
+    @field_validator("edge")
+    @classmethod
+    def _edge_ports(cls, value: Edge, info: ValidationInfo) -> Edge:
+        listen = info.data.get("listen")
+        if listen is not None:  # an invalid [listen] is reported on its own
+            check_ports(value, listen.port)
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        env = info.data.get("env") or {}
+        for name in value:
+            if not ENV_NAME.match(name):
+                raise ValueError(f'"{name}" is not a valid environment variable name')
+            if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIX):
+                raise ValueError(f'"{name}" is set by slipway itself; choose another name')
+            if name in env:
+                raise ValueError(f'"{name}" is both in [env] and a secret; keep one')
+        if len(set(value)) != len(value):
+            raise ValueError("a secret is listed twice")
         return value
 
     @field_validator("scale")

@@ -18,6 +18,7 @@ import uvicorn
 
 from slipway import dashboard
 from slipway.api.app import create_app
+from slipway.auth.guard import PeerCredProtocol
 from slipway.daemon import reconcile
 from slipway.daemon.lifecycle import preflight
 from slipway.daemon.service import Service
@@ -75,7 +76,12 @@ def bind_socket(path: Path) -> socket.socket:
     return sock
 
 
-async def serve(home: Home, http: tuple[str, int] | None) -> None:
+async def serve(
+    home: Home, http: tuple[str, int] | None, tls: tuple[str, str] | None = None
+) -> None:
+    # Everything the daemon writes is its own (state, keys, logs); a release's files are
+    # opened to its app's user explicitly (engine.app_user).
+    os.umask(0o077)
     binary = preflight(home)
     home.pidfile.write_text(str(os.getpid()))
     service = Service(home, binary)
@@ -106,6 +112,7 @@ async def serve(home: Home, http: tuple[str, int] | None) -> None:
 
     config = uvicorn.Config(
         create_app(service, request_shutdown),
+        http=PeerCredProtocol,  # tells the Guard the peer's uid: the socket's owner is admin
         log_config=None,
         access_log=False,
         lifespan="off",
@@ -122,11 +129,15 @@ async def serve(home: Home, http: tuple[str, int] | None) -> None:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=1,
+            ssl_certfile=tls[0] if tls else None,
+            ssl_keyfile=tls[1] if tls else None,
         )
         web_server = ApiServer(web_config)
         web_task = asyncio.create_task(web_server.serve(sockets=[web_sock]))
         host, port = web_sock.getsockname()[:2]
-        service.http_url = service.alerting.dashboard_url = f"http://{host}:{port}/"
+        scheme = "https" if tls else "http"
+        shown = f"[{host}]" if ":" in host else host
+        service.http_url = service.alerting.dashboard_url = f"{scheme}://{shown}:{port}/"
         home.http_file.write_text(service.http_url)
         discovery.write_daemon_target(home.prometheus_targets, f"{host}:{port}")
         log.info("dashboard and /metrics on %s", service.http_url)
@@ -172,6 +183,6 @@ async def stop_task(task: asyncio.Task[None], what: str, timeout: float = STOP_T
         log.error("%s failed while stopping: %r", what, task.exception())
 
 
-def main(home: Home, http: tuple[str, int] | None) -> None:
+def main(home: Home, http: tuple[str, int] | None, tls: tuple[str, str] | None = None) -> None:
     setup_logging()
-    asyncio.run(serve(home, http))
+    asyncio.run(serve(home, http, tls))

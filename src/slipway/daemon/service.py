@@ -6,14 +6,18 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import time
 from pathlib import Path
 
 from slipway import __version__
 from slipway.alerts.engine import Alerting
 from slipway.api import schemas
+from slipway.audit.log import AuditLog
+from slipway.auth.guard import FailureLimiter
 from slipway.config.load import config_hash, load_config, parse_config
 from slipway.config.schema import AppConfig
+from slipway.daemon.secrets import SecretKeeper
 from slipway.deploy.engine import Engine, Services
 from slipway.deploy.planning import plan_formation, rollback_target, undone_on_failure
 from slipway.deploy.routing import router_state, routing_of
@@ -21,11 +25,12 @@ from slipway.errors import DeployError, NotFound, SlipwayError, UsageError
 from slipway.metrics.hub import TrafficHub
 from slipway.paths import Home
 from slipway.releases.build import git, resolve_git_rev, working_tree_sha
+from slipway.router.certs import check_tls_files
 from slipway.router.config import check_listeners
 from slipway.router.haproxy import HAProxyRouter
 from slipway.router.stats import ServerStat
 from slipway.runtime.local import LocalRuntime
-from slipway.store import traffic
+from slipway.store import security, traffic
 from slipway.store.records import (
     App,
     Deployment,
@@ -45,7 +50,11 @@ class Service:
         self.store = Store(home.db)
         self.runtime = LocalRuntime(home)
         self.router = HAProxyRouter(home, haproxy_binary)
-        self.services = Services(home, self.store, self.runtime, self.router)
+        self.secrets = SecretKeeper(home.secrets_key, self.store)
+        self.audit = AuditLog(home.root)
+        self.csrf_key = secrets.token_bytes(32)  # a restart asks the dashboard for a new one
+        self.limiter = FailureLimiter()  # shared by the unix socket and the TCP listener
+        self.services = Services(home, self.store, self.runtime, self.router, self.secrets)
         self.hub = TrafficHub(home, self.store, self.router)
         self.alerting = Alerting(
             home, self.store, lambda i: self.runtime.observe(i.app, i.id, i.handle)
@@ -74,6 +83,14 @@ class Service:
             git_sha = working_tree_sha(app_dir)
         self.check_routing(config)
         check_skips(config, request.skip_gates)
+        missing = self.secrets.missing(config.name, config.secrets)
+        if missing:
+            raise DeployError(
+                f"app '{config.name}' needs secret(s) {', '.join(missing)}, which are not set; "
+                "nothing was built or started",
+                where="slipway.toml: secrets",
+                fix=f"slipway secrets set {missing[0]} --app {config.name}",
+            )
         holder = self.store.active_deployment(config.name)
         if holder is not None:
             raise self.store.lock_conflict(config.name, holder)
@@ -86,6 +103,7 @@ class Service:
             git_sha=git_sha,
             config_json=config.model_dump_json(),
             config_hash=config_hash(config),
+            secrets=security.current_versions(self.store, config.name),
         )
         # A canary needs a stable release to be compared with: a first deploy is blue-green.
         strategy = config.deploy.strategy if app.current_release else "bluegreen"
@@ -123,6 +141,7 @@ class Service:
             apps = self.store.apps()
         state = router_state(str(self.router.admin_socket), apps, [], override=wanted)
         check_listeners(state.backends)
+        check_tls_files(config.edge.tls_cert, config.edge.tls_key)
 
     def current_config(self, app: str) -> AppConfig | None:
         current = self.store.app(app).current_release

@@ -1,5 +1,6 @@
-"""The daemon's TCP listener (loopback by default): `/metrics` for Prometheus, the dashboard,
-and the API's read-only routes the dashboard uses. Changes go through the unix socket."""
+"""The daemon's TCP listener (loopback by default, TLS optional): the API for CLIs on other
+hosts (SLIPWAY_URL + SLIPWAY_TOKEN), the dashboard, and `/metrics` for Prometheus. Every
+route needs a token; only the login page and static assets do not."""
 
 from __future__ import annotations
 
@@ -11,11 +12,23 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from slipway.api.app import api_routes, on_error, read_only
+from slipway.api import API_PREFIX
+from slipway.api.app import api_routes, on_error
+from slipway.api.security import guarded
+from slipway.auth.guard import (
+    PUBLIC,
+    bearer_token,
+    csrf_token_for,
+    login_response,
+    logout_response,
+    principal_of,
+    requires,
+)
 from slipway.daemon.service import Service
+from slipway.dashboard import STATIC
 from slipway.errors import SlipwayError, UsageError
 from slipway.metrics.exposition import registry
 
@@ -68,14 +81,55 @@ def create_web_app(
     request_shutdown: Callable[[bool], Awaitable[None]],
     extra: list[BaseRoute] | None = None,
 ) -> Starlette:
+    """The TCP listener: the whole API (tokens required), the dashboard with its login, and
+    /metrics (a viewer token: Prometheus sends it as a bearer token)."""
     metrics_registry = registry(service)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
     routes: list[BaseRoute] = [
-        Route("/metrics", metrics),
-        *read_only(api_routes(service, request_shutdown)),
+        Route("/metrics", requires("viewer")(metrics)),
+        *session_routes(service),
+        *api_routes(service, request_shutdown),
         *(extra or []),
     ]
-    return Starlette(routes=routes, exception_handlers={SlipwayError: on_error})
+    return Starlette(
+        routes=routes, exception_handlers={SlipwayError: on_error}, middleware=guarded(service)
+    )
+
+
+def session_routes(service: Service) -> list[BaseRoute]:
+    """The dashboard's login: the page's script sends the token as a bearer token (so the
+    Guard checks, throttles and audits it like any other), and gets the session cookie."""
+
+    async def login_page(request: Request) -> Response:
+        text = (STATIC / "login.html").read_text(encoding="utf-8")
+        return HTMLResponse(text, headers={"Cache-Control": "no-store"})
+
+    async def login(request: Request) -> Response:
+        token = bearer_token(request)
+        assert token is not None  # the Guard let a viewer in: it came as a bearer token
+        return login_response(token, to=safe_next(request.query_params.get("next")))
+
+    async def logout(request: Request) -> Response:
+        return logout_response(to="/login")
+
+    async def session(request: Request) -> Response:
+        principal = principal_of(request)
+        csrf = csrf_token_for(principal, service.csrf_key)
+        return JSONResponse({"name": principal.name, "role": principal.role, "csrf": csrf})
+
+    return [
+        Route("/login", requires(PUBLIC)(login_page), methods=["GET"]),
+        Route("/login", requires("viewer")(login), methods=["POST"]),
+        Route("/logout", requires("viewer")(logout), methods=["POST"]),
+        Route(f"{API_PREFIX}/session", requires("viewer")(session)),
+    ]
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site: never an open redirect to another host."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target

@@ -15,8 +15,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import pwd
 import shutil
 import signal
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ import httpx
 
 from slipway.config.load import config_hash, load_config
 from slipway.config.schema import AppConfig
+from slipway.daemon.secrets import SecretKeeper
 from slipway.deploy import health
 from slipway.deploy.planning import next_state, releases_to_prune, undone_on_failure
 from slipway.deploy.routing import backend_for, router_state, routing_of
@@ -38,6 +41,7 @@ from slipway.router.base import Router
 from slipway.router.config import SERVING_WEIGHT, Backend, RouterState, Server
 from slipway.runtime.base import InstanceSpec, Runtime
 from slipway.runtime.local import free_port
+from slipway.secrets.redact import redactor
 from slipway.store.records import Deployment, Instance
 from slipway.store.store import Store
 
@@ -52,6 +56,7 @@ class Services:
     store: Store
     runtime: Runtime
     router: Router
+    secrets: SecretKeeper
     log_target: str | None = None  # where HAProxy sends per-request log lines
 
 
@@ -319,7 +324,8 @@ class Engine:
                 return port
 
     async def spawn(self, instance: Instance, config: AppConfig) -> None:
-        release_dir = self.s.home.release_dir(instance.app, instance.release)
+        release = self.s.store.release(instance.app, instance.release)
+        release_dir = self.s.home.release_dir(instance.app, release.folder_id)
         env = (
             builder.base_env(release_dir / ".venv")
             | config.env
@@ -341,6 +347,8 @@ class Engine:
             config.deploy.stop_grace,
             config.logs.max_size,
             config.logs.keep,
+            secrets=self.s.secrets.values_for(release),
+            user=await self.app_user(config, release_dir),
         )
         handle = await self.s.runtime.start(spec)
         self.s.store.update_instance(
@@ -350,6 +358,31 @@ class Engine:
             shim_ctime=handle.ctime,
             status="running",
         )
+
+    async def app_user(self, config: AppConfig, release_dir: Path) -> str | None:
+        """The user the app runs as (only a root daemon can switch), after making sure it can
+        reach its release's files: the folders on the way get o+x (enter, not list), so the
+        home's own files (state, keys: 0600) stay private."""
+        user = config.run.user
+        if user is None or os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            raise DeployError(
+                f"[run] user '{user}' does not exist on this host",
+                where=f"app {config.name}: slipway.toml [run] user",
+                fix=f"create it (useradd --system {user}) or name an existing user",
+            ) from None
+        if not release_dir.stat().st_mode & stat.S_IROTH:  # once per release
+            await asyncio.to_thread(readable_by_others, release_dir)
+        folder = release_dir.parent
+        while folder != self.s.home.root.parent and folder != folder.parent:
+            mode = folder.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+            folder = folder.parent
+        return user
 
     async def step_health(self, dep: Deployment) -> str:
         store = self.s.store
@@ -460,11 +493,14 @@ class Engine:
         return self.s.store.release(dep.app, dep.to_release).config
 
     def gate_run(self, dep: Deployment) -> GateRun:
-        config = self.release_config(dep)
-        release_dir = self.s.home.release_dir(dep.app, dep.to_release)
+        release = self.s.store.release(dep.app, dep.to_release)
+        config = release.config
+        release_dir = self.s.home.release_dir(dep.app, release.folder_id)
+        secrets = self.s.secrets.values_for(release)
         env = (
             builder.base_env(release_dir / ".venv")
             | config.env
+            | secrets
             | {"SLIPWAY_APP": dep.app, "SLIPWAY_RELEASE": dep.to_release, "SLIPWAY_GATE": "1"}
         )
 
@@ -478,6 +514,7 @@ class Engine:
             env,
             lambda gate: self.s.home.gate_log(dep.app, dep.to_release, gate),
             say,
+            redactor(secrets.values()),
         )
 
     async def step_canary(self, dep: Deployment) -> str:
@@ -536,7 +573,7 @@ class Engine:
         warm = (
             dep.from_release
             if (
-                dep.kind in ("deploy", "rollback")
+                dep.kind in ("deploy", "rollback", "config")
                 and keep_warm > 0
                 and dep.from_release not in (None, dep.to_release)
             )
@@ -604,7 +641,12 @@ class Engine:
             if any(i.release == release.id for i in store.instances(app)):
                 continue
             store.update_release(app, release.id, on_disk=0)
-            folder = self.s.home.release_dir(app, release.id)
+            users = [
+                r for r in store.releases(app) if r.on_disk and r.folder_id == release.folder_id
+            ]
+            if users:  # a release made by a secrets change runs these files
+                continue
+            folder = self.s.home.release_dir(app, release.folder_id)
             task = asyncio.create_task(asyncio.to_thread(shutil.rmtree, folder, True))
             self.pruning.add(task)
             task.add_done_callback(self.pruning.discard)
@@ -628,6 +670,19 @@ STEP_TITLES = {
     "drain": "draining the old release",
     "retire": "retiring the old release",
 }
+
+
+def readable_by_others(root: Path) -> None:
+    """o+r on a release's files and o+rx on its folders (and on programs): the app's user
+    reads its code, not the daemon's state."""
+    for folder, _dirs, files in os.walk(root):
+        os.chmod(folder, stat.S_IMODE(os.stat(folder).st_mode) | 0o005)
+        for name in files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                continue
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+            os.chmod(path, mode | 0o004 | (0o001 if mode & 0o100 else 0))
 
 
 def _clock(at: float) -> str:

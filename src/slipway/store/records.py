@@ -39,6 +39,12 @@ class Release:
     deployed_at: float | None = None
     warm_until: float | None = None
     on_disk: bool = True
+    secrets: dict[str, int] = field(default_factory=dict)  # name -> version it runs with
+    folder: str | None = None  # the release whose files it runs (None: its own)
+
+    @property
+    def folder_id(self) -> str:
+        return self.folder or self.id
 
     @property
     def config(self) -> AppConfig:

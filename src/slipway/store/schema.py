@@ -202,6 +202,32 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX gate_results_by_release ON gate_results(app, release);
     """,
+    """
+    CREATE TABLE secrets (
+        app TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        key_id TEXT,
+        nonce BLOB,
+        ciphertext BLOB,
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        PRIMARY KEY (app, name, version)
+    );
+    ALTER TABLE releases ADD COLUMN secrets TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE releases ADD COLUMN folder TEXT;
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        expires_at REAL,
+        revoked_at REAL,
+        last_used_at REAL
+    );
+    """,
 ]
 
 

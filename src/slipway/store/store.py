@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -18,6 +19,9 @@ from slipway.store.schema import migrate
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
+        # Private whatever the umask: SQLite gives its -wal and -shm files the same mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(path, 0o600)
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
@@ -100,23 +104,32 @@ class Store:
         git_sha: str | None,
         config_json: str,
         config_hash: str,
+        secrets: dict[str, int] | None = None,
+        folder: str | None = None,
+        status: str = "building",
     ) -> Release:
+        """`secrets`: the version of each secret the release runs with; `folder`: the release
+        whose built files it uses (a release made by changing only secrets has no build)."""
         with self.tx() as c:
             number = c.execute("SELECT next_release FROM apps WHERE name = ?", (app,)).fetchone()[0]
             c.execute("UPDATE apps SET next_release = next_release + 1 WHERE name = ?", (app,))
             c.execute(
                 "INSERT INTO releases (app, id, number, status, created_at, source, source_kind, "
-                "git_sha, config_hash, config) VALUES (?, ?, ?, 'building', ?, ?, ?, ?, ?, ?)",
+                "git_sha, config_hash, config, secrets, folder) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     app,
                     f"r{number}",
                     number,
+                    status,
                     time.time(),
                     source,
                     source_kind,
                     git_sha,
                     config_hash,
                     config_json,
+                    dumps(secrets or {}),
+                    folder,
                 ),
             )
         return self.release(app, f"r{number}")
@@ -335,7 +348,7 @@ class Store:
         return [_event(r) for r in rows]
 
 
-_JSON_FIELDS = {"formation", "instances", "error", "routing", "canary"}
+_JSON_FIELDS = {"formation", "instances", "error", "routing", "canary", "secrets"}
 
 
 def _update(
@@ -381,6 +394,8 @@ def _release(row: sqlite3.Row) -> Release:
         deployed_at=row["deployed_at"],
         warm_until=row["warm_until"],
         on_disk=bool(row["on_disk"]),
+        secrets=json.loads(row["secrets"]),
+        folder=row["folder"],
     )
 
 
