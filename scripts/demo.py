@@ -6,6 +6,7 @@ Everything it starts keeps running afterwards so you can look around; it prints 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -86,6 +87,22 @@ def dashboard_url() -> str:
         return "not served (see the daemon log)"
 
 
+def dashboard_token() -> str:
+    """A viewer token for the dashboard's login page (the CLI, the socket's owner, is admin)."""
+    env = os.environ | {"SLIPWAY_HOME": str(HOME)}
+    args = ["tokens", "create", "--name", "demo", "--role", "viewer", "--json"]
+    console.print(f"[bold cyan]$ slipway {' '.join(args[:-1])}[/bold cyan]")
+    proc = subprocess.run(
+        [sys.executable, "-m", "slipway", *args], env=env, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        console.print(f"[red]{proc.stderr}[/red]")
+        return "(none: see the error above)"
+    token: str = json.loads(proc.stdout)["token"]
+    console.print(f"a viewer token for the dashboard: {token}")
+    return token
+
+
 def under_load(url: str, what: str, *args: str) -> LoadResult:
     with BackgroundLoad(url, concurrency=6, rate=300, record_key="release") as load:
         time.sleep(1.5)
@@ -131,13 +148,17 @@ def main() -> None:
     slipway("metrics", "--since", "5m")
     slipway("requests", "-n", "5")
     slipway("alerts")
+    console.rule("6. gates, access and the audit trail")
+    slipway("gates")
+    login = dashboard_token()
+    slipway("audit", "--since", "10m")
     failed = deploy.failed + rollback.failed
     console.rule("[bold green]done" if failed == 0 else "[bold red]requests failed")
     console.print(
         f"Everything is still running. Look around with:\n"
         f"  export SLIPWAY_HOME={HOME}\n"
         f"  .venv/bin/slipway status | ps | releases | logs -f | metrics | alerts\n"
-        f"The dashboard: {dashboard_url()}\n"
+        f"The dashboard: {dashboard_url()} (log in with the viewer token {login})\n"
         f"Stop it all with:\n"
         f"  .venv/bin/slipway --home {HOME} down --all"
     )

@@ -10,6 +10,9 @@ from functools import reduce
 from bench.gates.run import LABELS, STEPS, Check, Results
 from bench.zero_downtime.report import machine
 from bench.zero_downtime.table import Table, verdict
+from slipway.config.gates import PerformanceGate
+
+DEFAULTS = PerformanceGate()
 
 SCANS_TARGET = 10.0  # seconds, the `gates` step with every scan on
 
@@ -109,8 +112,9 @@ def noise_table(results: Results) -> Table:
     table.notes.append(
         f"**Target**: no failed gate on an identical release: {failed} of {len(found)} failed "
         f"here, {also_failed} of {len(also)} in part 1 (c) → **{verdict(ok)}** (it fails when "
-        "p95 exceeds the stable's by more than 20% and 2 ms; defaults: 2000 requests per "
-        "release after 100 warmup, 20 at a time, path /). p95 ratios in part 1 (c): "
+        f"p95 exceeds the stable's by more than 20% and 2 ms twice in a row; defaults: "
+        f"{DEFAULTS.requests} requests per release after {DEFAULTS.warmup} warmup, "
+        f"{DEFAULTS.concurrency} at a time, path /). p95 ratios in part 1 (c): "
         + ", ".join(f"{g['evidence'].get('ratios', {}).get('p95', float('nan')):.3f}" for g in also)
     )
     table.notes += failures(results)

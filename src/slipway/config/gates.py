@@ -44,7 +44,7 @@ class PerformanceGate(Strict):
     """The same load, interleaved, on the candidate's and the stable release's instances."""
 
     requests: int = Field(default=2000, ge=50, le=1_000_000)  # per release, after warmup
-    warmup: int = Field(default=100, ge=0)  # per release, not counted
+    warmup: int = Field(default=300, ge=0)  # per release, not counted: fresh processes
     concurrency: int = Field(default=20, ge=1, le=1000)
     paths: list[str] = Field(default_factory=lambda: ["/"])
     max_p50_increase: float | None = Field(default=None, ge=0)

@@ -14,6 +14,7 @@ from slipway.config.gates import PerformanceGate
 from slipway.gates.base import Finding, GateContext, GateResult, Targets
 
 QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
+CONFIRM_AFTER = 1.0  # seconds: let a passing disturbance (a build, a cron job) end
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -118,6 +119,7 @@ class PerformanceCheck:
                     # A short load on a busy machine fails an identical release now and then
                     # (about 2% of runs in bench/gates): a regression must show twice.
                     ctx.progress(f"{result.summary}; measuring again to confirm")
+                    await asyncio.sleep(CONFIRM_AFTER)
                     again = judge(spec, await measure(spec, ctx.targets))
                     again.evidence["first_measurement"] = result.evidence
                     result = again if again.status == "failed" else confirmed_pass(again, result)
