@@ -120,6 +120,17 @@ def test_a_wrong_key_tampered_or_truncated_data_is_refused_never_plain_text(
     wrong = reveal(running, app, "DB_URL")
     assert wrong.returncode != 0 and "was encrypted with key" in wrong.stderr
 
+    # A truncated store: the daemon refuses to start on it, and says so.
+    running.run("down", "--all")
+    pidfile = running.home / "daemon.pid"
+    wait_for(lambda: not pidfile.exists(), 10, "the daemon to close its database")
+    with open(db, "r+b") as damaged:
+        damaged.truncate(8192)
+
+    started = running.run("up", check=False)
+    assert started.returncode != 0
+    assert "the state database is damaged or truncated" in started.stdout + started.stderr
+
 
 def test_the_secret_canary_appears_nowhere_outside_the_encrypted_store(
     running: Slipway,

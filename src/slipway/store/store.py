@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -11,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from slipway.errors import Conflict, NotFound
+from slipway.errors import Conflict, NotFound, SlipwayError
 from slipway.store.records import App, Deployment, Event, GateRecord, Instance, Release, dumps
 from slipway.store.schema import migrate
 
@@ -24,13 +25,27 @@ class Store:
         os.chmod(path, 0o600)
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.execute("PRAGMA busy_timeout=5000")
-        migrate(self.conn)
+        try:
+            check_not_truncated(path)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.execute("PRAGMA busy_timeout=5000")
+            migrate(self.conn)
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise SlipwayError(
+                f"the state database is damaged or truncated ({exc}); nothing was started",
+                where=str(path),
+                fix="restore state.db from a backup (with state.db-wal if there is one); "
+                "never delete it: it holds the encrypted secrets and the releases",
+            ) from None
 
     def close(self) -> None:
+        """Fold the write-ahead log into state.db first, so that the file alone (a backup,
+        a copy) holds everything once the daemon has stopped."""
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()
 
     @contextmanager
@@ -349,6 +364,26 @@ class Store:
 
 
 _JSON_FIELDS = {"formation", "instances", "error", "routing", "canary", "secrets"}
+
+
+def check_not_truncated(path: Path) -> None:
+    """SQLite's header records the database's size in pages; a shorter file was cut (SQLite
+    itself would notice only when it reads a missing page, perhaps much later)."""
+    with open(path, "rb") as db:
+        header = db.read(100)
+    if len(header) < 100:
+        if header:
+            raise sqlite3.DatabaseError("shorter than its header")
+        return  # a new, empty database
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    size_is_valid = header[24:28] == header[92:96]  # "version-valid-for" matches the counter
+    if size_is_valid and pages * page_size > path.stat().st_size:
+        raise sqlite3.DatabaseError(
+            f"it should hold {pages} pages of {page_size} bytes but has "
+            f"{path.stat().st_size} bytes: truncated"
+        )
 
 
 def _update(
