@@ -14,15 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.gates import osvdb
-from bench.zero_downtime.control import APP_NAME, BUILD_COMMAND, OFFLINE_ENV, Slipway, copy_hello
+from bench.zero_downtime import control
+from bench.zero_downtime.control import OFFLINE_ENV, Slipway, copy_hello
 from bench.zero_downtime.cpu import CpuMonitor
 from bench.zero_downtime.procs import free_port
 from slipway.gates import osv
 
 STEPS = ("build", "gates", "start", "health", "perf", "cleanup")
-SCANS_OFF = "[gates.secrets]\nenabled = false\n[gates.code]\nenabled = false\n" + (
-    "[gates.dependencies]\nenabled = false\n"
-)
+SCANS_OFF = control.GATES_OFF
 UNIT = '[[gates.test]]\nname = "unit"\ncommand = "python -m unittest discover -s tests -q"\n'
 PERFORMANCE = "[gates.performance]\n"  # the defaults: 2000 requests, 20 at a time, ["/"]
 LABELS = {
@@ -48,32 +47,8 @@ def gates_toml(config: str, database: Path) -> str:
 
 
 def app_toml(port: int, gates: str) -> str:
-    """Fast settings, as in the integration tests; hello's code and env never change, so
-    every release is identical but for its gates."""
-    env = "\n".join(f"{k} = {json.dumps(v)}" for k, v in ({"GREETING": "hi"} | OFFLINE_ENV).items())
-    return f"""name = "{APP_NAME}"
-[listen]
-address = "127.0.0.1"
-port = {port}
-[processes]
-web = "python app.py --port $PORT"
-[build]
-command = "{BUILD_COMMAND}"
-[healthcheck]
-path = "/up"
-interval = "500ms"
-timeout = "1s"
-healthy_threshold = 2
-[scale]
-web = 2
-[env]
-{env}
-[deploy]
-health_timeout = "20s"
-drain_timeout = "5s"
-stop_grace = "3s"
-keep_warm = "10m"
-{gates}"""
+    """hello's code and env never change, so every release is identical but for its gates."""
+    return control.app_toml(port, {"GREETING": "hi"} | OFFLINE_ENV, gates)
 
 
 @dataclass
@@ -114,7 +89,7 @@ def check(sw: Slipway, config: str, index: int) -> Check:
         release = output["deployment"]["to_release"]
     except (ValueError, KeyError):
         raise Failed(f"slipway check exited {proc.returncode}\n{said}") from None
-    listed = sw.cli("gates", release, "--app", APP_NAME, "--json").stdout
+    listed = sw.cli("gates", release, "--app", control.APP_NAME, "--json").stdout
     gates: list[dict[str, Any]] = json.loads(listed) if listed.strip() else []
     steps = {
         e["step"]: float(e["data"]["seconds"])

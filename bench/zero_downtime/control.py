@@ -36,8 +36,9 @@ def app_env(greeting: str, boot_seconds: float) -> dict[str, str]:
     return env
 
 
-def app_toml(port: int, env: dict[str, str]) -> str:
-    """Fast settings, as in the integration tests: two web instances, nothing else."""
+def app_toml(port: int, env: dict[str, str], gates: str | None = None) -> str:
+    """Fast settings, as in the integration tests: two web instances, nothing else; the
+    scans off unless `gates` (the [gates] tables) says otherwise."""
     env_lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in env.items())
     return f"""name = "{APP_NAME}"
 
@@ -69,7 +70,7 @@ health_timeout = "20s"
 drain_timeout = "5s"
 stop_grace = "{STOP_GRACE_SECONDS:g}s"
 keep_warm = "10m"
-{GATES_OFF}"""
+{GATES_OFF if gates is None else gates}"""
 
 
 # The gates have their own benchmark (bench/gates); these benchmarks time the traffic switch.

@@ -324,11 +324,16 @@ def ready_server(
         wait_for(ready, 30, f"{name} to be ready")
         yield url, process
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a server a test started, SIGKILL if it has not stopped within 10 s."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

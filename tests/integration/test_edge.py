@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from slipway.router.config import Backend, EdgeRules, RouterState, Server, render
-from tests.integration.conftest import Slipway, free_port, wait_for
+from tests.integration.conftest import Slipway, free_port, stop, wait_for
 from tests.unit.test_edge_config import make_cert
 
 HAPROXY = "/usr/sbin/haproxy"
@@ -266,12 +266,7 @@ def haproxy_serving(state: RouterState, folder: Path) -> Iterator[None]:
             wait_for(partial(_connects, port), 10, f"HAProxy on {port}", 0.05)
         yield
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
     assert process.returncode in (0, -15, 143), log.read_text()
 
 

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from slipway.api import API_PREFIX, schemas
 from slipway.api.admin import admin_routes
 from slipway.api.openapi import openapi
-from slipway.api.security import guarded
+from slipway.api.security import actor, guarded
 from slipway.auth.guard import requires
 from slipway.daemon import insight, secret_ops
 from slipway.daemon.logs import LogFilter, LogReader
@@ -46,12 +46,7 @@ def route(path: str, endpoint: Handler, role: str, methods: list[str] | None = N
 
 def who(request: Request) -> str:
     """The token's name; on the unix socket, the local user the CLI says it runs as."""
-    principal = request.scope.get("state", {}).get("principal")
-    if principal is None:
-        return "unknown"
-    if principal.token_id is None:
-        return request.headers.get("x-slipway-user", principal.name)
-    return str(principal.name)
+    return actor(request.scope.get("state", {}).get("principal"), request)["who"]
 
 
 async def body(request: Request, model: type[BaseModel]) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -73,15 +74,36 @@ def config_check(app_dir: str, as_json: bool) -> None:
         out.print(f"[yellow]warning:[/yellow] {warning}")
 
 
-@click.command()
-@click.option(
+app_dir_option = click.option(
     "--app",
     "app_dir",
     default=".",
     type=click.Path(file_okay=False),
     help="The app's folder (default: this folder).",
 )
-@click.option("--git", "git_rev", metavar="REV", help="Deploy this git revision of the folder.")
+git_option = click.option(
+    "--git", "git_rev", metavar="REV", help="Use this git revision of the folder."
+)
+
+
+def start_deploy(
+    ctx: click.Context, app_dir: str, git_rev: str | None, **extra: object
+) -> tuple[Client, dict[str, Any]]:
+    """POST /deploy for the app in app_dir (a deploy, or with check=True a check)."""
+    folder = Path(app_dir).absolute()
+    if not git_rev and not (folder / CONFIG_FILE).is_file():
+        from slipway.config.load import load_config
+
+        load_config(folder)  # says what is missing and how to fix it; the daemon validates
+    client = Client(home_of(ctx))
+    request = {"app_dir": str(folder), "git_rev": git_rev, **extra}
+    deployment: dict[str, Any] = client.post("/deploy", request)
+    return client, deployment
+
+
+@click.command()
+@app_dir_option
+@git_option
 @click.option(
     "--skip-gate",
     "skip",
@@ -103,25 +125,11 @@ def deploy(
     as_json: bool,
 ) -> None:
     """Build a release, run its gates and move traffic to it with zero downtime."""
-    folder = Path(app_dir).absolute()
-    if skip and not (reason or "").strip():
-        raise UsageError(
-            f"--skip-gate {skip[0]} needs a reason",
-            fix='add --reason "why it is safe"; it is recorded with the deployment',
-        )
     if reason and not skip:
         raise UsageError("--reason is given without --skip-gate", fix="name the gate to skip")
-    if not git_rev and not (folder / CONFIG_FILE).is_file():
-        from slipway.config.load import load_config
-
-        load_config(folder)  # says what is missing and how to fix it; the daemon validates
-    client = Client(home_of(ctx))
-    request = {
-        "app_dir": str(folder),
-        "git_rev": git_rev,
-        "skip_gates": dict.fromkeys(skip, reason or ""),
-    }
-    deployment = client.post("/deploy", request)
+    # A skip without a reason is refused by the daemon, which records the reasons.
+    skips = dict.fromkeys(skip, reason or "")
+    client, deployment = start_deploy(ctx, app_dir, git_rev, skip_gates=skips)
     if detach:
         _detached(deployment, as_json)
         return

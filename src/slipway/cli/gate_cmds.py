@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 from rich.markup import escape
 
+from slipway.cli.app_cmds import app_dir_option, git_option, start_deploy
 from slipway.cli.client import Client
 from slipway.cli.common import app_option, follow, home_of, json_option, resolve_app
 from slipway.cli.output import GATE_STATUS, emit_json, out, table
-from slipway.config import CONFIG_FILE
 
 
 @click.command()
-@click.option(
-    "--app",
-    "app_dir",
-    default=".",
-    type=click.Path(file_okay=False),
-    help="The app's folder (default: this folder).",
-)
-@click.option("--git", "git_rev", metavar="REV", help="Check this git revision of the folder.")
+@app_dir_option
+@git_option
 @json_option
 @click.pass_context
 def check(ctx: click.Context, app_dir: str, git_rev: str | None, as_json: bool) -> None:
@@ -30,14 +23,7 @@ def check(ctx: click.Context, app_dir: str, git_rev: str | None, as_json: bool) 
 
     The performance gate starts the candidate's instances beside the serving ones, measures
     both, and stops them again; no user request reaches the candidate."""
-    folder = Path(app_dir).absolute()
-    if not git_rev and not (folder / CONFIG_FILE).is_file():
-        from slipway.config.load import load_config
-
-        load_config(folder)  # says what is missing and how to fix it
-    client = Client(home_of(ctx))
-    request = {"app_dir": str(folder), "git_rev": git_rev, "check": True}
-    deployment = client.post("/deploy", request)
+    client, deployment = start_deploy(ctx, app_dir, git_rev, check=True)
     title = f"checking {deployment['app']} {deployment['to_release']}"
     try:
         follow(client, deployment, as_json, title)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from slipway.config.durations import parse_duration
+from slipway.config import types
+from slipway.config.types import Duration
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 Metric = Literal["error_rate", "latency", "request_rate", "instances_down", "restarts", "disk_free"]
 Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")
@@ -27,7 +27,7 @@ UNITS: dict[str, str] = {
 }
 
 
-class Strict(BaseModel):
+class Strict(types.Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 

@@ -11,24 +11,19 @@ from typing import Annotated
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
 )
 
-from slipway.config.durations import parse_duration, parse_size
+from slipway.config.durations import parse_duration
+from slipway.config.types import Duration, Size, Strict
 
 DEFAULT_HSTS = 365 * 86400.0
 DEFAULT_HTTPS_PORT = 443
 DEFAULT_RATE_WINDOW = 10.0
 MAX_HEADER_LIMIT = 64 * 1024  # HAProxy's buffers grow to fit it, for every connection
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def network(value: str) -> str:
@@ -54,9 +49,7 @@ def _hsts(value: object) -> float:
 
 
 Network = Annotated[str, AfterValidator(network)]
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 HstsAge = Annotated[float, BeforeValidator(_hsts)]
-Size = Annotated[int, BeforeValidator(parse_size)]
 
 
 class Edge(Strict):

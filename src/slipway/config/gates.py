@@ -4,20 +4,15 @@ Pure: no I/O."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from slipway.config.durations import parse_duration
+from slipway.config.types import Duration, Strict, http_url
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 Level = Literal["low", "medium", "high"]
 GATE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 BUILT_IN = ("secrets", "code", "dependencies", "performance")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class TestGate(Strict):
@@ -86,9 +81,7 @@ class DependenciesGate(Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f'"{value}" is not an http(s) URL, e.g. "https://api.osv.dev"')
-        return value
+        return http_url(value, "https://api.osv.dev")
 
     @model_validator(mode="after")
     def _one_source(self) -> DependenciesGate:

@@ -8,9 +8,7 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
@@ -18,12 +16,9 @@ from pydantic import (
 )
 
 from slipway.config.alerts import Alerting, AlertRule
-from slipway.config.durations import parse_duration, parse_size
 from slipway.config.edge import Edge, check_ports
 from slipway.config.gates import Gates
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
+from slipway.config.types import Duration, Size, Strict, http_url
 
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 PROCESS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
@@ -33,10 +28,6 @@ HOST_NAME = re.compile(
 )
 RESERVED_ENV = {"PORT"}
 RESERVED_ENV_PREFIX = "SLIPWAY_"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Listen(Strict):
@@ -132,9 +123,7 @@ class PrometheusCheck(Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f'"{value}" is not an http(s) URL, e.g. "http://127.0.0.1:9090"')
-        return value
+        return http_url(value, "http://127.0.0.1:9090")
 
 
 class Analysis(Strict):

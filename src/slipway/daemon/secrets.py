@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,13 +62,16 @@ class SecretKeeper:
     def set(self, app: str, name: str, value: str, who: str) -> int:
         key = self.key(create=True)
         version = security.next_version(self.store, app, name)
-        sealed = vault.seal(key, app, name, version, value)
-        return security.put_secret(self.store, app, name, sealed, who)
+        sealed = vault.seal(key, app, name, version, value)  # bound to this version
+        security.put_secret(self.store, app, name, version, sealed, who)
+        return version
 
     def unset(self, app: str, name: str, who: str) -> int:
         if name not in security.current_versions(self.store, app):
             raise NotFound(f"app '{app}' has no secret {name}", fix="see `slipway secrets list`")
-        return security.put_secret(self.store, app, name, None, who)
+        version = security.next_version(self.store, app, name)
+        security.put_secret(self.store, app, name, version, None, who)
+        return version
 
     def reveal(self, app: str, name: str) -> str:
         versions = security.current_versions(self.store, app)
@@ -111,11 +113,6 @@ class SecretKeeper:
     def missing(self, app: str, names: list[str]) -> list[str]:
         current = security.current_versions(self.store, app)
         return [n for n in names if n not in current]
-
-    def redactor_for(self, app: str) -> Callable[[str], str]:
-        """Hides every current value of the app's secrets (for captured output)."""
-        values = [self.reveal(app, n) for n in security.current_versions(self.store, app)]
-        return vault.redactor(values)
 
     # the key ---------------------------------------------------------------------------
 

@@ -368,21 +368,22 @@ class Service:
 
     def release_views(self, app: str) -> list[schemas.ReleaseView]:
         current = self.store.app(app).current_release
-        return [
-            release_view(r, current, self.store.gate_results(app, r.id))
-            for r in self.store.releases(app)
-        ]
+        gates: dict[str, list[GateRecord]] = {}
+        for record in self.store.gate_results(app):
+            gates.setdefault(record.release, []).append(record)
+        return [release_view(r, current, gates.get(r.id, [])) for r in self.store.releases(app)]
 
     def gate_views(self, app: str, release_id: str | None) -> list[schemas.GateView]:
         """The gates of a release (default: the newest one that ran any)."""
         if release_id is None:
-            with_gates = [r for r in self.store.releases(app) if self.store.gate_results(app, r.id)]
-            if not with_gates:
+            gated = {g.release for g in self.store.gate_results(app)}
+            newest = [r for r in self.store.releases(app) if r.id in gated]  # newest first
+            if not newest:
                 raise NotFound(
                     f"no release of '{app}' has run its gates yet",
                     fix="`slipway check` runs them without deploying",
                 )
-            release_id = max(with_gates, key=lambda r: r.number).id
+            release_id = newest[0].id
         self.store.release(app, release_id)  # 404 for an unknown release
         return [gate_view(g) for g in self.store.gate_results(app, release_id)]
 

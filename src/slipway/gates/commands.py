@@ -79,7 +79,8 @@ async def run_logged(
             start_new_session=True,
         )
         assert proc.stdout is not None
-        copying = asyncio.create_task(_copy(proc.stdout, log, ctx.redact))
+        last = [""]  # the newest output line, for the progress lines
+        copying = asyncio.create_task(_copy(proc.stdout, log, ctx.redact, last))
         started = time.monotonic()
         deadline = started + timeout
         try:
@@ -93,9 +94,7 @@ async def run_logged(
                     code = await asyncio.wait_for(proc.wait(), min(left, PROGRESS_EVERY))
                     await copying
                     return code
-                log.flush()
-                last = (tail_lines(log_path, 1) or [""])[0][:100]
-                ctx.progress(f"running for {time.monotonic() - started:.0f}s: {last}")
+                ctx.progress(f"running for {time.monotonic() - started:.0f}s: {last[0][:100]}")
         except asyncio.CancelledError:
             _kill_group(proc.pid)
             await proc.wait()
@@ -107,16 +106,26 @@ async def run_logged(
                 await asyncio.wait_for(copying, 5)  # a grandchild may hold the pipe open
 
 
-async def _copy(stream: asyncio.StreamReader, log: BinaryIO, redact: Callable[[str], str]) -> None:
-    """Output to the log line by line, each line with secret values hidden."""
+async def _copy(
+    stream: asyncio.StreamReader, log: BinaryIO, redact: Callable[[str], str], last: list[str]
+) -> None:
+    """Output to the log line by line, each line with secret values hidden; `last[0]` is
+    the newest line."""
     pending = b""
     while chunk := await stream.read(65536):
         *lines, pending = (pending + chunk).split(b"\n")
         for line in lines:
-            log.write(redact(line.decode("utf-8", "replace")).encode() + b"\n")
+            _write(log, redact(line.decode("utf-8", "replace")), last)
+        log.flush()
     if pending:
-        log.write(redact(pending.decode("utf-8", "replace")).encode() + b"\n")
+        _write(log, redact(pending.decode("utf-8", "replace")), last)
     log.flush()
+
+
+def _write(log: BinaryIO, line: str, last: list[str]) -> None:
+    log.write(line.encode() + b"\n")
+    if line.strip():
+        last[0] = line
 
 
 def _kill_group(pid: int) -> None:

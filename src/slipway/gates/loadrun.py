@@ -44,7 +44,7 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
     ports = {side: plan[side] for side in SIDES if plan.get(side)}
     wanted = plan["warmup"] + plan["requests"]
     results = {side: Side() for side in ports}
-    paths = plan["paths"]
+    paths: list[str] = plan["paths"]
     timeout = plan.get("request_timeout", 10.0)
     issued = 0
 
@@ -54,16 +54,17 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
             side: RawConnection(f"http://127.0.0.1:{p[index % len(p)]}/", timeout)
             for side, p in ports.items()
         }
+        # Each request's bytes are made once, not in the loop that measures.
+        requests = {side: [c.request_for(path) for path in paths] for side, c in conns.items()}
         try:
             while issued < wanted:
                 number = issued
                 issued += 1
-                path = paths[number % len(paths)]
                 order = list(conns)
                 random.shuffle(order)
                 for side in order:
-                    conn = conns[side]
-                    await _one(conn, conn.request_for(path), results[side], number)
+                    request = requests[side][number % len(paths)]
+                    await _one(conns[side], request, results[side], number)
         finally:
             for conn in conns.values():
                 conn.close()

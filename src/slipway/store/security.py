@@ -29,13 +29,12 @@ class SecretRow:
     created_by: str
 
 
-def put_secret(store: Store, app: str, name: str, sealed: Sealed | None, who: str) -> int:
-    """A new version of the secret (`sealed` None unsets it); returns its number."""
+def put_secret(
+    store: Store, app: str, name: str, version: int, sealed: Sealed | None, who: str
+) -> None:
+    """Version `version` of the secret (from next_version; `sealed` None unsets it). The
+    primary key refuses a version written twice."""
     with store.tx() as c:
-        row = c.execute(
-            "SELECT MAX(version) FROM secrets WHERE app = ? AND name = ?", (app, name)
-        ).fetchone()
-        version = int(row[0] or 0) + 1
         c.execute(
             "INSERT INTO secrets (app, name, version, key_id, nonce, ciphertext, created_at, "
             "created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -50,7 +49,6 @@ def put_secret(store: Store, app: str, name: str, sealed: Sealed | None, who: st
                 who,
             ),
         )
-    return version
 
 
 def next_version(store: Store, app: str, name: str) -> int:

@@ -323,14 +323,15 @@ class Store:
                 ),
             )
 
-    def gate_results(self, app: str, release: str) -> list[GateRecord]:
-        """The gates of a release's latest run (deployment or check), in the order they ran."""
+    def gate_results(self, app: str, release: str | None = None) -> list[GateRecord]:
+        """The gates of each release's latest run (deployment or check), in the order they
+        ran; of one release, or of all the app's releases in one query."""
         rows = self._all(
-            "SELECT * FROM gate_results WHERE app = ? AND release = ? AND deployment = "
-            "(SELECT MAX(deployment) FROM gate_results WHERE app = ? AND release = ?) ORDER BY id",
+            "SELECT * FROM gate_results g WHERE app = ? AND (? IS NULL OR release = ?) "
+            "AND deployment = (SELECT MAX(deployment) FROM gate_results "
+            "WHERE app = g.app AND release = g.release) ORDER BY id",
             app,
             release,
-            app,
             release,
         )
         return [_gate_record(r) for r in rows]
@@ -472,21 +473,7 @@ def _deployment(row: sqlite3.Row) -> Deployment:
 
 
 def _gate_record(row: sqlite3.Row) -> GateRecord:
-    return GateRecord(
-        id=row["id"],
-        app=row["app"],
-        release=row["release"],
-        deployment=row["deployment"],
-        gate=row["gate"],
-        kind=row["kind"],
-        status=row["status"],
-        result=json.loads(row["result"]),
-        at=row["at"],
-        who=row["who"],
-        reason=row["reason"],
-        seconds=row["seconds"],
-        log_path=row["log_path"],
-    )
+    return GateRecord(**(dict(row) | {"result": json.loads(row["result"])}))
 
 
 def _event(row: sqlite3.Row) -> Event:
