@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
 from typing import Any
 
 
@@ -87,6 +89,13 @@ class RuntimeFailure(SlipwayError):
     http_status = 500
 
 
+class StorageError(SlipwayError):
+    """A file or the state database could not be written: most often a full disk."""
+
+    kind = "storage"
+    http_status = 507
+
+
 class DaemonNotRunning(SlipwayError):
     kind = "daemon_not_running"
 
@@ -107,6 +116,7 @@ ERROR_KINDS: dict[str, type[SlipwayError]] = {
         DeployError,
         RouterError,
         RuntimeFailure,
+        StorageError,
         DaemonNotRunning,
         PreflightError,
     )
@@ -122,4 +132,23 @@ def error_from_dict(payload: dict[str, Any]) -> SlipwayError:
         fix=payload.get("fix"),
         details=list(payload.get("details") or []),
         data=dict(payload.get("data") or {}),
+    )
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_error(exc: OSError, path: Path | str, what: str) -> StorageError:
+    """`what` failed writing `path`: says plainly when the disk is full, and where."""
+    if exc.errno in DISK_FULL:
+        return StorageError(
+            f"{what}: the disk is full",
+            where=str(path),
+            fix=f"free space on the filesystem that holds {path} (see `df -h {path}`); "
+            "slipway carries on by itself once there is room",
+        )
+    return StorageError(
+        f"{what}: {exc.strerror or exc}",
+        where=str(path),
+        fix=f"check that {path} is writable by the daemon and the disk has room",
     )

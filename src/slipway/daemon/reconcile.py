@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from slipway.daemon.service import Service
 from slipway.deploy.planning import resumed_after_restart
@@ -20,6 +21,7 @@ from slipway.store.records import Instance
 
 log = logging.getLogger("slipway.reconcile")
 MONITOR_EVERY = 1.0
+SWEEP_EVERY = 30.0  # seconds between looks for shims that no record names
 
 
 async def on_start(service: Service) -> None:
@@ -54,8 +56,29 @@ async def on_start(service: Service) -> None:
                     fix="run the deploy again",
                 ),
             )
+    await sweep_unrecorded(service)
     await heal_instances(service)
     restore_missing(service)
+
+
+async def sweep_unrecorded(service: Service) -> int:
+    """Stop every shim of this home that no live instance record names: nothing may run
+    that the daemon cannot show or stop (e.g. shims started by a daemon killed before it
+    recorded them, whose deployment was then rolled back). Returns how many it stopped."""
+    store, stopped = service.store, 0
+    for app, instance_id, handle in service.runtime.supervised():
+        record = store.find_instance(app, instance_id)
+        if record is not None and record.status != "stopped":
+            if record.handle != handle:  # started, but its pid never recorded: adopt it
+                store.update_instance(
+                    app, instance_id, shim_pid=handle.pid, shim_ctime=handle.ctime
+                )
+            continue
+        log.warning("stopping %s/%s: it runs but no live instance names it", app, instance_id)
+        grace = service.engine.grace_for(record) if record else 10.0
+        await service.runtime.stop(app, instance_id, handle, grace)
+        stopped += 1
+    return stopped
 
 
 async def sync_router(service: Service) -> None:
@@ -128,9 +151,13 @@ def restore_missing(service: Service) -> None:
 
 
 async def monitor(service: Service) -> None:
+    swept = time.monotonic()
     while True:
         await asyncio.sleep(MONITOR_EVERY)
         try:
+            if time.monotonic() - swept > SWEEP_EVERY:
+                swept = time.monotonic()
+                await sweep_unrecorded(service)
             if not service.router.running():
                 log.warning("HAProxy is not running: starting it with the recorded servers")
                 await sync_router(service)
@@ -164,3 +191,4 @@ async def stop_everything(service: Service) -> None:
             if (i.app, i.id) not in service.engine.stopping
         ),
     )
+    await sweep_unrecorded(service)

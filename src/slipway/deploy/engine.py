@@ -17,7 +17,6 @@ import logging
 import os
 import pwd
 import shutil
-import signal
 import stat
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from slipway import faults
 from slipway.config.load import config_hash, load_config
 from slipway.config.schema import AppConfig
 from slipway.daemon.secrets import SecretKeeper
@@ -85,7 +85,7 @@ class Engine:
 
     async def run(self, deployment_id: int) -> None:
         dep = self.s.store.deployment(deployment_id)
-        _fault_point(dep.state)
+        faults.crash_after_commit(dep.state)
         try:
             while dep.state != "done":
                 started = time.monotonic()
@@ -120,7 +120,7 @@ class Engine:
             self.wake_watchers()
         else:
             self.s.store.update_deployment(dep.id, state=state)
-        _fault_point(state)
+        faults.crash_after_commit(state)
         return self.s.store.deployment(dep.id)
 
     def steps_to_skip(self, dep: Deployment) -> frozenset[str]:
@@ -285,7 +285,6 @@ class Engine:
             store.update_app(dep.app, routing=routing_of(config))
             await self.s.router.ensure(self.router_state())
         desired = self.plan_instances(dep, config)
-        store.update_deployment(dep.id, instances=[i.id for i in desired])
         new = [i for i in desired if i.handle is None]
         await asyncio.gather(*(self.spawn(i, config) for i in new))
         started = len(new)
@@ -305,23 +304,18 @@ class Engine:
             planned = [i for i in live if i.id in dep.instances]
             if len(planned) == len(dep.instances):
                 return planned
-        desired: list[Instance] = []
+        kept: list[Instance] = []
+        new: list[tuple[str, int | None]] = []
+        taken = {i.port for i in store.instances()}
         for process, count in dep.formation.items():
             if process not in config.processes:
                 continue
             existing = [i for i in live if i.process == process][:count]
-            desired.extend(existing)
+            kept.extend(existing)
             for _ in range(count - len(existing)):
-                port = self.free_port() if process == "web" else None
-                desired.append(store.new_instance(dep.app, dep.to_release, process, port))
-        return desired
-
-    def free_port(self) -> int:
-        taken = {i.port for i in self.s.store.instances()}
-        while True:
-            port = free_port()
-            if port not in taken:
-                return port
+                port = unused_port(taken) if process == "web" else None
+                new.append((process, port))
+        return store.plan_instances(dep.id, dep.app, dep.to_release, kept, new)
 
     async def spawn(self, instance: Instance, config: AppConfig) -> None:
         release = self.s.store.release(instance.app, instance.release)
@@ -351,6 +345,7 @@ class Engine:
             user=await self.app_user(config, release_dir),
         )
         handle = await self.s.runtime.start(spec)
+        faults.crash_at("start:spawned")
         self.s.store.update_instance(
             instance.app,
             instance.id,
@@ -689,9 +684,10 @@ def _clock(at: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(at))
 
 
-def _fault_point(state: str) -> None:
-    """Test hook: SLIPWAY_FAULT=crash-after-commit:STATE kills the daemon right after the
-    state is recorded, before the step acts, to prove crash recovery at every step."""
-    fault = os.environ.get("SLIPWAY_FAULT", "")
-    if fault == f"crash-after-commit:{state}":
-        os.kill(os.getpid(), signal.SIGKILL)
+def unused_port(taken: set[int | None]) -> int:
+    """A free port on this host that no instance has (and add it to `taken`)."""
+    while True:
+        port = free_port()
+        if port not in taken:
+            taken.add(port)
+            return port

@@ -40,11 +40,22 @@ class Observed:
     crashloop: bool = False
     last_exit: dict[str, Any] | None = None
     child_started: float | None = None
+    log_dropped: int = 0  # output lines the supervisor could not write (a full disk)
+    log_error: str | None = None  # why it is dropping lines now, if it is
+    blocked: str | None = None  # why the app cannot be started (e.g. its port is taken)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Runtime(Protocol):
     async def start(self, spec: InstanceSpec) -> Handle: ...
+
+    def supervised(self) -> list[tuple[str, str, Handle]]:
+        """(app, instance, handle) of every supervisor running, whether recorded or not."""
+        ...
+
+    def kill_orphan(self, app: str, instance_id: str) -> list[int]:
+        """Stop what an instance left running when its supervisor died; the pids killed."""
+        ...
 
     def observe(self, app: str, instance_id: str, handle: Handle | None) -> Observed: ...
 

@@ -1,4 +1,8 @@
-"""The local supervisor: one shim process per instance on this host."""
+"""The local supervisor: one shim process per instance on this host.
+
+A shim is found by its instance's folder (shim.pid, written by the shim itself before it
+starts the app), not only by the pid the daemon recorded: a daemon killed while starting
+shims never learned their pids, and must still be able to see and stop them."""
 
 from __future__ import annotations
 
@@ -15,11 +19,11 @@ from typing import Any
 
 import psutil
 
-from slipway.errors import RuntimeFailure
+from slipway.errors import RuntimeFailure, disk_error
 from slipway.paths import Home
-from slipway.runtime import logfile
+from slipway.runtime import logfile, pidfile, procs
 from slipway.runtime.base import Handle, InstanceSpec, Observed
-from slipway.runtime.shim import STATUS_NAME, proc_start_ticks
+from slipway.runtime.shim import STATUS_NAME
 
 # A new instance boots at a lower CPU priority, so on a busy machine the instances serving
 # traffic keep theirs; it gets normal priority once healthy. Lowering a niceness again needs
@@ -59,10 +63,41 @@ class LocalRuntime:
     def instance_dir(self, app: str, instance_id: str) -> Path:
         return self.home.instance_dir(app, instance_id)
 
+    def locate(self, app: str, instance_id: str, recorded: Handle | None = None) -> Handle | None:
+        """The instance's running shim: the one its folder names, else the recorded one."""
+        pid = pidfile.running(self.instance_dir(app, instance_id))
+        if pid is not None:
+            try:
+                return Handle(pid, psutil.Process(pid).create_time())
+            except psutil.Error:
+                return None
+        return recorded if process_alive(recorded) else None
+
+    def supervised(self) -> list[tuple[str, str, Handle]]:
+        """(app, instance, shim) for every running shim of this home, recorded or not."""
+        found = []
+        for directory in self.home.root.glob("apps/*/instances/*"):
+            app, instance_id = directory.parent.parent.name, directory.name
+            handle = self.locate(app, instance_id)
+            if handle is not None:
+                found.append((app, instance_id, handle))
+        return found
+
     async def start(self, spec: InstanceSpec) -> Handle:
+        running = self.locate(spec.app, spec.instance_id)
+        if running is not None:  # started before the daemon learned of it: adopt it
+            return running
         directory = self.instance_dir(spec.app, spec.instance_id)
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         spec_path = directory / "spec.json"
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._write_spec(spec, directory, spec_path)
+        except OSError as exc:
+            what = f"could not prepare instance {spec.instance_id}"
+            raise disk_error(exc, directory, what) from None
+        return await self._launch(spec, spec_path)
+
+    def _write_spec(self, spec: InstanceSpec, directory: Path, spec_path: Path) -> None:
         payload = {
             "dir": str(directory),
             "command": spec.command,
@@ -80,6 +115,8 @@ class LocalRuntime:
         with os.fdopen(fd, "w") as handle:
             json.dump(payload, handle)
         (directory / STATUS_NAME).unlink(missing_ok=True)
+
+    async def _launch(self, spec: InstanceSpec, spec_path: Path) -> Handle:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -106,8 +143,8 @@ class LocalRuntime:
 
     def observe(self, app: str, instance_id: str, handle: Handle | None) -> Observed:
         status = self._status(app, instance_id)
-        alive = process_alive(handle)
-        if not alive:
+        handle = self.locate(app, instance_id, handle)
+        if handle is None:
             state = "stopped" if status.get("state") == "stopped" else "gone"
             return Observed(
                 alive=False,
@@ -123,13 +160,16 @@ class LocalRuntime:
             crashloop=bool(status.get("crashloop")),
             last_exit=status.get("last_exit"),
             child_started=status.get("child_started"),
+            log_dropped=int(status.get("log_dropped") or 0),
+            log_error=status.get("log_error"),
+            blocked=status.get("blocked"),
         )
 
     def set_priority(self, app: str, instance_id: str, handle: Handle | None, nice: int) -> None:
         """Niceness of an instance's shim and its process group (best effort)."""
-        if not process_alive(handle) or (nice < BOOT_NICE and os.geteuid() != 0):
+        handle = self.locate(app, instance_id, handle)
+        if handle is None or (nice < BOOT_NICE and os.geteuid() != 0):
             return
-        assert handle is not None
         child = self._status(app, instance_id).get("child_pid")
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, handle.pid, nice)
@@ -138,8 +178,8 @@ class LocalRuntime:
 
     async def stop(self, app: str, instance_id: str, handle: Handle | None, grace: float) -> None:
         """SIGTERM the shim (which forwards it and SIGKILLs after `grace`); wait for it."""
-        if process_alive(handle):
-            assert handle is not None
+        handle = self.locate(app, instance_id, handle)
+        if handle is not None:
             self.set_priority(app, instance_id, handle, RETIRE_NICE)  # no traffic left
             with contextlib.suppress(ProcessLookupError):
                 os.kill(handle.pid, signal.SIGTERM)
@@ -150,13 +190,18 @@ class LocalRuntime:
                 os.kill(handle.pid, signal.SIGKILL)
         self.kill_orphan(app, instance_id)
 
-    def kill_orphan(self, app: str, instance_id: str) -> None:
-        """A shim that died (e.g. SIGKILL) leaves its child running: end that process group."""
+    def kill_orphan(self, app: str, instance_id: str) -> list[int]:
+        """A shim that died (e.g. SIGKILL) leaves its app running: end that process group,
+        and any other process of the instance (found by its environment, even one the shim
+        never recorded). Returns the pids killed."""
+        if self.locate(app, instance_id) is not None:
+            return []  # supervised: the shim stops its own
         status = self._status(app, instance_id)
         pid, ticks = status.get("child_pid"), status.get("child_ticks")
-        if pid and ticks and proc_start_ticks(int(pid)) == ticks:
+        if pid and ticks and pidfile.start_ticks(int(pid)) == ticks:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(int(pid), signal.SIGKILL)
+        return procs.kill_marked(self.instance_dir(app, instance_id))
 
     def log_tail(self, app: str, instance_id: str, lines: int) -> list[dict[str, Any]]:
         return logfile.tail(self.instance_dir(app, instance_id), lines)

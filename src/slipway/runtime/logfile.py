@@ -5,6 +5,7 @@ starts fast."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import deque
@@ -15,33 +16,93 @@ LOG_NAME = "output.log"
 
 
 class LogWriter:
+    """Appends whole lines or nothing. Writing never fails: when the disk is full (or the file
+    cannot be written for any reason) lines are dropped and counted, and the first line
+    written afterwards says how many were lost. The app must never die, or block on a full
+    pipe, because its output cannot be kept."""
+
     def __init__(self, directory: Path, max_bytes: int, keep: int) -> None:
         self.path = directory / LOG_NAME
         self.max_bytes = max_bytes
         self.keep = keep
-        self.file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - long-lived handle
+        self.fd: int | None = None
+        self.dropped = 0  # lines lost since the writer started
+        self.unreported = 0  # of which not yet noted in the file
+        self.error: str | None = None  # why lines are being dropped right now
+        self._open()
 
-    def write(self, at: float, stream: str, text: str) -> None:
-        line = json.dumps({"t": round(at, 6), "s": stream, "m": text}, ensure_ascii=False)
-        self.file.write(line + "\n")
-        self.file.flush()
-        if self.file.tell() >= self.max_bytes:
+    def write(self, at: float, stream: str, text: str) -> bool:
+        """True if the line was kept."""
+        if self.unreported:
+            if not self._append(self._lost_note(at)):
+                self._drop()
+                return False
+            self.unreported = 0
+        if self._append(_encode(at, stream, text)):
+            return True
+        self._drop()
+        return False
+
+    def _lost_note(self, at: float) -> bytes:
+        note = f"{self.unreported} output line(s) were dropped: the log could not be written"
+        return _encode(at, "slipway", f"{note} ({self.error or 'unknown error'})")
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        self.unreported += 1
+
+    def _append(self, data: bytes) -> bool:
+        if self.fd is None and not self._open():
+            return False
+        assert self.fd is not None
+        try:
+            size = os.fstat(self.fd).st_size
+            written = os.write(self.fd, data)
+            if written != len(data):  # a nearly full disk: take the partial line back
+                os.ftruncate(self.fd, size)
+                raise OSError(28, "No space left on device (partial write)")
+        except OSError as exc:
+            self.error = exc.strerror or str(exc)
+            return False
+        self.error = None
+        if size + written >= self.max_bytes:
             self._rotate()
+        return True
+
+    def _open(self) -> bool:
+        try:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            self.fd = os.open(self.path, flags, 0o600)
+        except OSError as exc:
+            self.fd, self.error = None, exc.strerror or str(exc)
+            return False
+        return True
 
     def _rotate(self) -> None:
-        self.file.close()
-        for index in range(self.keep - 1, 0, -1):
-            older = self.path.with_name(f"{LOG_NAME}.{index}")
-            if older.exists():
-                os.replace(older, self.path.with_name(f"{LOG_NAME}.{index + 1}"))
-        if self.keep > 0:
-            os.replace(self.path, self.path.with_name(f"{LOG_NAME}.1"))
-        else:
-            self.path.unlink()
-        self.file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self.close()
+        try:
+            for index in range(self.keep - 1, 0, -1):
+                older = self.path.with_name(f"{LOG_NAME}.{index}")
+                if older.exists():
+                    os.replace(older, self.path.with_name(f"{LOG_NAME}.{index + 1}"))
+            if self.keep > 0:
+                os.replace(self.path, self.path.with_name(f"{LOG_NAME}.1"))
+            else:
+                self.path.unlink()
+        except OSError as exc:
+            self.error = exc.strerror or str(exc)
+        self._open()
 
     def close(self) -> None:
-        self.file.close()
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+
+
+def _encode(at: float, stream: str, text: str) -> bytes:
+    line = json.dumps({"t": round(at, 6), "s": stream, "m": text}, ensure_ascii=False)
+    return (line + "\n").encode("utf-8", "replace")
 
 
 def log_files(directory: Path) -> list[Path]:

@@ -6,8 +6,13 @@ SIGTERM stops it (SIGTERM to its process group, SIGKILL after the grace period).
 its state to status.json after every change. It runs detached in its own session, so
 instances keep running and being supervised while the daemon is down.
 
-Run as `python -m slipway.runtime.shim SPEC.json`; it forks, prints the shim's pid and the
-foreground process exits. Standard library only, so it starts fast.
+Run as `python -m slipway.runtime.shim SPEC.json`; it forks, and the foreground process
+prints the shim's pid and exits once the shim has recorded itself in the instance's folder
+(pidfile.py), so no shim ever runs that the daemon cannot find. Standard library only, so it
+starts fast.
+
+Nothing the shim writes (logs, status) may stop it: on a full disk it drops log lines and
+counts them, keeps the app's pipes drained, and writes its status again when it can.
 """
 
 from __future__ import annotations
@@ -25,20 +30,13 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from slipway.runtime import pidfile, procs
 from slipway.runtime.logfile import LogWriter
 from slipway.secrets.redact import redactor
 
 STATUS_NAME = "status.json"
 MAX_LINE = 16 * 1024
-
-
-def proc_start_ticks(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot: with the pid, names it uniquely."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+STATUS_RETRY = 1.0  # seconds between attempts to write a status that could not be written
 
 
 def shell_command(command: str) -> str:
@@ -78,6 +76,8 @@ class Shim:
         self.streams: dict[int, str] = {}
         self.selector = selectors.DefaultSelector()
         self.redact = redactor(spec.get("redact", []))  # secret values never reach the log
+        self.status_due: float | None = None  # when to retry a status that was not written
+        self.blocked: str | None = None  # why the app cannot be started now
 
     # status ---------------------------------------------------------------------------
 
@@ -87,16 +87,24 @@ class Shim:
             "shim_pid": os.getpid(),
             "state": self.state,
             "child_pid": child_pid,
-            "child_ticks": proc_start_ticks(child_pid) if child_pid else None,
+            "child_ticks": pidfile.start_ticks(child_pid) if child_pid else None,
             "child_started": self.child_started or None,
             "restarts": self.restarts,
             "crashloop": self.crashlooping(),
             "last_exit": self.last_exit,
+            "log_dropped": self.log.dropped,
+            "log_error": self.log.error,
+            "blocked": self.blocked,
             "updated_at": time.time(),
         }
         tmp = self.dir / (STATUS_NAME + ".tmp")
-        tmp.write_text(json.dumps(status))
-        os.replace(tmp, self.dir / STATUS_NAME)
+        try:
+            tmp.write_text(json.dumps(status))
+            os.replace(tmp, self.dir / STATUS_NAME)
+        except OSError:
+            self.status_due = time.time() + STATUS_RETRY  # the main loop tries again
+            return
+        self.status_due = None
 
     def note(self, message: str) -> None:
         self.log.write(time.time(), "slipway", message)
@@ -107,11 +115,42 @@ class Shim:
 
     # the child ------------------------------------------------------------------------
 
+    def clear_the_way(self) -> bool:
+        """Before starting the app: processes left by an earlier supervisor of this instance
+        (one killed before it recorded its child) are stopped; a port held by anything else
+        keeps the app from starting, and says who holds it."""
+        killed = procs.kill_marked(self.dir)
+        if killed:
+            self.note(f"stopped {len(killed)} leftover process(es) of this instance: {killed}")
+        port = self.spec["env"].get("PORT")
+        holder = procs.port_holder(int(port)) if port and port.isdigit() else None
+        if holder is not None and killed:  # they may take a moment to let go of the port
+            deadline = time.time() + 2.0
+            while holder is not None and time.time() < deadline:
+                time.sleep(0.05)
+                holder = procs.port_holder(int(port))
+        blocked = None
+        if holder is not None:
+            pid, command = holder
+            blocked = f"port {port} is held by another process (pid {pid}: {command})"
+        if blocked != self.blocked:
+            self.blocked = blocked
+            if blocked:
+                self.note(f"not starting: {blocked}; trying again")
+            self.write_status()
+        return blocked is None
+
     def spawn(self) -> None:
+        if not self.clear_the_way():
+            self.state = "blocked"
+            self.next_start = time.time() + self.backoff
+            self.backoff = min(self.backoff * 2, float(self.spec["backoff_max"]))
+            self.write_status()
+            return
         self.child = subprocess.Popen(
             ["/bin/sh", "-c", shell_command(self.spec["command"])],
             cwd=self.spec["cwd"],
-            env=self.spec["env"],
+            env=self.spec["env"] | {procs.MARKER: str(self.dir)},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -246,6 +285,8 @@ class Shim:
             if self.child is None and not self.stop_requested and now >= self.next_start:
                 self.spawn()
             timeout = 1.0 if self.child is not None else max(0.0, self.next_start - now)
+            if self.status_due is not None:
+                timeout = min(timeout, STATUS_RETRY)
             if self.stop_requested:
                 timeout = 0.05
             for key, _ in self.selector.select(timeout=min(timeout, 1.0)):
@@ -255,6 +296,8 @@ class Shim:
                     self.read_pipe(int(key.fd))
             if self.child is not None and self.child.poll() is not None:
                 self.reap()
+            if self.status_due is not None and time.time() >= self.status_due:
+                self.write_status()
         self.state = "stopped"
         exit_info = self.last_exit or {}
         how = (
@@ -276,19 +319,43 @@ def _drain(fd: int) -> None:
 
 
 def _daemonize(directory: Path) -> None:
-    """Fork; the foreground process prints the shim's pid and exits."""
+    """Fork. The foreground process exits, printing the shim's pid, only once the shim has
+    recorded itself (shim.pid): from then on the daemon can always find it."""
+    ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid > 0:
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as ready:
+            answer = ready.read().decode(errors="replace")
+        if answer != "ok":
+            print(answer or "the shim died before it recorded itself", file=sys.stderr)
+            os._exit(1)
         print(pid, flush=True)
         os._exit(0)
+    os.close(ready_r)
     os.setsid()
+    try:
+        pidfile.record(directory, os.getpid())
+    except OSError as exc:
+        _answer(ready_w, f"cannot record the shim in {directory}: {exc}")
+        os._exit(1)
+    _answer(ready_w, "ok")
     devnull = os.open(os.devnull, os.O_RDWR)
-    errors = os.open(directory / "shim.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        errors = os.open(directory / "shim.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError:
+        errors = os.dup(devnull)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     os.dup2(errors, 2)
     os.close(devnull)
     os.close(errors)
+
+
+def _answer(fd: int, text: str) -> None:
+    with contextlib.suppress(OSError):  # the daemon may have died meanwhile: go on anyway
+        os.write(fd, text.encode())
+    os.close(fd)
 
 
 def main(argv: list[str]) -> None:
@@ -297,8 +364,18 @@ def main(argv: list[str]) -> None:
         secrets: dict[str, str] = json.loads(sys.stdin.read() or "{}")
         spec["env"] = spec["env"] | secrets
         spec["redact"] = list(secrets.values())
-    _daemonize(Path(spec["dir"]))
-    Shim(spec).run()
+    directory = Path(spec["dir"])
+    lock = pidfile.lock(directory)  # held (inherited by the shim) for the shim's lifetime
+    if lock is None:
+        print(f"instance {directory.name} already has a running supervisor", file=sys.stderr)
+        sys.exit(3)
+    _daemonize(directory)
+    shim = Shim(spec)
+    try:
+        shim.run()
+    except BaseException:
+        shim.signal_group(signal.SIGKILL)  # never leave the app running unsupervised
+        raise
 
 
 if __name__ == "__main__":

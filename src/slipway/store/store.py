@@ -180,6 +180,38 @@ class Store:
             )
         return self.instance(app, instance_id)
 
+    def plan_instances(
+        self,
+        deployment: int,
+        app: str,
+        release: str,
+        kept: list[Instance],
+        new: list[tuple[str, int | None]],
+    ) -> list[Instance]:
+        """Record a deployment's instances, the `new` (process, port) ones created, in one
+        transaction: no instance exists that its deployment does not name."""
+        ids = [i.id for i in kept]
+        now = time.time()
+        with self.tx() as c:
+            seq = c.execute("SELECT next_instance FROM apps WHERE name = ?", (app,)).fetchone()[0]
+            c.execute(
+                "UPDATE apps SET next_instance = next_instance + ? WHERE name = ?", (len(new), app)
+            )
+            for offset, (process, port) in enumerate(new):
+                instance_id = f"{release}-{process}-{seq + offset}"
+                c.execute(
+                    "INSERT INTO instances (app, id, release, process, port, status, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, 'starting', ?)",
+                    (app, instance_id, release, process, port, now),
+                )
+                ids.append(instance_id)
+            c.execute("UPDATE deployments SET instances = ? WHERE id = ?", (dumps(ids), deployment))
+        return [self.instance(app, i) for i in ids]
+
+    def find_instance(self, app: str, instance_id: str) -> Instance | None:
+        row = self._one("SELECT * FROM instances WHERE app = ? AND id = ?", app, instance_id)
+        return _instance(row) if row else None
+
     def instance(self, app: str, instance_id: str) -> Instance:
         row = self._one("SELECT * FROM instances WHERE app = ? AND id = ?", app, instance_id)
         if row is None:
