@@ -16,7 +16,9 @@ from slipway.errors import (
     RouterError,
     RuntimeFailure,
     SlipwayError,
+    StorageError,
     UsageError,
+    disk_error,
     error_from_dict,
 )
 
@@ -30,6 +32,7 @@ ALL_ERRORS = [
     DeployError,
     RouterError,
     RuntimeFailure,
+    StorageError,
     DaemonNotRunning,
     PreflightError,
 ]
@@ -104,3 +107,15 @@ def test_errors_are_exceptions_with_a_readable_message() -> None:
         raise NotFound("no app 'shop'", fix="slipway deploy")
     assert info.value.message == "no app 'shop'"
     assert "fix: slipway deploy" in str(info.value)
+
+
+def test_a_full_disk_is_named_with_the_path_and_the_fix() -> None:
+    import errno
+
+    error = disk_error(OSError(errno.ENOSPC, "No space left on device"), "/srv/x", "build r3")
+    assert error.message == "build r3: the disk is full"
+    assert error.where == "/srv/x"
+    assert error.fix is not None and "df -h /srv/x" in error.fix
+    assert error.http_status == 507
+    other = disk_error(OSError(errno.EACCES, "Permission denied"), "/srv/x", "build r3")
+    assert other.message == "build r3: Permission denied"

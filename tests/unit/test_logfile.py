@@ -126,3 +126,25 @@ def test_read_from_middle_offset_and_multibyte_text(tmp_path: Path) -> None:
     assert offset == path.stat().st_size
     records, _ = read_from(path, 0)
     assert messages(records) == ["naïve ☃", "second"]
+
+
+def test_a_full_disk_drops_lines_counts_them_and_says_so_afterwards(tmp_path: Path) -> None:
+    """/dev/full fails every write with ENOSPC, as a full disk does."""
+    (tmp_path / LOG_NAME).symlink_to("/dev/full")
+    writer = LogWriter(tmp_path, max_bytes=1_000_000, keep=3)
+    try:
+        assert not writer.write(1000.0, "out", "lost 1")
+        assert not writer.write(1001.0, "out", "lost 2")
+        assert writer.dropped == 2
+        assert writer.error == "No space left on device"
+        writer.close()
+        (tmp_path / LOG_NAME).unlink()  # the disk has room again
+        assert writer.write(1002.0, "out", "kept")
+    finally:
+        writer.close()
+    records = tail(tmp_path, 10)
+    assert [r["s"] for r in records] == ["slipway", "out"]
+    assert str(records[0]["m"]).startswith("2 output line(s) were dropped")
+    assert "No space left on device" in str(records[0]["m"])
+    assert records[1]["m"] == "kept"
+    assert writer.dropped == 2 and writer.error is None
