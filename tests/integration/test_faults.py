@@ -14,18 +14,21 @@ from tests.integration.test_crash_recovery import app_pids, assert_consistent, d
 WEB_AND_WORKER = {"web": "python app.py --port $PORT", "worker": "python worker.py"}
 
 
-def crash_during(slipway: Slipway, point: str, **sections: Any) -> App:
-    """Deploy r1, then deploy r2 with the daemon killed at `point`; leaves the daemon down."""
+def deployed_with_fault(slipway: Slipway, point: str, **sections: Any) -> App:
+    """r1 deployed, and a daemon that will die at `point`; the config now describes r2."""
     app = slipway.make_app(**sections)
     slipway.run("up")
     slipway.deploy(app)
     slipway.run("down")
     slipway.run("up", env=slipway.env(SLIPWAY_FAULT=point))
-    pid = daemon_pid(slipway)
     app.write_config(**(sections | {"env": {"GREETING": "two", "JOB_SECONDS": "0.2"}}))
-    slipway.deploy(app, check=False)
-    wait_for(lambda: gone(pid), 30, f"the daemon to be killed at {point}")
     return app
+
+
+def deploy_until_killed(slipway: Slipway, app: App) -> None:
+    pid = daemon_pid(slipway)
+    slipway.deploy(app, check=False)
+    wait_for(lambda: gone(pid), 30, "the daemon to be killed at its fault point")
 
 
 def test_kill_9_while_starting_instances_leaves_no_process_unknown(slipway: Slipway) -> None:
@@ -33,8 +36,9 @@ def test_kill_9_while_starting_instances_leaves_no_process_unknown(slipway: Slip
     the other shims are still starting: the restarted daemon finds them all by their folder,
     rolls the deployment back and stops every one of them."""
     sections = {"processes": WEB_AND_WORKER, "scale": {"web": 2, "worker": 2}}
-    app = crash_during(slipway, "crash-at:start:spawned", **sections)
+    app = deployed_with_fault(slipway, "crash-at:start:spawned", **sections)
     with BackgroundLoad(app.url, concurrency=4) as load:
+        deploy_until_killed(slipway, app)
         slipway.run("up")
         status = slipway.wait_idle("hello")
         result = load.stop()
@@ -47,3 +51,18 @@ def test_kill_9_while_starting_instances_leaves_no_process_unknown(slipway: Slip
     assert all(i["release"] == "r1" for i in slipway.ps("hello"))
     time.sleep(1.5)  # a supervisor left alive would restart its app within its backoff
     assert len(app_pids(slipway)) == 4
+
+
+def test_kill_9_between_recording_and_applying_a_shift_fails_no_request(slipway: Slipway) -> None:
+    """The new weights are recorded, HAProxy still has the old ones: the restarted daemon's
+    sync raises r2's servers before it lowers r1's, so the backend never has no server."""
+    app = deployed_with_fault(slipway, "crash-at:shift:recorded", scale={"web": 2})
+    with BackgroundLoad(app.url, concurrency=16) as load:
+        deploy_until_killed(slipway, app)
+        slipway.run("up")
+        status = slipway.wait_idle("hello")
+        result = load.stop()
+    assert result.failed == 0, result.summary()
+    assert status["current_release"] == "r2"
+    assert status["last_deployment"]["outcome"] == "succeeded"
+    assert_consistent(slipway, "hello", "r2", web=2)

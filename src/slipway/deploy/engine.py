@@ -531,6 +531,7 @@ class Engine:
             store.update_instance(dep.app, instance.id, weight=SERVING_WEIGHT)
         for instance in outgoing:
             store.update_instance(dep.app, instance.id, weight=0)
+        faults.crash_at("shift:recorded")
         for instance in incoming:  # new first, so traffic never points at nothing
             await router.set_weight(dep.app, instance.id, SERVING_WEIGHT)
         for instance in outgoing:

@@ -33,6 +33,7 @@ from slipway.router.config import (
     structure_hash,
 )
 from slipway.router.stats import ProcInfo, ServerStat, parse_show_proc, parse_show_stat
+from slipway.router.sync import plan_sync
 
 MIN_VERSION = (2, 6)
 INSTALL_HINT = "install it with `apt-get install haproxy` (Debian/Ubuntu; version 2.6 or newer)"
@@ -259,18 +260,16 @@ class HAProxyRouter:
         return parse_show_stat(await self.command(f"show stat {be} 4 -1"), be)
 
     async def sync(self, backend: Backend) -> None:
-        """Make HAProxy's runtime servers match `backend` (after a daemon restart)."""
-        current = await self.stats(backend.app)
-        wanted = {s.name: s for s in backend.servers}
-        for name in current.keys() - wanted.keys():
-            await self.remove_server(backend.app, name)
-        for name, server in wanted.items():
-            if name not in current:
-                await self.add_server(backend, server)
-            elif current[name].weight != server.weight or current[name].status.startswith(
-                ("MAINT", "DRAIN")
-            ):
-                await self.set_weight(backend.app, name, server.weight)
+        """Make HAProxy's runtime servers match `backend` (after a daemon restart), adding
+        capacity before taking any away (router/sync.py)."""
+        for change in plan_sync(await self.stats(backend.app), backend.servers):
+            if change.kind == "add":
+                assert change.new is not None
+                await self.add_server(backend, change.new)
+            elif change.kind == "remove":
+                await self.remove_server(backend.app, change.server)
+            else:
+                await self.set_weight(backend.app, change.server, change.weight)
 
     # sockets --------------------------------------------------------------------------
 
