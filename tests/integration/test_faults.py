@@ -4,11 +4,20 @@ that could have been served, and no deployment may hang."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
+
 from slipway.loadgen import BackgroundLoad
-from tests.integration.conftest import App, Slipway, wait_for
+from tests.integration.conftest import App, Slipway, stop_all, wait_for
 from tests.integration.test_crash_recovery import app_pids, assert_consistent, daemon_pid, gone
 
 WEB_AND_WORKER = {"web": "python app.py --port $PORT", "worker": "python worker.py"}
@@ -66,3 +75,69 @@ def test_kill_9_between_recording_and_applying_a_shift_fails_no_request(slipway:
     assert status["current_release"] == "r2"
     assert status["last_deployment"]["outcome"] == "succeeded"
     assert_consistent(slipway, "hello", "r2", web=2)
+
+
+# a full disk ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tight() -> Iterator[Slipway]:
+    """A daemon whose home is on its own small tmpfs, which a test can fill."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    disk = Path(tempfile.mkdtemp(prefix="swdisk-", dir="/tmp"))
+    work = Path(tempfile.mkdtemp(prefix="swapp-", dir="/tmp"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(disk)], check=True)
+    instance = Slipway(home=disk / "home", workdir=work)
+    try:
+        yield instance
+    finally:
+        for filler in disk.glob("filler*"):
+            filler.unlink()
+        leftovers = stop_all(instance)
+        subprocess.run(["umount", str(disk)], check=False)
+        shutil.rmtree(disk, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    assert not leftovers, f"processes left behind after `slipway down --all`: {leftovers}"
+
+
+def fill(slipway: Slipway, leave: int) -> Path:
+    """Take all the free space of the home's disk but `leave` bytes."""
+    disk = slipway.home.parent
+    stats = os.statvfs(disk)
+    size = max(0, stats.f_bavail * stats.f_frsize - leave)
+    filler = disk / f"filler-{time.monotonic_ns()}"
+    with open(filler, "wb") as handle:
+        os.posix_fallocate(handle.fileno(), 0, size)
+    return filler
+
+
+def test_a_full_disk_fails_a_deploy_clearly_and_never_locks_the_app(tight: Slipway) -> None:
+    app = tight.make_app(scale={"web": 1})
+    tight.run("up")
+    tight.deploy(app)
+    filler = fill(tight, leave=512 * 1024)
+    app.write_config(scale={"web": 1}, env={"GREETING": "two"})
+    with BackgroundLoad(app.url, concurrency=2) as load:
+        failed = tight.deploy(app, check=False)
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        said = failed.stdout + failed.stderr
+        assert "the disk is full" in said, said
+        assert str(tight.home) in said, said  # where: a path on the full disk
+        filler.unlink()
+        # no `down` and `up`: once there is room the failure is recorded and the lock freed
+        status = wait_for(
+            lambda: (s := tight.app_status("hello"))["deployment"] is None
+            and s["last_deployment"]["outcome"] == "failed"
+            and s,
+            10,
+            "the failed deployment to be recorded",
+        )
+        assert status["current_release"] == "r1"
+        tight.deploy(app)
+        result = load.stop()
+    assert result.failed == 0, result.summary()
+    assert httpx.get(app.url, timeout=5).json()["greeting"] == "two"
+    releases = {r["id"]: r for r in tight.json("releases", "--app", "hello")}
+    assert releases["r2"]["status"] == "failed"
+    assert not (tight.home / "apps" / "hello" / "releases" / "r2").exists()

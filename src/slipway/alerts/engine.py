@@ -45,14 +45,15 @@ class Alerting:
         self.store = store
         self.observe = observe
         self.dashboard_url: str | None = None
-        self.restart_samples: dict[str, deque[tuple[float, int]]] = {}
+        # (app, counter) -> (time, total over its instances): increases per window
+        self.samples: dict[tuple[str, str], deque[tuple[float, int]]] = {}
         self._refreshed: dict[tuple[str, str], float] = {}
 
     # evaluation -----------------------------------------------------------------------
 
     def evaluate(self, now: float | None = None) -> None:
         moment = now if now is not None else time.time()
-        self.sample_restarts(moment)
+        self.sample_counters(moment)
         configs: dict[str, AppConfig] = {}
         configured: set[tuple[str, str]] = set()
         free = disk_free(self.home)
@@ -68,7 +69,10 @@ class Alerting:
                     traffic=history.window(self.store, app.name, rule.window, moment),
                     window=rule.window,
                     instances_down=down,
-                    restarts=self.restarts_in(app.name, rule.window, moment),
+                    restarts=self.increase_in(app.name, "restarts", rule.window, moment),
+                    log_lines_dropped=self.increase_in(
+                        app.name, "log_lines_dropped", rule.window, moment
+                    ),
                     disk_free=free,
                 )
                 self.evaluate_rule(app.name, config, rule, facts, moment)
@@ -172,17 +176,25 @@ class Alerting:
         live = [i for i in self.store.instances(app) if i.status not in ("stopping", "stopped")]
         return sum(1 for i in live if self.observe(i).state in DOWN_STATES)
 
-    def sample_restarts(self, now: float) -> None:
-        """Remember each app's total crash restarts over time, to count them per window."""
-        totals: dict[str, int] = {}
+    def sample_counters(self, now: float) -> None:
+        """Remember each app's total crash restarts and dropped log lines over time, to count
+        their increase per window."""
+        totals: dict[tuple[str, str], int] = {}
         for instance in self.store.instances():
-            totals[instance.app] = totals.get(instance.app, 0) + self.observe(instance).restarts
-        for app, total in totals.items():
-            self.restart_samples.setdefault(app, deque(maxlen=4000)).append((now, total))
+            observed = self.observe(instance)
+            for counter, value in (
+                ("restarts", observed.restarts),
+                ("log_lines_dropped", observed.log_dropped),
+            ):
+                key = (instance.app, counter)
+                totals[key] = totals.get(key, 0) + value
+        for key, total in totals.items():
+            self.samples.setdefault(key, deque(maxlen=4000)).append((now, total))
 
-    def restarts_in(self, app: str, window: float, now: float) -> int:
-        """Only increases count: instances that go away take their restarts out of the total."""
-        recent = [total for at, total in self.restart_samples.get(app, ()) if at >= now - window]
+    def increase_in(self, app: str, counter: str, window: float, now: float) -> int:
+        """Only increases count: instances that go away take their counts out of the total."""
+        samples = self.samples.get((app, counter), ())
+        recent = [total for at, total in samples if at >= now - window]
         return sum(max(0, b - a) for a, b in itertools.pairwise(recent))
 
     def app_url(self, app: str) -> str | None:

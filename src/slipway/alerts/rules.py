@@ -21,6 +21,7 @@ class Facts:
     instances_down: int
     restarts: int  # crash restarts within the window
     disk_free: float  # fraction
+    log_lines_dropped: int = 0  # output lines the supervisors could not write, in the window
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ def read(rule: AlertRule, facts: Facts) -> Reading:
         return Reading(float(facts.instances_down), None, f"{facts.instances_down} down")
     if rule.metric == "restarts":
         return Reading(float(facts.restarts), None, f"{facts.restarts} restarts")
+    if rule.metric == "log_lines_dropped":
+        dropped = facts.log_lines_dropped
+        return Reading(float(dropped), None, f"{dropped} output lines dropped (log not writable)")
     return Reading(facts.disk_free, None, f"{facts.disk_free:.1%} free")
 
 

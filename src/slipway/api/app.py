@@ -132,7 +132,7 @@ def api_routes(
     async def deployments(request: Request) -> Response:
         app = request.path_params["app"]
         service.store.app(app)
-        return ok([deployment_view(d) for d in service.store.deployments(app)])
+        return ok([deployment_view(service.settled(d)) for d in service.store.deployments(app)])
 
     async def deploy(request: Request) -> Response:
         payload = await body(request, schemas.DeployRequest)
@@ -164,7 +164,7 @@ def api_routes(
         return ok(service.analysis(int(deployment_id) if deployment_id else None, app))
 
     async def deployment(request: Request) -> Response:
-        return ok(deployment_view(service.store.deployment(int(request.path_params["id"]))))
+        return ok(deployment_view(service.deployment(int(request.path_params["id"]))))
 
     async def events(request: Request) -> Response:
         deployment_id = int(request.path_params["id"])
@@ -175,12 +175,12 @@ def api_routes(
         async def stream() -> AsyncIterator[BaseModel | dict[str, Any]]:
             nonlocal after
             while True:
-                finished = service.store.deployment(deployment_id).finished_at is not None
+                finished = service.deployment(deployment_id).finished_at is not None
                 for event in service.deployment_events(deployment_id, after):
                     after = event.id
                     yield event
                 if finished or not follow:
-                    final = deployment_view(service.store.deployment(deployment_id))
+                    final = deployment_view(service.deployment(deployment_id))
                     yield {"final": final.model_dump(mode="json")}
                     return
                 await service.engine.wait_for_change(0.5)

@@ -45,6 +45,8 @@ class InstanceView(BaseModel):
     check: str | None  # HAProxy's view, e.g. "UP L7OK"
     uptime_seconds: float | None
     last_exit: dict[str, Any] | None = None
+    log_dropped: int = 0  # output lines its supervisor could not write (a full disk)
+    blocked: str | None = None  # why its process cannot start, e.g. its port is taken
 
 
 class ReleaseView(BaseModel):

@@ -11,7 +11,15 @@ from pydantic import ConfigDict, Field, model_validator
 from slipway.config import types
 from slipway.config.types import Duration
 
-Metric = Literal["error_rate", "latency", "request_rate", "instances_down", "restarts", "disk_free"]
+Metric = Literal[
+    "error_rate",
+    "latency",
+    "request_rate",
+    "instances_down",
+    "restarts",
+    "disk_free",
+    "log_lines_dropped",
+]
 Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -24,6 +32,7 @@ UNITS: dict[str, str] = {
     "instances_down": "instances not running that should be",
     "restarts": "crash restarts within `window`",
     "disk_free": "a fraction of the state folder's disk, e.g. 0.1 for 10% free",
+    "log_lines_dropped": "instance output lines that could not be written within `window`",
 }
 
 
@@ -72,6 +81,7 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
     _rule("instances down", "instances_down", above=0, severity="critical", for_=30),
     _rule("restart loop", "restarts", above=3, window=300, severity="critical"),
     _rule("disk free", "disk_free", below=0.1, for_=60),
+    _rule("logs dropped", "log_lines_dropped", above=0, window=300),
 )
 
 

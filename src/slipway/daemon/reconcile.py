@@ -38,16 +38,7 @@ async def on_start(service: Service) -> None:
             log.info(
                 "rolling back deployment %s interrupted at %s", deployment.id, deployment.state
             )
-            if deployment.kind == "deploy":
-                release = store.release(deployment.app, deployment.to_release)
-                if release.status == "building":
-                    store.update_release(
-                        deployment.app,
-                        release.id,
-                        status="failed",
-                        error="build interrupted by a daemon restart",
-                    )
-            await service.engine.fail(
+            await service.engine.end_failed(
                 deployment,
                 DeployError(
                     f"the daemon restarted during step '{deployment.state}'; the deployment was "
@@ -95,7 +86,7 @@ def wanted_running(service: Service, instance: Instance) -> bool:
     app = service.store.app(instance.app)
     if instance.release == app.current_release:
         return True
-    active = service.store.active_deployment(instance.app)
+    active = service.active_deployment(instance.app)
     if active is not None and instance.id in active.instances:
         return True
     return service.is_warm(instance) and instance.is_web
@@ -110,7 +101,7 @@ async def heal_instances(service: Service) -> None:
             continue
         if instance.status not in ("running", "starting"):
             continue
-        if store.active_deployment(instance.app) is not None:
+        if service.active_deployment(instance.app) is not None:
             continue  # the engine owns this app right now
         if not wanted_running(service, instance):
             log.info("retiring %s/%s", instance.app, instance.id)
@@ -121,8 +112,9 @@ async def heal_instances(service: Service) -> None:
             # e.g. booted at a lower priority by a daemon that died before it was healthy
             service.runtime.set_priority(instance.app, instance.id, instance.handle, 0)
             continue
+        # what its app left running keeps serving until the new shim replaces it (the shim
+        # stops an instance's leftovers itself, right before it starts the app again)
         log.warning("supervisor of %s/%s is gone: restarting it", instance.app, instance.id)
-        service.runtime.kill_orphan(instance.app, instance.id)
         release = store.release(instance.app, instance.release)
         await service.engine.spawn(instance, release.config)
 
@@ -131,7 +123,7 @@ def restore_missing(service: Service) -> None:
     """After `down --all` or a reboot: bring each app back to its recorded formation."""
     store = service.store
     for app in store.apps():
-        if app.current_release is None or store.active_deployment(app.name) is not None:
+        if app.current_release is None or service.active_deployment(app.name) is not None:
             continue
         live = [i for i in store.instances(app.name) if i.release == app.current_release and i.live]
         missing = any(
@@ -155,6 +147,7 @@ async def monitor(service: Service) -> None:
     while True:
         await asyncio.sleep(MONITOR_EVERY)
         try:
+            await service.engine.retry_unrecorded()
             if time.monotonic() - swept > SWEEP_EVERY:
                 swept = time.monotonic()
                 await sweep_unrecorded(service)

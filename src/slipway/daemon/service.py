@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -21,7 +22,7 @@ from slipway.daemon.secrets import SecretKeeper
 from slipway.deploy.engine import Engine, Services
 from slipway.deploy.planning import plan_formation, rollback_target, undone_on_failure
 from slipway.deploy.routing import router_state, routing_of
-from slipway.errors import DeployError, NotFound, SlipwayError, UsageError
+from slipway.errors import DeployError, NotFound, SlipwayError, StorageError, UsageError
 from slipway.metrics.hub import TrafficHub
 from slipway.paths import Home
 from slipway.releases.build import git, resolve_git_rev, working_tree_sha
@@ -91,9 +92,7 @@ class Service:
                 where="slipway.toml: secrets",
                 fix=f"slipway secrets set {missing[0]} --app {config.name}",
             )
-        holder = self.store.active_deployment(config.name)
-        if holder is not None:
-            raise self.store.lock_conflict(config.name, holder)
+        self.refuse_if_locked(config.name)
         app = self.store.ensure_app(config.name, str(app_dir))
         old_config = self.current_config(app.name)
         release = self.store.new_release(
@@ -312,8 +311,34 @@ class Service:
 
     def refuse_if_locked(self, app: str) -> None:
         holder = self.store.active_deployment(app)
-        if holder is not None:
-            raise self.store.lock_conflict(app, holder)
+        if holder is None:
+            return
+        pending = self.engine.unrecorded.get(holder.id)
+        if pending is not None:
+            raise StorageError(
+                f"deployment #{holder.id} of '{app}' failed ({pending.error.message}), and "
+                f"that could not be recorded: {pending.cause.message}",
+                where=pending.cause.where,
+                fix=pending.cause.fix,
+            )
+        raise self.store.lock_conflict(app, holder)
+
+    def deployment(self, deployment_id: int) -> Deployment:
+        """As the user should see it: one whose failure is not recorded yet (a full disk)
+        is over, and shown failed with that error."""
+        return self.settled(self.store.deployment(deployment_id))
+
+    def active_deployment(self, app: str) -> Deployment | None:
+        active = self.store.active_deployment(app)
+        return None if active is None or active.id in self.engine.unrecorded else active
+
+    def settled(self, d: Deployment) -> Deployment:
+        pending = self.engine.unrecorded.get(d.id)
+        if pending is None:
+            return d
+        return dataclasses.replace(
+            d, state="done", outcome="failed", finished_at=pending.at, error=pending.to_dict()
+        )
 
     # views ----------------------------------------------------------------------------
 
@@ -337,7 +362,7 @@ class Service:
         for view in instances:
             counts[view.role] = counts.get(view.role, 0) + 1
         warm = [r for r in self.store.releases(name) if r.warm_until and r.warm_until > time.time()]
-        recent = self.store.deployments(name, limit=1)
+        recent = [self.settled(d) for d in self.store.deployments(name, limit=1)]
         listen = None
         url = None
         if app.routing:
@@ -350,7 +375,7 @@ class Service:
             if host == "0.0.0.0":
                 host = "127.0.0.1"
             url = f"http://{host}:{listen.port}/"
-        active = self.store.active_deployment(name)
+        active = self.active_deployment(name)
         return schemas.AppView(
             name=name,
             url=url,
@@ -438,6 +463,8 @@ class Service:
             check=f"{stat.status} {stat.check_status.lstrip('* ')}".strip() if stat else None,
             uptime_seconds=round(uptime, 1) if uptime is not None else None,
             last_exit=observed.last_exit,
+            log_dropped=observed.log_dropped,
+            blocked=observed.blocked,
         )
 
     def is_warm(self, instance: Instance) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import pwd
@@ -32,7 +33,7 @@ from slipway.daemon.secrets import SecretKeeper
 from slipway.deploy import health
 from slipway.deploy.planning import next_state, releases_to_prune, undone_on_failure
 from slipway.deploy.routing import backend_for, router_state, routing_of
-from slipway.errors import BuildError, DeployError, SlipwayError
+from slipway.errors import DISK_FULL, BuildError, DeployError, SlipwayError, disk_error
 from slipway.gates.base import Targets
 from slipway.gates.runner import GateRun, gates_of
 from slipway.paths import Home
@@ -48,6 +49,21 @@ from slipway.store.store import Store
 log = logging.getLogger("slipway.deploy")
 PROBE_EVERY = 0.05
 LOG_LINES_ON_FAILURE = 20
+
+
+@dataclass(frozen=True)
+class Unrecorded:
+    """A deployment that failed when its failure could not be written (a full disk): it is
+    over, the user is told so, and housekeeping records it once there is room."""
+
+    error: SlipwayError
+    cause: SlipwayError  # why it could not be recorded
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        shown = self.error.to_dict()
+        note = f"not recorded yet: {self.cause.message} ({self.cause.where}); slipway retries"
+        return shown | {"details": [*shown["details"], note]}
 
 
 @dataclass
@@ -70,6 +86,7 @@ class Engine:
         self.stopping: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.watchers: list[asyncio.Future[None]] = []
         self.pruning: set[asyncio.Task[None]] = set()
+        self.unrecorded: dict[int, Unrecorded] = {}
 
     def give_canary_command(self, deployment: int, command: str, who: str) -> None:
         self.canary_commands.setdefault(deployment, []).append((command, who))
@@ -100,16 +117,36 @@ class Engine:
                 )
                 dep = self.advance(dep)
         except SlipwayError as exc:
-            await self.fail(dep, exc)
+            await self.end_failed(dep, exc)
         except Exception as exc:  # a bug: still leave a consistent state behind
             log.exception("deployment %s crashed", deployment_id)
-            await self.fail(
+            await self.end_failed(
                 dep,
                 DeployError(
                     f"internal error: {type(exc).__name__}: {exc}",
                     fix="see the daemon log; please report this",
                 ),
             )
+
+    async def end_failed(self, dep: Deployment, error: SlipwayError) -> None:
+        """fail(); when even that cannot be recorded (a full disk), the deployment still
+        ends: the failure is kept in memory, shown to the user, and recorded by
+        housekeeping (`retry_unrecorded`) once there is room. Nothing waits forever."""
+        try:
+            await self.fail(dep, error)
+        except SlipwayError as cause:
+            log.error("deployment %s failed and could not be recorded: %s", dep.id, cause)
+            self.unrecorded[dep.id] = Unrecorded(error, cause, time.time())
+            self.wake_watchers()
+
+    async def retry_unrecorded(self) -> None:
+        for deployment_id, pending in list(self.unrecorded.items()):
+            try:
+                await self.fail(self.s.store.deployment(deployment_id), pending.error)
+            except SlipwayError:
+                continue
+            del self.unrecorded[deployment_id]
+            log.info("deployment %s: its failure is recorded now", deployment_id)
 
     def advance(self, dep: Deployment) -> Deployment:
         state = next_state(dep.kind, dep.state, dep.strategy, self.steps_to_skip(dep))
@@ -136,7 +173,10 @@ class Engine:
 
     async def fail(self, dep: Deployment, error: SlipwayError) -> None:
         dep = self.s.store.deployment(dep.id)
+        if dep.finished_at is not None:  # recorded meanwhile (a retry raced a restart)
+            return
         self.event(dep, dep.state, "fail", error.message, error.to_dict())
+        await self.drop_unbuilt(dep, error)
         if not undone_on_failure(dep.state):
             # All traffic is already on the new release; what is left over gets retired by
             # the daemon's housekeeping. Record the failure; do not undo the switch.
@@ -151,6 +191,18 @@ class Engine:
             )
         self.s.store.finish_deployment(dep.id, "failed", error.to_dict())
         self.wake_watchers()
+
+    async def drop_unbuilt(self, dep: Deployment, error: SlipwayError) -> None:
+        """A release whose build did not finish can never run: marked failed, files gone."""
+        if dep.kind not in ("deploy", "check"):
+            return
+        release = self.s.store.release(dep.app, dep.to_release)
+        if release.status == "building":
+            folder = self.s.home.release_dir(dep.app, release.id)
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+            self.s.store.update_release(
+                dep.app, release.id, status="failed", error=error.message, on_disk=0
+            )
 
     async def undo(self, dep: Deployment, step: str = "abort") -> None:
         """Before the shift: all traffic back to the stable release (a canary's rollback is
@@ -251,21 +303,9 @@ class Engine:
                 config_hash=config_hash(config),
             )
             seconds = await builder.build(dest, config, log_path, release.id)
-        except (SlipwayError, OSError, shutil.Error) as exc:
-            error = (
-                exc
-                if isinstance(exc, SlipwayError)
-                else BuildError(
-                    f"could not snapshot the app's files: {exc}",
-                    where=f"release {release.id} from {release.source}",
-                    fix="check that the folder is readable and the disk has room",
-                )
-            )
-            store.update_release(
-                dep.app, release.id, status="failed", error=error.message, on_disk=0
-            )
-            shutil.rmtree(dest, ignore_errors=True)
-            raise error from None
+        except (OSError, shutil.Error) as exc:
+            # fail() marks the release failed (drop_unbuilt), once that can be recorded
+            raise build_io_error(exc, release.id, release.source, dest) from None
         store.update_release(dep.app, release.id, status="ready", build_seconds=seconds)
         return f"built {release.id} in {seconds:.1f}s"
 
@@ -683,6 +723,19 @@ def readable_by_others(root: Path) -> None:
 
 def _clock(at: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def build_io_error(
+    exc: OSError | shutil.Error, release: str, source: str, dest: Path
+) -> SlipwayError:
+    what = f"could not build {release}"
+    if exc.errno in DISK_FULL or "No space left on device" in str(exc):  # shutil.Error: a list
+        return disk_error(OSError(errno.ENOSPC, "No space left on device"), dest, what)
+    return BuildError(
+        f"{what}: {exc}",
+        where=f"release {release} from {source}",
+        fix="check that the folder is readable and the disk has room",
+    )
 
 
 def unused_port(taken: set[int | None]) -> int:

@@ -197,6 +197,15 @@ async def _run(
             fix=f"make it faster or raise [build] timeout; full log: {log_path}",
         ) from None
     if code != 0:
+        details = tail_lines(log_path, 20)
+        if any("No space left on device" in line for line in details):
+            raise BuildError(
+                f"{what} failed: the disk is full",
+                where=str(cwd),
+                details=details,
+                fix=f"free space on the filesystem that holds {cwd} (see `df -h {cwd}`), "
+                "then deploy again",
+            )
         raise BuildError(
             f"{what} failed with exit code {code}",
             where=f"release {release_name}",

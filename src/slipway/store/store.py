@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from slipway.errors import Conflict, NotFound, SlipwayError
+from slipway.errors import Conflict, NotFound, SlipwayError, StorageError
 from slipway.store.records import App, Deployment, Event, GateRecord, Instance, Release, dumps
 from slipway.store.schema import migrate
 
@@ -50,13 +50,21 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
+        """A write transaction. A write the disk has no room for raises StorageError (with
+        the path and the fix), which callers handle like any of slipway's errors."""
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            if not _no_room(exc):
+                raise
+            raise database_full(self.path, exc) from None
 
     def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self.conn.execute(sql, args).fetchone()
@@ -394,6 +402,20 @@ class Store:
             "SELECT * FROM events WHERE deployment = ? AND id > ? ORDER BY id", deployment, after
         )
         return [_event(r) for r in rows]
+
+
+def _no_room(exc: sqlite3.OperationalError) -> bool:
+    code = int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF  # the primary result code
+    return code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR) or "disk is full" in str(exc)
+
+
+def database_full(path: Path, exc: sqlite3.Error) -> StorageError:
+    return StorageError(
+        f"the state database could not be written: {exc}",
+        where=str(path),
+        fix=f"free space on the filesystem that holds {path} (see `df -h {path.parent}`); "
+        "slipway carries on by itself once there is room",
+    )
 
 
 _JSON_FIELDS = {"formation", "instances", "error", "routing", "canary", "secrets"}
