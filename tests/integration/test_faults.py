@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from slipway.loadgen import BackgroundLoad
@@ -141,3 +144,74 @@ def test_a_full_disk_fails_a_deploy_clearly_and_never_locks_the_app(tight: Slipw
     releases = {r["id"]: r for r in tight.json("releases", "--app", "hello")}
     assert releases["r2"]["status"] == "failed"
     assert not (tight.home / "apps" / "hello" / "releases" / "r2").exists()
+
+
+def test_a_full_disk_never_takes_an_app_down(tight: Slipway) -> None:
+    """Instances log every request; the disk fills up under load. The apps keep serving, their
+    supervisors drop log lines and count them (ps, an alert), a supervisor killed meanwhile
+    is replaced without a second process on its port, and the log says what was lost."""
+    app = tight.make_app(scale={"web": 2}, env={"ACCESS_LOG": "1"})
+    tight.run("up")
+    tight.deploy(app)
+    with BackgroundLoad(app.url, concurrency=4) as load:
+        filler = fill(tight, leave=0)
+
+        def dropping() -> list[dict[str, Any]] | None:
+            instances = tight.ps("hello")
+            return instances if all(i["log_dropped"] > 50 for i in instances) else None
+
+        instances = wait_for(dropping, 20, "both instances to drop log lines")
+        victim = instances[0]
+        shim = psutil.Process(victim["pid"]).parent()
+        assert shim is not None
+        shim.kill()  # its app keeps running, unsupervised, on the instance's port
+        time.sleep(2)  # housekeeping tries to restart its supervisor on the full disk
+        filler.unlink()
+
+        def replaced() -> bool:
+            now = {i["id"]: i for i in tight.ps("hello")}[victim["id"]]
+            return now["pid"] != victim["pid"] and now["check"] == "UP L7OK"
+
+        wait_for(replaced, 20, "the instance's supervisor and app to be replaced")
+        time.sleep(0.5)
+        result = load.stop()
+    assert result.failed == 0, result.summary()
+    assert_consistent(tight, "hello", "r1", web=2)
+    logs = tight.run("logs", "--app", "hello", "--lines", "2000").stdout
+    assert "output line(s) were dropped: the log could not be written" in logs
+    assert "No space left on device" in logs
+
+    def alerted() -> bool:
+        events = tight.json("alerts", "--app", "hello")["events"]
+        return any(e["rule"] == "logs dropped" and e["state"] == "firing" for e in events)
+
+    wait_for(alerted, 15, "the 'logs dropped' alert to fire")
+
+
+def test_a_port_taken_by_a_stranger_is_named_and_given_back(running: Slipway) -> None:
+    app = running.make_app(scale={"web": 1})
+    running.deploy(app)
+    (instance,) = running.ps("hello")
+    stranger = socket.socket()
+    stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        os.kill(instance["pid"], signal.SIGKILL)
+        wait_for(lambda: not psutil.pid_exists(instance["pid"]), 5, "the app to die")
+        stranger.bind(("127.0.0.1", instance["port"]))  # before its supervisor restarts it
+        stranger.listen()
+
+        def blocked() -> str | None:
+            (now,) = running.ps("hello")
+            return now["blocked"] if now["state"] == "blocked" else None
+
+        reason = wait_for(blocked, 10, "the instance to report its port taken")
+        assert f"port {instance['port']} is held by another process (pid {os.getpid()}" in reason
+    finally:
+        stranger.close()
+
+    def serving() -> bool:
+        (now,) = running.ps("hello")
+        return now["state"] == "running" and now["check"] == "UP L7OK" and not now["blocked"]
+
+    wait_for(serving, 40, "the instance to start again once its port is free")
+    assert httpx.get(app.url, timeout=5).json()["release"] == "r1"

@@ -34,7 +34,7 @@ BACKOFF_MAX = 60.0
 GIVE_UP_AFTER = 86400.0  # an undeliverable notice is marked failed after a day of retries
 ALERTMANAGER_REFRESH = 60.0  # Alertmanager forgets alerts not re-sent (their endsAt passes)
 MAX_ROUNDS = 10  # notices queued behind a delivered one go out in the same pass
-DOWN_STATES = {"backoff", "crashloop", "gone", "stopped"}
+DOWN_STATES = {"backoff", "blocked", "crashloop", "gone", "stopped"}
 
 Observe = Callable[[Instance], Observed]
 

@@ -208,8 +208,12 @@ class LocalRuntime:
 
     def _status(self, app: str, instance_id: str) -> dict[str, Any]:
         path = self.instance_dir(app, instance_id) / STATUS_NAME
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        for _ in range(3):  # on a full disk the shim overwrites it in place: a read may tear
+            try:
+                data = json.loads(path.read_bytes())
+            except OSError:
+                return {}
+            except ValueError:
+                continue
+            return data if isinstance(data, dict) else {}
+        return {}

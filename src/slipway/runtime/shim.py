@@ -37,6 +37,7 @@ from slipway.secrets.redact import redactor
 STATUS_NAME = "status.json"
 MAX_LINE = 16 * 1024
 STATUS_RETRY = 1.0  # seconds between attempts to write a status that could not be written
+STATUS_SIZE = 4096
 
 
 def shell_command(command: str) -> str:
@@ -76,7 +77,8 @@ class Shim:
         self.streams: dict[int, str] = {}
         self.selector = selectors.DefaultSelector()
         self.redact = redactor(spec.get("redact", []))  # secret values never reach the log
-        self.status_due: float | None = None  # when to retry a status that was not written
+        self.status_due: float | None = None  # when to write the status again
+        self.shown_dropped = 0  # dropped log lines the status last showed
         self.blocked: str | None = None  # why the app cannot be started now
 
     # status ---------------------------------------------------------------------------
@@ -97,13 +99,18 @@ class Shim:
             "blocked": self.blocked,
             "updated_at": time.time(),
         }
-        tmp = self.dir / (STATUS_NAME + ".tmp")
+        # Padded to a fixed size, so that on a full disk the status can still be overwritten
+        # in place (its blocks are already allocated); normally it is replaced atomically.
+        self.shown_dropped = self.log.dropped
+        data = json.dumps(status).encode().ljust(STATUS_SIZE)
+        path, tmp = self.dir / STATUS_NAME, self.dir / (STATUS_NAME + ".tmp")
         try:
-            tmp.write_text(json.dumps(status))
-            os.replace(tmp, self.dir / STATUS_NAME)
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
         except OSError:
-            self.status_due = time.time() + STATUS_RETRY  # the main loop tries again
-            return
+            if not _overwrite(path, data):
+                self.status_due = time.time() + STATUS_RETRY  # the main loop tries again
+                return
         self.status_due = None
 
     def note(self, message: str) -> None:
@@ -296,6 +303,8 @@ class Shim:
                     self.read_pipe(int(key.fd))
             if self.child is not None and self.child.poll() is not None:
                 self.reap()
+            if self.log.dropped != self.shown_dropped and self.status_due is None:
+                self.status_due = time.time() + STATUS_RETRY  # at most once a second
             if self.status_due is not None and time.time() >= self.status_due:
                 self.write_status()
         self.state = "stopped"
@@ -308,6 +317,20 @@ class Shim:
         self.note("stopped (signal SIGKILL)" if self.killed else f"stopped ({how})")
         self.write_status()
         self.log.close()
+
+
+def _overwrite(path: Path, data: bytes) -> bool:
+    """Write `data` over the start of an existing file at least as large (no new blocks)."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError:
+        return False
+    try:
+        return os.fstat(fd).st_size >= len(data) and os.pwrite(fd, data, 0) == len(data)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _drain(fd: int) -> None:
