@@ -170,7 +170,7 @@ def test_a_full_disk_never_takes_an_app_down(tight: Slipway) -> None:
 
         def replaced() -> bool:
             now = {i["id"]: i for i in tight.ps("hello")}[victim["id"]]
-            return now["pid"] != victim["pid"] and now["check"] == "UP L7OK"
+            return bool(now["pid"] != victim["pid"] and now["check"] == "UP L7OK")
 
         wait_for(replaced, 20, "the instance's supervisor and app to be replaced")
         time.sleep(0.5)
