@@ -96,6 +96,14 @@ class StorageError(SlipwayError):
     http_status = 507
 
 
+class Interrupted(SlipwayError):
+    """The daemon stopped while the CLI followed a deployment: its outcome is not known yet
+    (the next `slipway up` finishes or rolls it back)."""
+
+    kind = "interrupted"
+    exit_code = 3
+
+
 class DaemonNotRunning(SlipwayError):
     kind = "daemon_not_running"
 
@@ -117,6 +125,7 @@ ERROR_KINDS: dict[str, type[SlipwayError]] = {
         RouterError,
         RuntimeFailure,
         StorageError,
+        Interrupted,
         DaemonNotRunning,
         PreflightError,
     )

@@ -226,7 +226,7 @@ def stop_all(instance: Slipway) -> list[str]:
     and kill, by pid, whatever of ours is still running."""
     if instance.home.exists():
         env = instance.env()
-        if not (instance.home / "daemon.pid").exists():
+        if instance.run("status", check=False, env=env).returncode != 0:  # e.g. killed by a test
             instance.run("up", check=False, env=env)
         instance.run("down", "--all", check=False, env=env)
     described = []

@@ -38,9 +38,16 @@ def deployed_with_fault(slipway: Slipway, point: str, **sections: Any) -> App:
 
 
 def deploy_until_killed(slipway: Slipway, app: App) -> None:
+    """The CLI following the deploy says the daemon stopped, not that the deploy failed."""
     pid = daemon_pid(slipway)
-    slipway.deploy(app, check=False)
+    cut = slipway.deploy(app, check=False)
     wait_for(lambda: gone(pid), 30, "the daemon to be killed at its fault point")
+    assert cut.returncode == 3, cut.stdout + cut.stderr
+    said = cut.stdout + cut.stderr
+    assert "the daemon stopped during step '" in said, said  # the last step it was told of
+    assert "of deployment #2; the deployment did not end" in said, said
+    assert "did not succeed" not in said
+    assert "`slipway up` finishes the deployment or rolls it back" in said, said
 
 
 def test_kill_9_while_starting_instances_leaves_no_process_unknown(slipway: Slipway) -> None:
@@ -51,9 +58,11 @@ def test_kill_9_while_starting_instances_leaves_no_process_unknown(slipway: Slip
     app = deployed_with_fault(slipway, "crash-at:start:spawned", **sections)
     with BackgroundLoad(app.url, concurrency=4) as load:
         deploy_until_killed(slipway, app)
-        slipway.run("up")
+        up = slipway.run("up").stdout
         status = slipway.wait_idle("hello")
         result = load.stop()
+    recovered = "deployment #2 of hello (deploy of r2) was interrupted at step 'start': rolled back"
+    assert f"{recovered}; r1 keeps serving" in up, up
     assert result.failed == 0, result.summary()
     assert status["current_release"] == "r1"
     assert status["last_deployment"]["outcome"] == "failed"
@@ -71,9 +80,10 @@ def test_kill_9_between_recording_and_applying_a_shift_fails_no_request(slipway:
     app = deployed_with_fault(slipway, "crash-at:shift:recorded", scale={"web": 2})
     with BackgroundLoad(app.url, concurrency=16) as load:
         deploy_until_killed(slipway, app)
-        slipway.run("up")
+        up = slipway.run("up").stdout
         status = slipway.wait_idle("hello")
         result = load.stop()
+    assert "deployment #2 of hello (deploy of r2) was interrupted at step 'shift': finishing" in up
     assert result.failed == 0, result.summary()
     assert status["current_release"] == "r2"
     assert status["last_deployment"]["outcome"] == "succeeded"

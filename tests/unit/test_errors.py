@@ -11,6 +11,7 @@ from slipway.errors import (
     Conflict,
     DaemonNotRunning,
     DeployError,
+    Interrupted,
     NotFound,
     PreflightError,
     RouterError,
@@ -33,6 +34,7 @@ ALL_ERRORS = [
     RouterError,
     RuntimeFailure,
     StorageError,
+    Interrupted,
     DaemonNotRunning,
     PreflightError,
 ]

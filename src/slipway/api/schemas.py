@@ -166,6 +166,8 @@ class DaemonView(BaseModel):
     home: str
     started_at: float
     http_url: str | None = None
+    # what the daemon did at start with deployments a stopped daemon left in flight
+    recovered: list[str] = Field(default_factory=list)
 
 
 class RouterView(BaseModel):

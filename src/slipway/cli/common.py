@@ -11,7 +11,7 @@ import click
 from slipway.cli.client import Client
 from slipway.cli.output import emit_json, err, out, show_error, show_event
 from slipway.config import CONFIG_FILE
-from slipway.errors import UsageError, error_from_dict
+from slipway.errors import Interrupted, SlipwayError, UsageError, error_from_dict
 from slipway.paths import Home
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -53,18 +53,33 @@ def resolve_app(client: Client, app: str | None, required: bool = True) -> str |
 
 
 def follow(client: Client, deployment: dict[str, Any], as_json: bool, title: str) -> None:
-    """Show a deployment's steps as they happen; exit 1 if it fails."""
+    """Show a deployment's steps as they happen; exit 1 if it fails, 3 if the daemon stopped
+    before it ended (its outcome is then decided by the next `slipway up`)."""
     console = err if as_json else out
     console.print(f"[bold]{title}[/bold] [dim](deployment #{deployment['id']})[/dim]")
     started = time.monotonic()
     events: list[dict[str, Any]] = []
-    final = deployment
-    for item in client.stream(f"/deployments/{deployment['id']}/events", follow="1"):
-        if "final" in item:
-            final = item["final"]
+    final = None
+    for _ in range(REATTACH_LIMIT):
+        try:
+            after = str(events[-1]["id"]) if events else "0"
+            path = f"/deployments/{deployment['id']}/events"
+            for item in client.stream(path, follow="1", after=after):
+                if "final" in item:
+                    final = item["final"]
+                    break
+                events.append(item)
+                show_event(item, console)
+        except SlipwayError:
+            pass  # the stream broke: is the daemon still there?
+        if final is not None:
             break
-        events.append(item)
-        show_event(item, console)
+        if not daemon_answers(client):
+            raise interrupted(deployment, events)
+    if final is None:
+        raise SlipwayError(
+            f"lost track of deployment #{deployment['id']}", fix="see `slipway status`"
+        )
     if as_json:
         emit_json({"deployment": final, "events": events})
     if final.get("outcome") != "succeeded":
@@ -81,3 +96,26 @@ def follow(client: Client, deployment: dict[str, Any], as_json: bool, title: str
             f"[green]{final['to_release']} is live[/green] on {final['app']}"
             f" in {time.monotonic() - started:.1f}s{url}"
         )
+
+
+REATTACH_LIMIT = 3  # a stream cut while the daemon still answers is followed again
+
+
+def daemon_answers(client: Client) -> bool:
+    try:
+        client.get("/status")
+    except SlipwayError:
+        return False
+    return True
+
+
+def interrupted(deployment: dict[str, Any], events: list[dict[str, Any]]) -> Interrupted:
+    step = events[-1]["step"] if events else deployment.get("state", "?")
+    stable = deployment.get("from_release")
+    keeps = f"{stable} keeps serving meanwhile" if stable else "nothing else was serving"
+    return Interrupted(
+        f"the daemon stopped during step '{step}' of deployment #{deployment['id']}; "
+        "the deployment did not end",
+        where=f"app {deployment['app']}",
+        fix=f"`slipway up` finishes the deployment or rolls it back, and says which; {keeps}",
+    )

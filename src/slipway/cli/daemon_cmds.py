@@ -83,7 +83,16 @@ def up(
         note = "already running"
     status = Client(home).get("/status")
     if as_json:
-        emit_json({"pid": pid, "home": str(home.root), "status": note, "apps": status["apps"]})
+        recovered = status["daemon"].get("recovered", []) if note == "started" else []
+        emit_json(
+            {
+                "pid": pid,
+                "home": str(home.root),
+                "status": note,
+                "apps": status["apps"],
+                "recovered": recovered,
+            }
+        )
         return
     out.print(f"[green]slipway daemon {note}[/green] (pid {pid}, home {home.root})")
     dashboard = status["daemon"].get("http_url")
@@ -94,6 +103,9 @@ def up(
         out.print(f"[yellow]HAProxy is not running yet; see {home.daemon_log}[/yellow]")
     for app in status["apps"]:
         out.print(f"  {app['name']}: {app['current_release'] or '-'} at {app['url'] or '-'}")
+    if note == "started":
+        for line in status["daemon"].get("recovered") or []:
+            out.print(f"  [yellow]{line}[/yellow]")
 
 
 def spawn_daemon(home: Home, http: str, tls: tuple[str, str] | None = None) -> int:

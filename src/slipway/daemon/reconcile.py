@@ -28,11 +28,16 @@ async def on_start(service: Service) -> None:
     store = service.store
     await sync_router(service)
     for deployment in store.active_deployments():
+        what = (
+            f"deployment #{deployment.id} of {deployment.app} ({deployment.kind} of "
+            f"{deployment.to_release}) was interrupted at step '{deployment.state}'"
+        )
         if resumed_after_restart(deployment.state):
             log.info("resuming deployment %s at %s", deployment.id, deployment.state)
             service.engine.event(
                 deployment, deployment.state, "info", "daemon restarted: finishing this deployment"
             )
+            service.recovered.append(f"{what}: finishing it")
             service.launch(deployment)
         else:
             log.info(
@@ -47,6 +52,8 @@ async def on_start(service: Service) -> None:
                     fix="run the deploy again",
                 ),
             )
+            stable = store.app(deployment.app).current_release or "nothing"
+            service.recovered.append(f"{what}: rolled back; {stable} keeps serving")
     await sweep_unrecorded(service)
     await heal_instances(service)
     restore_missing(service)

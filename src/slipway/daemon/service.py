@@ -64,6 +64,7 @@ class Service:
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.started_at = time.time()
         self.http_url: str | None = None  # the dashboard and /metrics, when served
+        self.recovered: list[str] = []  # what start-up did with interrupted deployments
 
     # operations -----------------------------------------------------------------------
 
@@ -350,6 +351,7 @@ class Service:
                 home=str(self.home.root),
                 started_at=self.started_at,
                 http_url=self.http_url,
+                recovered=self.recovered,
             ),
             router=schemas.RouterView(running=self.router.running(), pid=self.router.master_pid()),
             apps=[await self.app_view(a.name) for a in self.store.apps()],
