@@ -225,3 +225,54 @@ def test_a_port_taken_by_a_stranger_is_named_and_given_back(running: Slipway) ->
 
     wait_for(serving, 40, "the instance to start again once its port is free")
     assert httpx.get(app.url, timeout=5).json()["release"] == "r1"
+
+
+# the warm release -------------------------------------------------------------------------
+
+
+def warm_pids(slipway: Slipway) -> set[int]:
+    return {i["pid"] for i in slipway.ps("hello") if i["role"] == "warm"}
+
+
+def rolled_back_warm(slipway: Slipway, pids: set[int]) -> None:
+    """A rollback to the warm release is a traffic switch onto the very same processes (and,
+    after a scale up, more of them: a rollback keeps the current count)."""
+    slipway.run("rollback", "--app", "hello")
+    serving = {i["pid"] for i in slipway.ps("hello") if i["role"] == "serving"}
+    assert pids <= serving
+    assert {i["release"] for i in slipway.ps("hello") if i["role"] == "serving"} == {"r1"}
+
+
+def test_scaling_keeps_the_warm_release(running: Slipway) -> None:
+    app = running.make_app(scale={"web": 2})
+    running.deploy(app)
+    app.write_config(scale={"web": 2}, env={"GREETING": "two"})
+    running.deploy(app)
+    before = warm_pids(running)
+    assert len(before) == 2
+    until = running.app_status("hello")["warm_until"]
+    running.run("scale", "web=3", "--app", "hello")
+    status = running.app_status("hello")
+    assert (status["warm_release"], status["warm_until"]) == ("r1", until)
+    assert warm_pids(running) == before, running.ps("hello")
+    rolled_back_warm(running, before)
+
+
+def test_down_all_and_up_bring_the_warm_release_back(running: Slipway) -> None:
+    app = running.make_app(scale={"web": 2})
+    running.deploy(app)
+    app.write_config(scale={"web": 2}, env={"GREETING": "two"})
+    running.deploy(app)
+    running.run("down", "--all")
+    running.run("up")
+    running.wait_idle("hello")
+
+    def warm_again() -> set[int] | None:
+        pids = warm_pids(running)
+        return pids if len(pids) == 2 else None
+
+    rewarmed = wait_for(warm_again, 30, "r1's web instances to be warm again")
+    status = running.wait_idle("hello")
+    assert (status["current_release"], status["warm_release"]) == ("r2", "r1")
+    assert httpx.get(app.url, timeout=5).json()["release"] == "r2"
+    rolled_back_warm(running, rewarmed)

@@ -136,16 +136,18 @@ def api_routes(
 
     async def deploy(request: Request) -> Response:
         payload = await body(request, schemas.DeployRequest)
-        return ok(deployment_view(service.deploy(payload, who(request))), 202)
+        return ok(deployment_view(await service.deploy(payload, who(request))), 202)
 
     async def rollback(request: Request) -> Response:
         payload = await body(request, schemas.RollbackRequest)
-        deployment = service.rollback(request.path_params["app"], payload.release, who(request))
+        deployment = await service.rollback(
+            request.path_params["app"], payload.release, who(request)
+        )
         return ok(deployment_view(deployment), 202)
 
     async def scale(request: Request) -> Response:
         payload = await body(request, schemas.ScaleRequest)
-        deployment = service.scale(request.path_params["app"], payload.counts, who(request))
+        deployment = await service.scale(request.path_params["app"], payload.counts, who(request))
         return ok(deployment_view(deployment), 202)
 
     async def canary(request: Request) -> Response:

@@ -13,7 +13,7 @@ import logging
 import time
 
 from slipway.daemon.service import Service
-from slipway.deploy.planning import resumed_after_restart
+from slipway.deploy.planning import resumed_after_restart, warm_release
 from slipway.deploy.routing import backend_for
 from slipway.errors import DeployError, SlipwayError
 from slipway.metrics import discovery
@@ -126,6 +126,33 @@ async def heal_instances(service: Service) -> None:
         await service.engine.spawn(instance, release.config)
 
 
+def rewarm(service: Service) -> None:
+    """After `down --all` and `up`: the release that was warm for an instant rollback gets its
+    web instances back (weight 0), as long as its window lasts. Tried once per release and
+    daemon: a warm release that cannot start must not be retried forever."""
+    store = service.store
+    for app in store.apps():
+        if app.current_release is None or service.active_deployment(app.name) is not None:
+            continue
+        warm = warm_release(store.releases(app.name), app.current_release, time.time())
+        if warm is None or not warm.on_disk or (app.name, warm.id) in service.rewarmed:
+            continue
+        web = app.formation.get("web", 0)
+        if not web or any(i.release == warm.id and i.is_web for i in store.instances(app.name)):
+            continue  # it still has instances (e.g. fewer than now after a scale up: enough)
+        service.rewarmed.add((app.name, warm.id))
+        deployment = store.start_deployment(
+            app.name,
+            kind="warm",
+            from_release=app.current_release,
+            to_release=warm.id,
+            formation={"web": web},
+            who="slipway (warm again)",
+            state="start",
+        )
+        service.launch(deployment)
+
+
 def restore_missing(service: Service) -> None:
     """After `down --all` or a reboot: bring each app back to its recorded formation."""
     store = service.store
@@ -155,6 +182,7 @@ async def monitor(service: Service) -> None:
         await asyncio.sleep(MONITOR_EVERY)
         try:
             await service.engine.retry_unrecorded()
+            rewarm(service)
             if time.monotonic() - swept > SWEEP_EVERY:
                 swept = time.monotonic()
                 await sweep_unrecorded(service)

@@ -65,6 +65,7 @@ class Service:
         self.started_at = time.time()
         self.http_url: str | None = None  # the dashboard and /metrics, when served
         self.recovered: list[str] = []  # what start-up did with interrupted deployments
+        self.rewarmed: set[tuple[str, str]] = set()  # (app, release) started warm again
 
     # operations -----------------------------------------------------------------------
 
@@ -73,7 +74,7 @@ class Service:
         self.tasks[deployment.id] = task
         task.add_done_callback(lambda _: self.tasks.pop(deployment.id, None))
 
-    def deploy(self, request: schemas.DeployRequest, who: str) -> Deployment:
+    async def deploy(self, request: schemas.DeployRequest, who: str) -> Deployment:
         app_dir = Path(request.app_dir).absolute()
         git_sha: str | None
         if request.git_rev:
@@ -93,6 +94,7 @@ class Service:
                 where="slipway.toml: secrets",
                 fix=f"slipway secrets set {missing[0]} --app {config.name}",
             )
+        await self.preempt_warm(config.name)
         self.refuse_if_locked(config.name)
         app = self.store.ensure_app(config.name, str(app_dir))
         old_config = self.current_config(app.name)
@@ -147,7 +149,7 @@ class Service:
         current = self.store.app(app).current_release
         return self.store.release(app, current).config if current else None
 
-    def rollback(self, app_name: str, release_id: str | None, who: str) -> Deployment:
+    async def rollback(self, app_name: str, release_id: str | None, who: str) -> Deployment:
         app = self.store.app(app_name)
         if app.current_release is None:
             raise DeployError(f"app '{app_name}' has nothing deployed yet", fix="slipway deploy")
@@ -173,6 +175,7 @@ class Service:
                 where=f"app {app_name}",
                 fix="see `slipway releases` for releases that can run",
             )
+        await self.preempt_warm(app_name)
         self.refuse_if_locked(app_name)
         formation = {p: n for p, n in app.formation.items() if p in target.config.processes}
         for process in target.config.processes:
@@ -189,7 +192,7 @@ class Service:
         self.launch(deployment)
         return deployment
 
-    def scale(self, app_name: str, counts: dict[str, int], who: str) -> Deployment:
+    async def scale(self, app_name: str, counts: dict[str, int], who: str) -> Deployment:
         app = self.store.app(app_name)
         config = self.current_config(app_name)
         if app.current_release is None or config is None:
@@ -208,6 +211,7 @@ class Service:
                     "scaling web to 0 would leave the app's traffic with nowhere to go",
                     fix="keep at least one web instance; `slipway down --all` stops everything",
                 )
+        await self.preempt_warm(app_name)
         self.refuse_if_locked(app_name)
         deployment = self.store.start_deployment(
             app_name,
@@ -308,6 +312,24 @@ class Service:
             paused=bool(active.canary.get("paused")),
             step_started=float(active.canary.get("step_started", active.started_at)),
             verdict=verdict_view(latest[0]) if latest else None,
+        )
+
+    async def preempt_warm(self, app: str) -> None:
+        """Starting the warm release again is housekeeping: it never makes a user wait."""
+        holder = self.active_deployment(app)
+        if holder is None or holder.kind != "warm":
+            return
+        task = self.tasks.get(holder.id)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.engine.end_failed(
+            self.store.deployment(holder.id),
+            DeployError(
+                f"starting {holder.to_release} warm again was stopped for a new deployment",
+                where=f"app {app}",
+            ),
         )
 
     def refuse_if_locked(self, app: str) -> None:

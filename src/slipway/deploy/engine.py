@@ -31,7 +31,12 @@ from slipway.config.load import config_hash, load_config
 from slipway.config.schema import AppConfig
 from slipway.daemon.secrets import SecretKeeper
 from slipway.deploy import health
-from slipway.deploy.planning import next_state, releases_to_prune, undone_on_failure
+from slipway.deploy.planning import (
+    next_state,
+    releases_to_prune,
+    undone_on_failure,
+    warm_release,
+)
 from slipway.deploy.routing import backend_for, router_state, routing_of
 from slipway.errors import DISK_FULL, BuildError, DeployError, SlipwayError, disk_error
 from slipway.gates.base import Targets
@@ -151,8 +156,7 @@ class Engine:
     def advance(self, dep: Deployment) -> Deployment:
         state = next_state(dep.kind, dep.state, dep.strategy, self.steps_to_skip(dep))
         if state == "done":
-            done = "checked; nothing was deployed" if dep.kind == "check" else "is serving"
-            self.event(dep, "done", "ok", f"{dep.to_release} {done}")
+            self.event(dep, "done", "ok", f"{dep.to_release} {DONE.get(dep.kind, 'is serving')}")
             self.s.store.finish_deployment(dep.id, "succeeded")
             self.wake_watchers()
         else:
@@ -321,7 +325,7 @@ class Engine:
             )
         config = release.config
         checking = dep.kind == "check"  # a check leaves HAProxy and what it serves alone
-        if not checking:
+        if dep.kind not in ("check", "warm"):  # the serving release's config routes
             store.update_app(dep.app, routing=routing_of(config))
             await self.s.router.ensure(self.router_state())
         desired = self.plan_instances(dep, config)
@@ -606,15 +610,16 @@ class Engine:
         store = self.s.store
         config = store.release(dep.app, dep.to_release).config
         keep_warm = config.deploy.keep_warm
-        warm = (
-            dep.from_release
-            if (
-                dep.kind in ("deploy", "rollback", "config")
-                and keep_warm > 0
-                and dep.from_release not in (None, dep.to_release)
-            )
-            else None
-        )
+        if (
+            dep.kind in ("deploy", "rollback", "config")
+            and keep_warm > 0
+            and dep.from_release not in (None, dep.to_release)
+        ):
+            warm: str | None = dep.from_release
+            until: float | None = time.time() + keep_warm
+        else:  # scale, restore: the instant-rollback window that was open stays open
+            kept = warm_release(store.releases(dep.app), dep.to_release, time.time())
+            warm, until = (kept.id, kept.warm_until) if kept else (None, None)
         wanted = set(dep.instances)
         leaving = [
             i
@@ -624,13 +629,13 @@ class Engine:
         await asyncio.gather(*(self.retire_instance(i, wait=False) for i in leaving))
         for release in store.releases(dep.app):
             if release.id == warm:
-                store.update_release(dep.app, release.id, warm_until=time.time() + keep_warm)
+                store.update_release(dep.app, release.id, warm_until=until)
             elif release.warm_until is not None:
                 store.update_release(dep.app, release.id, warm_until=None)
         self.prune(dep.app, config.deploy.keep_releases, {dep.to_release, warm or ""})
         note = f"stopping {len(leaving)} old instance(s)"
-        if warm and any(i.release == warm for i in store.instances(dep.app)):
-            note += f"; {warm} stays warm for {keep_warm:g}s for instant rollback"
+        if warm and until and any(i.release == warm for i in store.instances(dep.app)):
+            note += f"; {warm} stays warm until {_clock(until)} for instant rollback"
         return note
 
     async def retire_instance(self, instance: Instance, wait: bool = True) -> None:
@@ -694,6 +699,10 @@ class Engine:
         return backend_for(app, routing, self.s.store.instances(app))
 
 
+DONE = {
+    "check": "checked; nothing was deployed",
+    "warm": "is warm again, for an instant rollback",
+}
 STEP_TITLES = {
     "build": "building the release",
     "gates": "running the gates",

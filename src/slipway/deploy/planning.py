@@ -11,6 +11,8 @@ CANARY_STEPS = ("build", "gates", "start", "health", "perf", "canary", "shift", 
 CHECK_STEPS = ("build", "gates", "start", "health", "perf", "cleanup")
 # Started again (rollback, scale, restore), a release that already passed its gates needs none.
 RESTART_STEPS = ("start", "health", "shift", "drain", "retire")
+# The warm release's web instances started again (after `down --all`): never given traffic.
+WARM_STEPS = ("start", "health")
 # A daemon restarted in the middle of a deployment rolls back one that had not given the
 # new release traffic yet, resumes a canary (its judge continues from recorded data), and
 # finishes one that had shifted all traffic.
@@ -23,6 +25,8 @@ UNDONE_ON_FAILURE = frozenset({"build", "gates", "start", "health", "perf", "can
 def steps_for(kind: str, strategy: str = "bluegreen") -> tuple[str, ...]:
     if kind == "check":
         return CHECK_STEPS
+    if kind == "warm":
+        return WARM_STEPS
     if kind != "deploy":
         return RESTART_STEPS
     return CANARY_STEPS if strategy == "canary" else DEPLOY_STEPS
@@ -107,3 +111,9 @@ def releases_to_prune(releases: list[Release], keep: int, protected: set[str]) -
     ready = sorted((r for r in on_disk if r.status == "ready"), key=lambda r: -r.number)
     kept = {r.id for r in ready[:keep]} | protected
     return [r for r in on_disk if r.id not in kept]
+
+
+def warm_release(releases: list[Release], current: str, now: float) -> Release | None:
+    """The release kept warm for an instant rollback at `now`, if any."""
+    warm = [r for r in releases if r.id != current and r.warm_until and r.warm_until > now]
+    return warm[0] if warm else None

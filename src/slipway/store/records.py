@@ -85,7 +85,7 @@ class Instance:
 class Deployment:
     id: int
     app: str
-    kind: str  # deploy | rollback | scale | restore
+    kind: str  # deploy | check | rollback | scale | restore | config | warm
     from_release: str | None
     to_release: str
     formation: dict[str, int]
