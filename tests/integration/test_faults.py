@@ -276,3 +276,37 @@ def test_down_all_and_up_bring_the_warm_release_back(running: Slipway) -> None:
     assert (status["current_release"], status["warm_release"]) == ("r2", "r1")
     assert httpx.get(app.url, timeout=5).json()["release"] == "r2"
     rolled_back_warm(running, rewarmed)
+
+
+# a frozen instance ------------------------------------------------------------------------
+
+
+def test_a_frozen_instance_is_taken_out_of_traffic_then_restarted(running: Slipway) -> None:
+    """SIGSTOP: alive, silent. With the default checks (1s interval, 2s timeout, 3 failures)
+    HAProxy alone would keep sending it requests for ~8 s; slipway's probe takes it out at
+    its first silent check, and restarts it after `restart_after`. The requests it held are
+    retried by HAProxy on another instance when it dies: none fails."""
+    app = running.make_app(
+        scale={"web": 3},
+        healthcheck={"interval": "1s", "timeout": "2s", "unhealthy_threshold": 3,
+                     "restart_after": "4s"},
+    )  # fmt: skip
+    running.deploy(app)
+    victim = running.ps("hello")[0]
+
+    def seen() -> dict[str, Any]:
+        return {i["id"]: i for i in running.ps("hello")}[victim["id"]]
+
+    with BackgroundLoad(app.url, concurrency=8) as load:
+        os.kill(victim["pid"], signal.SIGSTOP)
+        wait_for(lambda: seen()["check"].startswith("DOWN"), 4.5, "HAProxy to take it out")
+        restarted = wait_for(
+            lambda: (now := seen())["pid"] != victim["pid"] and now["check"] == "UP L7OK",
+            20,
+            "the frozen instance to be restarted and serving",
+        )
+        assert restarted
+        result = load.stop()
+    assert result.failed == 0, result.summary()
+    assert seen()["last_exit"]["signal"] == "SIGKILL"
+    assert_consistent(running, "hello", "r1", web=3)

@@ -152,7 +152,7 @@ def test_unknown_key_in_table_names_key_path_line_and_that_tables_keys() -> None
     assert "unknown key 'intervall'" in err.message
     assert err.fix is not None
     assert (
-        "valid keys here: healthy_threshold, interval, path, timeout, unhealthy_threshold"
+        "valid keys here: healthy_threshold, interval, path, restart_after, timeout, unhealthy_threshold"
         in err.fix
     )
 

@@ -68,6 +68,8 @@ class HealthCheck(Strict):
     timeout: Duration = 2.0
     healthy_threshold: int = Field(default=2, ge=1, le=20)
     unhealthy_threshold: int = Field(default=3, ge=1, le=20)
+    # a serving instance that has not answered for this long is restarted; 0: never
+    restart_after: Duration = 30.0
 
     @field_validator("path")
     @classmethod

@@ -98,6 +98,7 @@ async def serve(
     except SlipwayError as exc:
         log.error("could not restore everything at start: %s", exc)
     monitor = asyncio.create_task(reconcile.monitor(service))
+    watch = asyncio.create_task(service.watch.run())
     ingest = asyncio.create_task(service.hub.run())
     alerting = asyncio.create_task(service.alerting.run())
     sock = bind_socket(home.socket)
@@ -106,6 +107,7 @@ async def serve(
     async def request_shutdown(stop_all: bool) -> None:
         if stop_all:
             monitor.cancel()
+            watch.cancel()
             await reconcile.stop_everything(service)
         assert server is not None
         server.should_exit = True
@@ -158,7 +160,12 @@ async def serve(
             await stop_task(web_task, "the dashboard's listener")
         home.http_file.unlink(missing_ok=True)
         discovery.write_daemon_target(home.prometheus_targets, None)
-        for task, what in ((monitor, "housekeeping"), (ingest, "ingest"), (alerting, "alerts")):
+        for task, what in (
+            (monitor, "housekeeping"),
+            (watch, "the instance watch"),
+            (ingest, "ingest"),
+            (alerting, "alerts"),
+        ):
             task.cancel()
             await stop_task(task, what)
         service.hub.close()

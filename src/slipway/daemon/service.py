@@ -19,6 +19,7 @@ from slipway.auth.guard import FailureLimiter
 from slipway.config.load import config_hash, load_config, parse_config
 from slipway.config.schema import AppConfig
 from slipway.daemon.secrets import SecretKeeper
+from slipway.daemon.watch import InstanceWatch
 from slipway.deploy.engine import Engine, Services
 from slipway.deploy.planning import plan_formation, rollback_target, undone_on_failure
 from slipway.deploy.routing import router_state, routing_of
@@ -61,11 +62,17 @@ class Service:
             home, self.store, lambda i: self.runtime.observe(i.app, i.id, i.handle)
         )
         self.engine = Engine(self.services)
+        self.watch = InstanceWatch(self.store, self.runtime, self.router, self.note)
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.started_at = time.time()
         self.http_url: str | None = None  # the dashboard and /metrics, when served
         self.recovered: list[str] = []  # what start-up did with interrupted deployments
         self.rewarmed: set[tuple[str, str]] = set()  # (app, release) started warm again
+
+    def note(self, app: str, status: str, message: str) -> None:
+        """Something the daemon did on its own to an app (not part of a deployment)."""
+        log.warning("%s: %s", app, message)
+        self.store.add_event(app, None, "watch", status, message)
 
     # operations -----------------------------------------------------------------------
 

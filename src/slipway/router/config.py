@@ -174,11 +174,14 @@ def ms(seconds: float) -> str:
 
 
 def server_options(backend: Backend, weight: int) -> str:
-    """Options of one server. While a server is down (booting), check often so it joins fast."""
+    """Options of one server. While a server is down (booting), check often so it joins fast.
+    Connection errors of real traffic count too: a few in a row mark the server down at once
+    (the requests themselves are retried on another server), not after `fall` checks."""
     down = min(backend.check_interval, 0.25)
     return (
         f"weight {weight} check inter {ms(backend.check_interval)} fastinter {ms(down)} "
-        f"downinter {ms(down)} rise {backend.rise} fall {backend.fall}"
+        f"downinter {ms(down)} rise {backend.rise} fall {backend.fall} "
+        "observe layer4 error-limit 3 on-error mark-down"
     )
 
 

@@ -232,6 +232,10 @@ class HAProxyRouter:
         if "No such" in answer and weight > 0:  # weight 0 on a server that is gone: done
             raise RouterError(f"HAProxy has no server {name}", where=f"backend {be}")
 
+    async def set_health(self, app: str, name: str, up: bool) -> None:
+        state = "up" if up else "down"
+        await self.command(f"set server {backend_name(app)}/{name} health {state}")
+
     async def drain(self, app: str, name: str) -> None:
         await self.command(f"set server {backend_name(app)}/{name} state drain")
 

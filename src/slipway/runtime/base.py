@@ -53,6 +53,10 @@ class Runtime(Protocol):
         """(app, instance, handle) of every supervisor running, whether recorded or not."""
         ...
 
+    def restart_process(self, app: str, instance_id: str, handle: Handle | None) -> bool:
+        """Kill the instance's process (its supervisor starts it again); False if none ran."""
+        ...
+
     def kill_orphan(self, app: str, instance_id: str) -> list[int]:
         """Stop what an instance left running when its supervisor died; the pids killed."""
         ...

@@ -190,6 +190,21 @@ class LocalRuntime:
                 os.kill(handle.pid, signal.SIGKILL)
         self.kill_orphan(app, instance_id)
 
+    def restart_process(self, app: str, instance_id: str, handle: Handle | None) -> bool:
+        """SIGKILL the app's process group (a stopped or hung process dies of it too); its
+        shim sees it exit and starts it again with its usual backoff."""
+        if self.locate(app, instance_id, handle) is None:
+            return False
+        status = self._status(app, instance_id)
+        pid, ticks = status.get("child_pid"), status.get("child_ticks")
+        if not (pid and ticks and pidfile.start_ticks(int(pid)) == ticks):
+            return False
+        try:
+            os.killpg(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        return True
+
     def kill_orphan(self, app: str, instance_id: str) -> list[int]:
         """A shim that died (e.g. SIGKILL) leaves its app running: end that process group,
         and any other process of the instance (found by its environment, even one the shim
