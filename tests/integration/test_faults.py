@@ -310,3 +310,28 @@ def test_a_frozen_instance_is_taken_out_of_traffic_then_restarted(running: Slipw
     assert result.failed == 0, result.summary()
     assert seen()["last_exit"]["signal"] == "SIGKILL"
     assert_consistent(running, "hello", "r1", web=3)
+
+
+def test_haproxy_killed_is_started_again_the_moment_it_exits(running: Slipway) -> None:
+    app = running.make_app(scale={"web": 2})
+    running.deploy(app)
+    master = running.json("status")["router"]["pid"]
+    workers = psutil.Process(master).children()
+    killed_at = time.monotonic()
+    os.kill(master, signal.SIGKILL)
+    for worker in workers:
+        worker.kill()
+
+    def serving() -> float | None:
+        try:
+            httpx.get(app.url, timeout=1).raise_for_status()
+        except httpx.HTTPError:
+            return None
+        return time.monotonic() - killed_at
+
+    back_after = wait_for(serving, 10, "HAProxy to serve again", every=0.01)
+    log = (running.home / "daemon.log").read_text()
+    assert f"HAProxy (pid {master}) exited: starting it with the recorded servers" in log
+    assert "HAProxy is not running" not in log  # not left for housekeeping to find
+    print(f"serving again {back_after * 1000:.0f} ms after HAProxy was killed")
+    assert_consistent(running, "hello", "r1", web=2)

@@ -152,8 +152,8 @@ def test_unknown_key_in_table_names_key_path_line_and_that_tables_keys() -> None
     assert "unknown key 'intervall'" in err.message
     assert err.fix is not None
     assert (
-        "valid keys here: healthy_threshold, interval, path, restart_after, timeout, unhealthy_threshold"
-        in err.fix
+        "valid keys here: healthy_threshold, interval, path, restart_after, timeout, "
+        "unhealthy_threshold" in err.fix
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 from slipway.daemon.service import Service
@@ -22,6 +23,7 @@ from slipway.store.records import Instance
 log = logging.getLogger("slipway.reconcile")
 MONITOR_EVERY = 1.0
 SWEEP_EVERY = 30.0  # seconds between looks for shims that no record names
+ROUTER_POLL = 0.1
 
 
 async def on_start(service: Service) -> None:
@@ -198,6 +200,48 @@ async def monitor(service: Service) -> None:
             log.error("housekeeping failed: %s", exc)
         except Exception:
             log.exception("housekeeping crashed")
+
+
+async def watch_router(service: Service) -> None:
+    """Start HAProxy again the moment its master exits: a pidfd becomes readable when the
+    process ends (it need not be our child), so no request waits for the next housekeeping
+    round to find its listener back."""
+    loop = asyncio.get_running_loop()
+    while True:
+        pid = service.router.master_pid()
+        if pid is None:  # not started yet, or being started: housekeeping sees to it
+            await asyncio.sleep(ROUTER_POLL)
+            continue
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:  # gone already, or a kernel without pidfds: poll instead
+            await asyncio.sleep(ROUTER_POLL)
+            if service.router.master_pid() == pid:
+                continue
+            fd = None
+        if fd is not None:
+            await _until_readable(loop, fd)
+        log.warning("HAProxy (pid %s) exited: starting it with the recorded servers", pid)
+        try:
+            await sync_router(service)
+        except SlipwayError as exc:
+            log.error("could not start HAProxy again: %s", exc)
+            await asyncio.sleep(ROUTER_POLL)
+
+
+async def _until_readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    readable: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await readable
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
 
 
 async def stop_everything(service: Service) -> None:

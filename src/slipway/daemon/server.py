@@ -99,15 +99,16 @@ async def serve(
         log.error("could not restore everything at start: %s", exc)
     monitor = asyncio.create_task(reconcile.monitor(service))
     watch = asyncio.create_task(service.watch.run())
+    router_watch = asyncio.create_task(reconcile.watch_router(service))
     ingest = asyncio.create_task(service.hub.run())
     alerting = asyncio.create_task(service.alerting.run())
     sock = bind_socket(home.socket)
     server: uvicorn.Server | None = None
 
     async def request_shutdown(stop_all: bool) -> None:
-        if stop_all:
-            monitor.cancel()
-            watch.cancel()
+        if stop_all:  # HAProxy is about to stop on purpose: nobody may start it again
+            for task in (monitor, watch, router_watch):
+                task.cancel()
             await reconcile.stop_everything(service)
         assert server is not None
         server.should_exit = True
@@ -162,6 +163,7 @@ async def serve(
         discovery.write_daemon_target(home.prometheus_targets, None)
         for task, what in (
             (monitor, "housekeeping"),
+            (router_watch, "the HAProxy watch"),
             (watch, "the instance watch"),
             (ingest, "ingest"),
             (alerting, "alerts"),
