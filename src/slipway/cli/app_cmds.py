@@ -56,11 +56,14 @@ def config() -> None:
     "--app", "app_dir", default=".", type=click.Path(file_okay=False), help="The app's folder."
 )
 @json_option
-def config_check(app_dir: str, as_json: bool) -> None:
+@click.pass_context
+def config_check(ctx: click.Context, app_dir: str, as_json: bool) -> None:
     """Validate slipway.toml without deploying."""
     from slipway.config.load import load_config
+    from slipway.runtime.users import check_run_user
 
     cfg = load_config(Path(app_dir).absolute())
+    check_run_user(cfg.run.user, cfg.build.interpreter(), home_of(ctx).root)
     warnings = cfg.warnings()
     if as_json:
         emit_json({"valid": True, "config": cfg.model_dump(mode="json"), "warnings": warnings})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import re
+import sys
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -60,6 +62,19 @@ class Listen(Strict):
 class Build(Strict):
     command: str | None = None
     timeout: Duration = 600.0
+    # the Python the release's virtualenv is made from (default: the daemon's own)
+    python: str | None = None
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f'"{value}" must be an absolute path, e.g. "/usr/bin/python3"')
+        return value
+
+    def interpreter(self) -> Path:
+        """The Python that makes (and so runs) the release's virtualenv."""
+        return Path(self.python or sys.executable)
 
 
 class HealthCheck(Strict):

@@ -31,6 +31,7 @@ from slipway.router.certs import check_tls_files
 from slipway.router.config import check_listeners
 from slipway.router.haproxy import HAProxyRouter
 from slipway.router.stats import ServerStat
+from slipway.runtime import users
 from slipway.runtime.local import LocalRuntime
 from slipway.store import security, traffic
 from slipway.store.records import (
@@ -92,6 +93,7 @@ class Service:
             config = load_config(app_dir)
             git_sha = working_tree_sha(app_dir)
         self.check_routing(config)
+        users.check_run_user(config.run.user, config.build.interpreter(), self.home.root)
         check_skips(config, request.skip_gates)
         missing = self.secrets.missing(config.name, config.secrets)
         if missing:

@@ -16,9 +16,7 @@ import contextlib
 import errno
 import logging
 import os
-import pwd
 import shutil
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +43,7 @@ from slipway.paths import Home
 from slipway.releases import build as builder
 from slipway.router.base import Router
 from slipway.router.config import SERVING_WEIGHT, Backend, RouterState, Server
+from slipway.runtime import users
 from slipway.runtime.base import InstanceSpec, Runtime
 from slipway.runtime.local import free_port
 from slipway.secrets.redact import redactor
@@ -399,28 +398,14 @@ class Engine:
         )
 
     async def app_user(self, config: AppConfig, release_dir: Path) -> str | None:
-        """The user the app runs as (only a root daemon can switch), after making sure it can
-        reach its release's files: the folders on the way get o+x (enter, not list), so the
-        home's own files (state, keys: 0600) stay private."""
+        """The user the app runs as (only a root daemon can switch), after giving its
+        release's files to that user's group (read only; never to everyone)."""
         user = config.run.user
         if user is None or os.geteuid() != 0:
             return None
-        try:
-            pwd.getpwnam(user)
-        except KeyError:
-            raise DeployError(
-                f"[run] user '{user}' does not exist on this host",
-                where=f"app {config.name}: slipway.toml [run] user",
-                fix=f"create it (useradd --system {user}) or name an existing user",
-            ) from None
-        if not release_dir.stat().st_mode & stat.S_IROTH:  # once per release
-            await asyncio.to_thread(readable_by_others, release_dir)
-        folder = release_dir.parent
-        while folder != self.s.home.root.parent and folder != folder.parent:
-            mode = folder.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
-            folder = folder.parent
+        gid = users.account(user, f"app {config.name}: slipway.toml [run] user").pw_gid
+        if not users.granted(release_dir, gid):  # once per release
+            await asyncio.to_thread(users.grant_release, release_dir, self.s.home.root, gid)
         return user
 
     async def step_health(self, dep: Deployment) -> str:
@@ -715,19 +700,6 @@ STEP_TITLES = {
     "drain": "draining the old release",
     "retire": "retiring the old release",
 }
-
-
-def readable_by_others(root: Path) -> None:
-    """o+r on a release's files and o+rx on its folders (and on programs): the app's user
-    reads its code, not the daemon's state."""
-    for folder, _dirs, files in os.walk(root):
-        os.chmod(folder, stat.S_IMODE(os.stat(folder).st_mode) | 0o005)
-        for name in files:
-            path = os.path.join(folder, name)
-            if os.path.islink(path):
-                continue
-            mode = stat.S_IMODE(os.stat(path).st_mode)
-            os.chmod(path, mode | 0o004 | (0o001 if mode & 0o100 else 0))
 
 
 def _clock(at: float) -> str:

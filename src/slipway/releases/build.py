@@ -133,7 +133,15 @@ async def build(release_dir: Path, config: AppConfig, log_path: Path, release_na
         log.write(f"$ virtualenv {venv}\n".encode())
         log.flush()
         await _run(
-            [sys.executable, "-m", "virtualenv", "-q", str(venv)],
+            [
+                sys.executable,
+                "-m",
+                "virtualenv",
+                "-q",
+                "-p",
+                str(config.build.interpreter()),
+                str(venv),
+            ],
             release_dir,
             dict(os.environ),
             log,
