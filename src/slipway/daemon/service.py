@@ -103,7 +103,7 @@ class Service:
                 where="slipway.toml: secrets",
                 fix=f"slipway secrets set {missing[0]} --app {config.name}",
             )
-        await self.preempt_warm(config.name)
+        await self.make_way(config.name)
         self.refuse_if_locked(config.name)
         app = self.store.ensure_app(config.name, str(app_dir))
         old_config = self.current_config(app.name)
@@ -184,7 +184,7 @@ class Service:
                 where=f"app {app_name}",
                 fix="see `slipway releases` for releases that can run",
             )
-        await self.preempt_warm(app_name)
+        await self.make_way(app_name)
         self.refuse_if_locked(app_name)
         formation = {p: n for p, n in app.formation.items() if p in target.config.processes}
         for process in target.config.processes:
@@ -220,7 +220,7 @@ class Service:
                     "scaling web to 0 would leave the app's traffic with nowhere to go",
                     fix="keep at least one web instance; `slipway down --all` stops everything",
                 )
-        await self.preempt_warm(app_name)
+        await self.make_way(app_name)
         self.refuse_if_locked(app_name)
         deployment = self.store.start_deployment(
             app_name,
@@ -323,8 +323,12 @@ class Service:
             verdict=verdict_view(latest[0]) if latest else None,
         )
 
-    async def preempt_warm(self, app: str) -> None:
-        """Starting the warm release again is housekeeping: it never makes a user wait."""
+    async def make_way(self, app: str) -> None:
+        """Before a user's deployment: a failure that could not be recorded is recorded now
+        if it can (there may be room again), and starting the warm release again, which is
+        housekeeping, is stopped: neither makes a user wait."""
+        if self.engine.unrecorded:
+            await self.engine.retry_unrecorded()
         holder = self.active_deployment(app)
         if holder is None or holder.kind != "warm":
             return
