@@ -43,16 +43,18 @@ def base_env(venv: Path) -> dict[str, str]:
 
 
 def git(app_dir: Path, *args: str) -> str:
-    proc = subprocess.run(
-        ["git", "-C", str(app_dir), *args], capture_output=True, text=True, timeout=60
-    )
+    """git's output; bytes that are not UTF-8 kept as lone surrogates (surrogateescape), so a
+    file shown with `git show` can be reported by its bytes, not as a crash."""
+    proc = subprocess.run(["git", "-C", str(app_dir), *args], capture_output=True, timeout=60)
+    stdout = proc.stdout.decode("utf-8", "surrogateescape")
     if proc.returncode != 0:
+        stderr = proc.stderr.decode("utf-8", "replace")
         raise BuildError(
-            f"git {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout.strip()}",
+            f"git {' '.join(args)} failed: {stderr.strip() or stdout.strip()}",
             where=str(app_dir),
             fix="pass a revision that exists in this repository (a branch, tag or commit sha)",
         )
-    return proc.stdout
+    return stdout
 
 
 def resolve_git_rev(app_dir: Path, rev: str) -> str:
