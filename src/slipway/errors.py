@@ -64,6 +64,11 @@ class NotFound(SlipwayError):
     http_status = 404
 
 
+class TooLarge(SlipwayError):
+    kind = "too_large"
+    http_status = 413
+
+
 class Conflict(SlipwayError):
     kind = "conflict"
     http_status = 409
@@ -102,6 +107,7 @@ ERROR_KINDS: dict[str, type[SlipwayError]] = {
         ConfigError,
         UsageError,
         NotFound,
+        TooLarge,
         Conflict,
         BuildError,
         DeployError,

@@ -16,6 +16,7 @@ from slipway.errors import (
     RouterError,
     RuntimeFailure,
     SlipwayError,
+    TooLarge,
     UsageError,
     error_from_dict,
 )
@@ -25,6 +26,7 @@ ALL_ERRORS = [
     ConfigError,
     UsageError,
     NotFound,
+    TooLarge,
     Conflict,
     BuildError,
     DeployError,
