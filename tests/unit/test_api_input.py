@@ -100,7 +100,9 @@ def test_an_invalid_or_too_long_pattern_is_a_usage_error() -> None:
         (TokenRequest, '{"name": "ci", "role": "viewer", "expires": 30}'),
     ],
 )
-def test_request_models_take_exactly_their_json_types(model: type, body: str) -> None:
+def test_request_models_take_exactly_their_json_types(
+    model: type[schemas.RequestBody], body: str
+) -> None:
     with pytest.raises(ValidationError):
         model.model_validate_json(body)
 
