@@ -66,6 +66,11 @@ class NotFound(SlipwayError):
     http_status = 404
 
 
+class TooLarge(SlipwayError):
+    kind = "too_large"
+    http_status = 413
+
+
 class Conflict(SlipwayError):
     kind = "conflict"
     http_status = 409
@@ -119,6 +124,7 @@ ERROR_KINDS: dict[str, type[SlipwayError]] = {
         ConfigError,
         UsageError,
         NotFound,
+        TooLarge,
         Conflict,
         BuildError,
         DeployError,

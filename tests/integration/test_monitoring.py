@@ -143,7 +143,9 @@ def test_an_alert_fires_and_resolves_and_a_notifier_that_is_down_gets_it_later(
         'severity = "critical"\n'
         "[alerting]\ndefaults = false\n"
         f'[[alerting.notify]]\ntype = "webhook"\nurl = "{receiver.url}"\n'
+        "allow_loopback_and_link_local = true\n"
         f'[[alerting.notify]]\ntype = "webhook"\nname = "later"\n'
+        "allow_loopback_and_link_local = true\n"
         f'url = "http://127.0.0.1:{dead_port}/hook"\n'
     )
     app = running.make_app(env={"FAIL_RATE": "0.6"}, alerts=rules)

@@ -131,7 +131,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def test_webhook_receives_the_payload_exactly(receiver: Receiver) -> None:
-    hook = Notifier(type="webhook", url=f"{receiver.url}/hook")
+    hook = Notifier(allow_loopback_and_link_local=True, type="webhook", url=f"{receiver.url}/hook")
     notice = firing_notice()
     send(hook, notice)
     send(hook, resolved(notice))
@@ -143,7 +143,9 @@ def test_webhook_receives_the_payload_exactly(receiver: Receiver) -> None:
 
 
 def test_slack_receives_the_payload_exactly(receiver: Receiver) -> None:
-    slack = Notifier(type="slack", url=f"{receiver.url}/services/T1/B2/token")
+    slack = Notifier(
+        allow_loopback_and_link_local=True, type="slack", url=f"{receiver.url}/services/T1/B2/token"
+    )
     notice = firing_notice()
     send(slack, notice)
     [body] = receiver.posted_to("/services/T1/B2/token")
@@ -156,7 +158,12 @@ def test_an_error_answer_is_a_delivery_error_naming_status_and_answer(
 ) -> None:
     receiver.status = 500
     receiver.answer = b"database on fire " + b"x" * 500
-    hook = Notifier(type="webhook", name="ops hook", url=f"{receiver.url}/hook")
+    hook = Notifier(
+        allow_loopback_and_link_local=True,
+        type="webhook",
+        name="ops hook",
+        url=f"{receiver.url}/hook",
+    )
     error = send_error(hook, firing_notice())
     message = str(error)
     assert "ops hook" in message
@@ -169,13 +176,18 @@ def test_an_error_answer_is_a_delivery_error_naming_status_and_answer(
 
 def test_a_redirect_is_not_followed(receiver: Receiver) -> None:
     receiver.status = 302
-    error = send_error(Notifier(type="webhook", url=f"{receiver.url}/hook"), firing_notice())
+    error = send_error(
+        Notifier(allow_loopback_and_link_local=True, type="webhook", url=f"{receiver.url}/hook"),
+        firing_notice(),
+    )
     assert "HTTP 302" in str(error)
 
 
 def test_a_closed_port_is_a_delivery_error() -> None:
     port = free_port()
-    slack = Notifier(type="slack", url=f"http://127.0.0.1:{port}/hooks/TOKEN")
+    slack = Notifier(
+        allow_loopback_and_link_local=True, type="slack", url=f"http://127.0.0.1:{port}/hooks/TOKEN"
+    )
     error = send_error(slack, firing_notice())
     assert f"alert notifier 'http://127.0.0.1:{port}/hooks/…' (slack)" in str(error)
     assert "could not reach it: ConnectError" in str(error)
@@ -187,7 +199,12 @@ def test_a_silent_receiver_times_out_within_the_notifier_timeout() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         port = listener.getsockname()[1]
-        hook = Notifier(type="webhook", url=f"http://127.0.0.1:{port}/", timeout=0.5)
+        hook = Notifier(
+            allow_loopback_and_link_local=True,
+            type="webhook",
+            url=f"http://127.0.0.1:{port}/",
+            timeout=0.5,
+        )
         began = time.monotonic()
         error = send_error(hook, firing_notice())
         took = time.monotonic() - began
@@ -411,7 +428,9 @@ def alertmanager(receiver: Receiver) -> Iterator[Alertmanager]:
 def test_alertmanager_receives_routes_and_resolves_the_alert(
     alertmanager: Alertmanager, receiver: Receiver
 ) -> None:
-    am = Notifier(type="alertmanager", url=alertmanager.url + "/")
+    am = Notifier(
+        allow_loopback_and_link_local=True, type="alertmanager", url=alertmanager.url + "/"
+    )
     notice = firing_notice()
     send(am, notice)
 
@@ -454,7 +473,12 @@ def test_alertmanager_receives_routes_and_resolves_the_alert(
 
 
 def test_alertmanager_at_a_wrong_path_is_a_delivery_error(alertmanager: Alertmanager) -> None:
-    am = Notifier(type="alertmanager", name="team am", url=f"{alertmanager.url}/prefix")
+    am = Notifier(
+        allow_loopback_and_link_local=True,
+        type="alertmanager",
+        name="team am",
+        url=f"{alertmanager.url}/prefix",
+    )
     error = send_error(am, firing_notice())
     assert "team am" in str(error)
     assert "HTTP 404" in str(error)

@@ -38,9 +38,13 @@ severity = "critical"
 """
 
 
+LOCAL = "allow_loopback_and_link_local = true\n"
+
+
 def webhook(url: str = "http://127.0.0.1:9/hook", **keys: str) -> str:
     extra = "".join(f"{k} = {v}\n" for k, v in keys.items())
-    return f'\n[[alerting.notify]]\ntype = "webhook"\nurl = "{url}"\n{extra}'
+    # the test's receivers are on this host: an explicit opt-in, as a user would write
+    return f'\n[[alerting.notify]]\ntype = "webhook"\nurl = "{url}"\n{LOCAL}{extra}'
 
 
 class World:
@@ -389,7 +393,7 @@ def test_the_alert_shows_the_latest_reading_while_its_state_holds(world: World) 
 
 
 def test_a_firing_alert_is_resent_to_alertmanager_every_minute(world: World) -> None:
-    extra = '\n[[alerting.notify]]\ntype = "alertmanager"\nurl = "http://127.0.0.1:9093/"\n'
+    extra = '\n[[alerting.notify]]\ntype = "alertmanager"\nurl = "http://127.0.0.1:9093/"\n' + LOCAL
     now = fire_errors(world, extra + webhook())
     paths: list[str] = []
 
@@ -586,7 +590,9 @@ def test_a_resolved_notice_never_overtakes_its_firing_one(world: World) -> None:
 
 
 def test_a_long_alertmanager_outage_does_not_starve_other_notifiers(world: World) -> None:
-    alertmanager = '\n[[alerting.notify]]\ntype = "alertmanager"\nurl = "http://127.0.0.1:9093"\n'
+    alertmanager = (
+        '\n[[alerting.notify]]\ntype = "alertmanager"\nurl = "http://127.0.0.1:9093"\n' + LOCAL
+    )
     down_rule = '\n[[alerts]]\nname = "down"\nmetric = "instances_down"\nabove = 0\n'
     world.deploy(NO_DEFAULTS + ERRORS_RULE + down_rule + alertmanager + webhook())
     instance = world.store.new_instance("hello", "r1", "web", 9001)

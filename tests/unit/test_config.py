@@ -623,7 +623,7 @@ def test_alert_with_unknown_metric_lists_the_metrics() -> None:
     [
         ('window = "soon"\n', "alerts.0.window", 'invalid duration "soon"'),
         ('for = "a while"\n', "alerts.0.for", 'invalid duration "a while"'),
-        ('window = "500ms"\n', "alerts.0", "window must be at least 1s"),
+        ('window = "500ms"\n', "alerts.0.window", "must be at least 1s"),
         ("quantile = 1\n", "alerts.0.quantile", "less than 1"),
         ('severity = "page"\n', "alerts.0.severity", "'critical', 'warning' or 'info'"),
     ],
@@ -688,7 +688,7 @@ def test_an_error_in_the_second_alert_points_into_the_second_alert(second: str, 
 
 
 def notifier_error(entry: str, index: int = 0) -> ConfigError:
-    before = '\n[[alerting.notify]]\ntype = "webhook"\nurl = "http://127.0.0.1:9000/"\n' * index
+    before = '\n[[alerting.notify]]\ntype = "webhook"\nurl = "http://10.0.0.9:9000/"\n' * index
     return config_error(MINIMAL + before + "\n[[alerting.notify]]\n" + entry)
 
 

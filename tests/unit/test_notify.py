@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import socket
 from dataclasses import replace
 from email import policy
 from email.message import EmailMessage
@@ -19,6 +20,7 @@ from slipway.alerts.notify import (
     DeliveryError,
     Notice,
     alertmanager_payload,
+    check_destination,
     deliver,
     email_message,
     safe_label,
@@ -49,7 +51,8 @@ RESOLVED_NOTICE = replace(FIRING, state="resolved", value=0.01, resolved_at=RESO
 
 
 def notifier(**keys: Any) -> Notifier:
-    return Notifier.model_validate(keys)
+    # the tests' URLs are on this host: opted in, as a user sending to a local receiver would
+    return Notifier.model_validate({"allow_loopback_and_link_local": True} | keys)
 
 
 EMAIL = notifier(type="email", **{"from": "slipway@example.com"}, to=["ops@example.com"])
@@ -336,3 +339,76 @@ def test_labels_in_errors_mask_url_secrets() -> None:
     named = notifier(type="slack", name="ops channel", url="https://chat.example.com/hooks/x")
     assert safe_label(named) == "ops channel"
     assert safe_label(EMAIL) == "email to ops@example.com"
+
+
+# -- where a notice may go -------------------------------------------------------------
+
+
+def resolving(monkeypatch: pytest.MonkeyPatch, name: str, address: str) -> None:
+    """The resolver answers `address` for `name` (a DNS record an attacker controls)."""
+    real = socket.getaddrinfo
+
+    def fake(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        return real(address if host == name else host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+
+
+async def post_to_local_receiver(hook: Notifier) -> tuple[list[bytes], DeliveryError | None]:
+    """Deliver FIRING to `hook` whose url names port 0 of a receiver on 127.0.0.1; returns
+    what the receiver got and the delivery error, if any."""
+    got: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = (hook.url or "").replace(":0/", f":{port}/")
+    try:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            await deliver(hook.model_copy(update={"url": url}), FIRING, client)
+    except DeliveryError as exc:
+        return got, exc
+    finally:
+        server.close()
+        await server.wait_closed()
+    return got, None
+
+
+def test_a_name_resolving_to_loopback_is_not_sent_to_without_opt_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    resolving(monkeypatch, "alerts.example.test", "127.0.0.1")
+    hook = Notifier.model_validate(
+        {"type": "webhook", "url": "http://alerts.example.test:0/hook?token=SECRET"}
+    )
+    got, error = asyncio.run(post_to_local_receiver(hook))
+    assert got == [], "the receiver on 127.0.0.1 was contacted"
+    assert error is not None
+    assert "alerts.example.test resolves to 127.0.0.1, a loopback address" in str(error)
+    assert error.fix is not None and "allow_loopback_and_link_local = true" in error.fix
+    assert "SECRET" not in str(error)
+    # the same name is fine once it resolves elsewhere, or when loopback is meant
+    opted = hook.model_copy(update={"allow_loopback_and_link_local": True})
+    asyncio.run(check_destination(opted, opted.url or ""))
+    resolving(monkeypatch, "alerts.example.test", "10.0.0.5")
+    asyncio.run(check_destination(hook, hook.url or ""))
+
+
+def test_a_name_resolving_to_cloud_metadata_is_not_sent_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    resolving(monkeypatch, "metadata.example.test", "169.254.169.254")
+    hook = Notifier.model_validate({"type": "slack", "url": "http://metadata.example.test/x"})
+
+    async def attempt() -> None:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            await deliver(hook, FIRING, client)
+
+    with pytest.raises(DeliveryError) as info:
+        asyncio.run(attempt())
+    assert "resolves to 169.254.169.254, a link-local address" in str(info.value)

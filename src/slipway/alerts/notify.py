@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import math
 import os
 import smtplib
@@ -43,7 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from slipway.config.alerts import Notifier
+from slipway.config.alerts import Notifier, address_kind, local_address_phrase
 from slipway.errors import SlipwayError
 
 FIRING_HOLD = 300.0  # how far ahead of now a firing alert sent to Alertmanager ends
@@ -230,7 +231,38 @@ async def deliver(notifier: Notifier, notice: Notice, client: httpx.AsyncClient)
         body = slack_payload(notice)
     else:
         body = webhook_payload(notice)
+    await check_destination(notifier, url)
     await _post(notifier, url, body, client)
+
+
+async def check_destination(notifier: Notifier, url: str) -> None:
+    """Refuse a URL whose host resolves to a loopback or link-local address unless the
+    notifier opts in: the config check sees IP literals only, and DNS can point any name at
+    169.254.169.254 (cloud metadata) or at this host."""
+    if notifier.allow_loopback_and_link_local:
+        return
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise _failure(notifier, f"bad url: {exc}") from None
+    try:
+        async with asyncio.timeout(notifier.timeout):
+            found = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+    except (TimeoutError, OSError) as exc:
+        raise _failure(notifier, f"could not resolve {host}: {_describe(exc)}") from None
+    for *_, sockaddr in found:
+        address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
+        kind = address_kind(address)
+        if kind is not None:
+            raise _failure(
+                notifier,
+                f"{host} resolves to {address}, {local_address_phrase(kind)}: not sent",
+                fix="point the url at the receiver's own address, or set "
+                "allow_loopback_and_link_local = true in this notifier if it is meant",
+            )
 
 
 async def _post(notifier: Notifier, url: str, body: Any, client: httpx.AsyncClient) -> None:

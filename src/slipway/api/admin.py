@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from slipway.api import API_PREFIX
+from slipway.api.schemas import RequestBody
 from slipway.auth import tokens
 from slipway.auth.guard import requires
 from slipway.config.durations import parse_duration
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 P = API_PREFIX
 
 
-class TokenRequest(BaseModel):
+class TokenRequest(RequestBody):
     name: str
     role: str
     expires: str | None = None  # a duration: "30d"

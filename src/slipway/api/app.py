@@ -16,15 +16,17 @@ from starlette.routing import Route
 from slipway.api import API_PREFIX, schemas
 from slipway.api.admin import admin_routes
 from slipway.api.openapi import openapi
+from slipway.api.params import MAX_ID, MAX_LINES, flag_param, id_param, int_param
 from slipway.api.security import actor, guarded
 from slipway.auth.guard import requires
 from slipway.daemon import insight, secret_ops
 from slipway.daemon.logs import LogFilter, LogReader
 from slipway.daemon.service import Service, deployment_view
-from slipway.errors import SlipwayError, UsageError
+from slipway.errors import SlipwayError, TooLarge, UsageError
 
 Handler = Callable[[Request], Awaitable[Response]]
 P = API_PREFIX
+MAX_BODY = 1024 * 1024  # the largest request is a deploy or a 64 KiB secret: 1 MiB is ample
 
 
 def ok(value: BaseModel | list[Any] | dict[str, Any], status: int = 200) -> JSONResponse:
@@ -49,9 +51,32 @@ def who(request: Request) -> str:
     return actor(request.scope.get("state", {}).get("principal"), request)["who"]
 
 
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The request's body, reading no more than `limit` bytes: a Content-Length over it is
+    refused before anything is read, and a chunked body is cut off once it passes it."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> TooLarge:
+    return TooLarge(
+        f"the request body is larger than {limit} bytes ({limit // 1024} KiB)",
+        where="body",
+        fix="send the JSON described in docs/api.md; a secret's value is at most 64 KiB",
+    )
+
+
 async def body(request: Request, model: type[BaseModel]) -> Any:
+    raw = await read_body(request)
     try:
-        raw = await request.body()
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -161,18 +186,19 @@ def api_routes(
         return ok(deployment_view(service.canary_command(app, command, who(request))), 202)
 
     async def analysis(request: Request) -> Response:
-        deployment_id = request.path_params.get("id")
         app = request.path_params.get("app")
-        return ok(service.analysis(int(deployment_id) if deployment_id else None, app))
+        deployment_id = id_param(request.path_params) if "id" in request.path_params else None
+        return ok(service.analysis(deployment_id, app))
 
     async def deployment(request: Request) -> Response:
-        return ok(deployment_view(service.deployment(int(request.path_params["id"]))))
+        return ok(deployment_view(service.deployment(id_param(request.path_params))))
 
     async def events(request: Request) -> Response:
-        deployment_id = int(request.path_params["id"])
+        deployment_id = id_param(request.path_params)
         service.store.deployment(deployment_id)  # 404 first
-        after = int(request.query_params.get("after", "0"))
-        follow = request.query_params.get("follow") == "1"
+        q = request.query_params
+        after = int_param(q, "after", 0, 0, MAX_ID, "after=ID of the last event seen, e.g. 0")
+        follow = flag_param(q, "follow")
 
         async def stream() -> AsyncIterator[BaseModel | dict[str, Any]]:
             nonlocal after
@@ -203,11 +229,12 @@ def api_routes(
         )
         if selection.release:
             service.store.release(app, selection.release)
-        count = int(q.get("lines", "100"))
-        follow = q.get("follow") == "1"
+        count = int_param(q, "lines", 100, 0, MAX_LINES, f"lines=100 (0 to {MAX_LINES})")
+        follow = flag_param(q, "follow")
+        # Reading and filtering every log file can take a while: never on the event loop.
+        lines, offsets = await reader.last(selection, count)
 
         async def stream() -> AsyncIterator[BaseModel | dict[str, Any]]:
-            lines, offsets = reader.last(selection, count)
             for line in lines:
                 yield line
             if follow:
@@ -259,9 +286,9 @@ def api_routes(
         route(f"{P}/apps/{{app}}/scale", scale, deployer, ["POST"]),
         route(f"{P}/apps/{{app}}/analysis", analysis, viewer),
         route(f"{P}/apps/{{app}}/{{command}}", canary, deployer, ["POST"]),
-        route(f"{P}/deployments/{{id:int}}", deployment, viewer),
-        route(f"{P}/deployments/{{id:int}}/analysis", analysis, viewer),
-        route(f"{P}/deployments/{{id:int}}/events", events, viewer),
+        route(f"{P}/deployments/{{id:id}}", deployment, viewer),
+        route(f"{P}/deployments/{{id:id}}/analysis", analysis, viewer),
+        route(f"{P}/deployments/{{id:id}}/events", events, viewer),
         route(f"{P}/apps/{{app}}/metrics", metrics, viewer),
         route(f"{P}/apps/{{app}}/requests", requests, viewer),
         route(f"{P}/shutdown", shutdown, admin, ["POST"]),

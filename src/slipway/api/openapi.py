@@ -55,7 +55,7 @@ def operation(route: Route, method: str, components: dict[str, Any]) -> dict[str
                 "name": name,
                 "in": "path",
                 "required": True,
-                "schema": {"type": "integer" if kind == "int" else "string"},
+                "schema": {"type": "integer" if kind in ("int", "id") else "string"},
             }
             for name, kind in PARAM.findall(route.path)
         ],
@@ -67,6 +67,7 @@ def operation(route: Route, method: str, components: dict[str, Any]) -> dict[str
             "403": ERROR,
             "404": ERROR,
             "409": ERROR,
+            "413": ERROR,
         },
     }
     model = BODIES.get((method, route.name))

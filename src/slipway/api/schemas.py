@@ -4,29 +4,49 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_SECRET_BYTES = 64 * 1024  # a secret is a key or a password, not a file
 
 
-class DeployRequest(BaseModel):
+class RequestBody(BaseModel):
+    """A request body: exactly the documented fields with exactly their JSON types. Lax
+    parsing turned {"all": "yes"} into True on /v1/shutdown, which stopped every app."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class DeployRequest(RequestBody):
     app_dir: str
     git_rev: str | None = None
     skip_gates: dict[str, str] = Field(default_factory=dict)  # gate name -> reason
     check: bool = False  # run every gate, deploy nothing
 
 
-class SecretValue(BaseModel):
+class SecretValue(RequestBody):
     value: str  # in the request body only: never in a URL, argv or log
 
+    @field_validator("value")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > MAX_SECRET_BYTES:
+            raise ValueError(
+                f"the value is {size} bytes; a secret holds at most {MAX_SECRET_BYTES} "
+                "(64 KiB): keep larger data in a file and put its path in the secret"
+            )
+        return value
 
-class RollbackRequest(BaseModel):
+
+class RollbackRequest(RequestBody):
     release: str | None = None
 
 
-class ScaleRequest(BaseModel):
+class ScaleRequest(RequestBody):
     counts: dict[str, int]
 
 
-class ShutdownRequest(BaseModel):
+class ShutdownRequest(RequestBody):
     all: bool = False
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from typing import Literal
+import socket
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, model_validator
 
 from slipway.config import types
-from slipway.config.types import Duration
+from slipway.config.types import DAY, Duration, within
 
 Metric = Literal[
     "error_rate",
@@ -45,11 +47,11 @@ class AlertRule(Strict):
 
     name: str = Field(min_length=1, max_length=80)
     metric: Metric
-    above: float | None = None
-    below: float | None = None
+    above: float | None = Field(default=None, allow_inf_nan=False)
+    below: float | None = Field(default=None, allow_inf_nan=False)
     quantile: float = Field(default=0.99, gt=0, lt=1)
-    window: Duration = 60.0  # the metric is computed over the last `window`
-    for_: Duration = Field(default=0.0, alias="for")
+    window: Annotated[Duration, within(1, DAY)] = 60.0  # the metric is over the last `window`
+    for_: Annotated[Duration, within(0, DAY)] = Field(default=0.0, alias="for")
     severity: Severity = "warning"
 
     @model_validator(mode="after")
@@ -59,8 +61,6 @@ class AlertRule(Strict):
                 f"alert '{self.name}' needs exactly one of `above` or `below` "
                 f"(for {self.metric}: {UNITS[self.metric]})"
             )
-        if self.window < 1:
-            raise ValueError(f"alert '{self.name}': window must be at least 1s")
         return self
 
     @property
@@ -101,7 +101,10 @@ class Notifier(Strict):
     to: list[str] = Field(default_factory=list)
     severities: list[Severity] = Field(default_factory=lambda: list(SEVERITIES))
     send_resolved: bool = True
-    timeout: Duration = 5.0
+    # A URL on this host or its link (cloud metadata at 169.254.169.254) is refused unless
+    # this says it is meant: alert config must not be a way to reach what only the host can.
+    allow_loopback_and_link_local: bool = False
+    timeout: Annotated[Duration, within(0, 300, above=True)] = 5.0
 
     @model_validator(mode="after")
     def _complete(self) -> Notifier:
@@ -113,6 +116,14 @@ class Notifier(Strict):
         elif not _has_host(self.url):
             article = "an" if self.type[0] in "aeiou" else "a"
             raise ValueError(f'{article} {self.type} notifier needs `url = "http(s)://host…"`')
+        if self.url is not None and not self.allow_loopback_and_link_local:
+            host = urlsplit(self.url).hostname or ""
+            kind = local_address_kind(host)
+            if kind is not None:
+                raise ValueError(
+                    f'url "{safe_host(self.url)}" is {local_address_phrase(kind)}; alerts go '
+                    "there only with `allow_loopback_and_link_local = true` in this notifier"
+                )
         if self.password_env is not None and not ENV_NAME.match(self.password_env):
             raise ValueError(f'password_env "{self.password_env}" is not a variable name')
         return self
@@ -134,6 +145,56 @@ def _has_host(url: str | None) -> bool:
         return bool(urlsplit(url).hostname)
     except ValueError:  # e.g. an unclosed IPv6 bracket
         return False
+
+
+def local_address_kind(host: str) -> str | None:
+    """ "loopback", "link-local" or "unspecified" (0.0.0.0 reaches this host) when `host` is
+    such an address (in any form the resolver takes: "127.1", "2130706433", "::ffff:127.0.0.1")
+    or a name that always means this host ("localhost"); else None. Names are resolved at send
+    time, not here."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return "loopback"
+    address = _ip(name)
+    return None if address is None else address_kind(address)
+
+
+def local_address_phrase(kind: str) -> str:
+    what = {
+        "loopback": "a loopback address (this host)",
+        "link-local": "a link-local address (e.g. cloud metadata at 169.254.169.254)",
+        "unspecified": "an unspecified address (0.0.0.0 reaches this host)",
+    }
+    return what.get(kind, f"a {kind} address")
+
+
+def address_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    if address.is_unspecified:
+        return "unspecified"
+    return None
+
+
+def _ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(name.partition("%")[0])  # "fe80::1%eth0": zone dropped
+    except ValueError:
+        pass
+    try:  # the legacy forms inet_aton (and so the resolver) accepts: "127.1", "0x7f.1"
+        return ipaddress.IPv4Address(socket.inet_aton(name))
+    except OSError:
+        return None
+
+
+def safe_host(url: str) -> str:
+    """scheme://host[:port] of a URL: its path or query may hold a token."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 class Alerting(Strict):

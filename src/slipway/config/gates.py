@@ -4,11 +4,11 @@ Pure: no I/O."""
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from slipway.config.types import Duration, Strict, http_url
+from slipway.config.types import DAY, Duration, Strict, Timeout, http_url, within
 
 Level = Literal["low", "medium", "high"]
 GATE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
@@ -20,7 +20,7 @@ class TestGate(Strict):
 
     name: str
     command: str = Field(min_length=1)
-    timeout: Duration = 600.0
+    timeout: Timeout = 600.0
 
     @field_validator("name")
     @classmethod
@@ -39,16 +39,18 @@ class PerformanceGate(Strict):
     """The same load, interleaved, on the candidate's and the stable release's instances."""
 
     requests: int = Field(default=2000, ge=50, le=1_000_000)  # per release, after warmup
-    warmup: int = Field(default=300, ge=0)  # per release, not counted: fresh processes
+    warmup: int = Field(
+        default=300, ge=0, le=1_000_000
+    )  # per release, not counted: fresh processes
     concurrency: int = Field(default=20, ge=1, le=1000)
     paths: list[str] = Field(default_factory=lambda: ["/"])
     max_p50_increase: float | None = Field(default=None, ge=0)
     max_p95_increase: float | None = Field(default=0.20, ge=0)
     max_p99_increase: float | None = Field(default=None, ge=0)
     # Smaller differences are noise on a busy machine, never a regression.
-    min_latency_increase: Duration = 0.002
+    min_latency_increase: Annotated[Duration, within(0, 60)] = 0.002
     max_error_rate: float = Field(default=0.001, ge=0, le=1)
-    timeout: Duration = 300.0
+    timeout: Timeout = 300.0
 
     @field_validator("paths")
     @classmethod
@@ -64,7 +66,7 @@ class PerformanceGate(Strict):
 class SecretsGate(Strict):
     enabled: bool = True
     baseline: str = ".secrets.baseline"  # reviewed findings, relative to the app folder
-    timeout: Duration = 120.0
+    timeout: Timeout = 120.0
 
 
 class DependenciesGate(Strict):
@@ -73,10 +75,12 @@ class DependenciesGate(Strict):
     enabled: bool = True
     database: str | None = None  # an OSV export: a folder, a .zip or a .json file
     url: str | None = None  # an OSV-compatible server
-    max_age: Duration = 7 * 86400.0  # a database whose newest record is older fails
+    max_age: Annotated[Duration, within(0, 365 * DAY, above=True)] = (
+        7 * DAY
+    )  # a database whose newest record is older fails
     on_unavailable: Literal["fail", "warn"] = "fail"
     ignore: list[str] = Field(default_factory=list)  # vulnerability ids reviewed and accepted
-    timeout: Duration = 120.0
+    timeout: Timeout = 120.0
 
     @field_validator("url")
     @classmethod
@@ -97,7 +101,7 @@ class CodeGate(Strict):
     severity: Level = "medium"  # issues at or above this severity fail the gate
     confidence: Level = "medium"
     exclude: list[str] = Field(default_factory=lambda: ["tests/*", "test_*.py"])
-    timeout: Duration = 300.0
+    timeout: Timeout = 300.0
 
 
 class Gates(Strict):

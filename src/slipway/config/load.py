@@ -40,10 +40,29 @@ def load_config(app_dir: Path) -> AppConfig:
             where=str(app_dir),
             fix=f"run `slipway init` in {app_dir} or pass the app's folder with --app DIR",
         )
-    return parse_config(path.read_text(encoding="utf-8"), str(path))
+    return parse_config(decode_config(path.read_bytes(), str(path)), str(path))
+
+
+def decode_config(data: bytes, source: str) -> str:
+    """The file's text; a ConfigError naming the first byte that is not UTF-8 (TOML is UTF-8)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        bad = data[exc.start : exc.end].hex(" ")
+        raise ConfigError(
+            f"not valid UTF-8: byte offset {exc.start} (line {line}) holds 0x{bad}",
+            where=f"{source}:{line}",
+            fix="save the file as UTF-8 (TOML must be UTF-8), e.g. "
+            f"`iconv -f latin1 -t utf-8 {Path(source).name}` if it is Latin-1",
+        ) from None
 
 
 def parse_config(text: str, source: str = CONFIG_FILE) -> AppConfig:
+    # Text decoded with errors="surrogateescape" (e.g. from `git show`) keeps undecodable
+    # bytes as lone surrogates: report them as the bytes they were.
+    if any("\udc80" <= c <= "\udcff" for c in text):
+        decode_config(text.encode("utf-8", "surrogateescape"), source)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -104,6 +123,11 @@ def _fix_for(loc: list[str]) -> str:
         "keep_warm",
         "max_age",
         "min_latency_increase",
+        "every",
+        "window",
+        "for",
+        "step_timeout",
+        "step_min_seconds",
     }:
         return 'write a duration such as "500ms", "10s" or "5m"'
     if loc and loc[0] == "scale":

@@ -20,7 +20,7 @@ from pydantic import (
 from slipway.config.alerts import Alerting, AlertRule
 from slipway.config.edge import Edge, check_ports
 from slipway.config.gates import Gates
-from slipway.config.types import Duration, Size, Strict, http_url
+from slipway.config.types import DAY, Duration, Size, Strict, Timeout, http_url, within
 
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 PROCESS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
@@ -30,6 +30,13 @@ HOST_NAME = re.compile(
 )
 RESERVED_ENV = {"PORT"}
 RESERVED_ENV_PREFIX = "SLIPWAY_"
+# Linux refuses to start a program with one environment string (`KEY=value` and its NUL) over
+# MAX_ARG_STRLEN (32 pages), and all of argv and the environment over ARG_MAX (a quarter of
+# the stack limit, 2 MiB by default): checked here, not found at start as a silent exit.
+MAX_ENV_STRING = 131072
+MAX_ENV_TOTAL = 1024 * 1024
+MAX_ENV_NAME = 255
+DEFAULT_MAX_FILE_SIZE = 1024**3
 
 
 class Listen(Strict):
@@ -61,9 +68,18 @@ class Listen(Strict):
 
 class Build(Strict):
     command: str | None = None
-    timeout: Duration = 600.0
+    timeout: Timeout = 600.0
+    # A bigger file in the app folder is refused: it is copied into every release.
+    max_file_size: Size = Field(default=DEFAULT_MAX_FILE_SIZE, ge=1)
     # the Python the release's virtualenv is made from (default: the daemon's own)
     python: str | None = None
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: str | None) -> str | None:
+        if value is not None and "\0" in value:
+            raise ValueError("the build command contains a NUL character")
+        return value
 
     @field_validator("python")
     @classmethod
@@ -79,12 +95,12 @@ class Build(Strict):
 
 class HealthCheck(Strict):
     path: str = "/up"
-    interval: Duration = 1.0
-    timeout: Duration = 2.0
+    interval: Annotated[Duration, within(0.1, 3600)] = 1.0
+    timeout: Annotated[Duration, within(0.1, 3600)] = 2.0
     healthy_threshold: int = Field(default=2, ge=1, le=20)
     unhealthy_threshold: int = Field(default=3, ge=1, le=20)
     # a serving instance that has not answered for this long is restarted; 0: never
-    restart_after: Duration = 30.0
+    restart_after: Annotated[Duration, within(0, 86400)] = 30.0
 
     @field_validator("path")
     @classmethod
@@ -93,26 +109,19 @@ class HealthCheck(Strict):
             raise ValueError(f'"{value}" must be a URL path starting with "/" and without spaces')
         return value
 
-    @field_validator("interval", "timeout")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value < 0.1:
-            raise ValueError("must be at least 100ms")
-        return value
-
 
 class Deploy(Strict):
     strategy: Literal["bluegreen", "canary"] = "bluegreen"
-    health_timeout: Duration = 60.0
-    drain_timeout: Duration = 30.0
-    stop_grace: Duration = 10.0
-    keep_warm: Duration = 300.0
+    health_timeout: Timeout = 60.0
+    drain_timeout: Annotated[Duration, within(0, DAY)] = 30.0  # 0: retire without draining
+    stop_grace: Annotated[Duration, within(0, 3600)] = 10.0  # 0: SIGKILL at once
+    keep_warm: Annotated[Duration, within(0, 30 * DAY)] = 300.0  # 0: no warm rollback
     keep_releases: int = Field(default=5, ge=1, le=100)
     # canary only
     steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0])
-    step_min_seconds: Duration = 30.0
-    step_min_requests: int = Field(default=200, ge=0)
-    step_timeout: Duration = 600.0
+    step_min_seconds: Annotated[Duration, within(0, DAY)] = 30.0
+    step_min_requests: int = Field(default=200, ge=0, le=100_000_000)
+    step_timeout: Timeout = 600.0
     on_inconclusive: Literal["abort", "pause"] = "abort"
 
     @field_validator("steps")
@@ -132,10 +141,10 @@ class PrometheusCheck(Strict):
 
     name: str
     query: str
-    threshold: float
+    threshold: float = Field(allow_inf_nan=False)
     direction: Literal["above", "below"]  # the release fails when the value is above / below
     url: str | None = None
-    every: Duration = 10.0
+    every: Annotated[Duration, within(1, 3600)] = 10.0  # below 1s it would flood Prometheus
 
     @field_validator("url")
     @classmethod
@@ -190,7 +199,9 @@ class Logs(Strict):
 
     max_size: Size = Field(default=10 * 1024 * 1024, ge=64 * 1024)  # a file rotates at this
     keep: int = Field(default=3, ge=0, le=100)  # rotated files kept
-    max_age: Duration = 7 * 86400.0  # older rotated files and stopped instances' logs go
+    # older rotated files and stopped instances' logs go; under a minute the logs of an
+    # instance that just stopped would be gone before anyone could read them
+    max_age: Annotated[Duration, within(60, 365 * DAY)] = 7 * 86400.0
 
 
 EnvValue = Annotated[str, BeforeValidator(lambda v: _env_value(v))]
@@ -200,8 +211,42 @@ def _env_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str | int | float):
-        return str(value)
+        return check_env_value(str(value))
     raise ValueError("env values must be strings, numbers or booleans")
+
+
+def check_env_name(name: str) -> None:
+    if not ENV_NAME.match(name) or len(name) > MAX_ENV_NAME:
+        raise ValueError(
+            f'"{name[:60]}" is not a valid environment variable name: letters, digits and "_", '
+            f"not starting with a digit, at most {MAX_ENV_NAME} characters"
+        )
+
+
+def check_env_value(text: str) -> str:
+    """A value that can be in a process's environment (the value alone; `env_string_size`
+    adds its name)."""
+    if "\0" in text:
+        raise ValueError(
+            "the value contains a NUL character (\\u0000), which no environment variable "
+            "can hold: remove it"
+        )
+    if len(text.encode("utf-8", "surrogatepass")) + 2 > MAX_ENV_STRING:
+        raise ValueError(_too_long(len(text.encode("utf-8", "surrogatepass"))))
+    return text
+
+
+def env_string_size(name: str, text: str) -> int:
+    """The bytes `NAME=value` and its NUL take in a process's environment."""
+    return len(name.encode()) + 1 + len(text.encode("utf-8", "surrogatepass")) + 1
+
+
+def _too_long(size: int) -> str:
+    return (
+        f"{size} bytes is too long: Linux starts no program with an environment string "
+        f"(NAME=value) over {MAX_ENV_STRING} bytes (128 KiB); keep large data in a file "
+        "the app reads"
+    )
 
 
 class AppConfig(Strict):
@@ -245,16 +290,27 @@ class AppConfig(Strict):
                 )
             if not command.strip():
                 raise ValueError(f'the command of process "{name}" is empty')
+            if "\0" in command:
+                raise ValueError(f'the command of process "{name}" contains a NUL character')
         return value
 
     @field_validator("env")
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not ENV_NAME.match(name):
-                raise ValueError(f'"{name}" is not a valid environment variable name')
+        total = 0
+        for name, text in value.items():
+            check_env_name(name)
             if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIX):
                 raise ValueError(f'"{name}" is set by slipway itself; choose another name')
+            size = env_string_size(name, text)
+            if size > MAX_ENV_STRING:
+                raise ValueError(f'"{name}" with its value: {_too_long(size)}')
+            total += size
+        if total > MAX_ENV_TOTAL:
+            raise ValueError(
+                f"[env] holds {total} bytes; at most {MAX_ENV_TOTAL} (1 MiB) fit beside the "
+                "command line: keep large data in a file the app reads"
+            )
         return value
 
     @field_validator("edge")
@@ -270,8 +326,7 @@ class AppConfig(Strict):
     def _secrets(cls, value: list[str], info: ValidationInfo) -> list[str]:
         env = info.data.get("env") or {}
         for name in value:
-            if not ENV_NAME.match(name):
-                raise ValueError(f'"{name}" is not a valid environment variable name')
+            check_env_name(name)
             if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIX):
                 raise ValueError(f'"{name}" is set by slipway itself; choose another name')
             if name in env:

@@ -2,14 +2,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
-from slipway.config.durations import parse_duration, parse_size
+from slipway.config.durations import format_duration, parse_duration, parse_size
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
+DAY = 86400.0
+# Beyond these a value is a typo (or an attack on the daemon), never a plan: a year-long
+# duration or a terabyte-sized limit would only overflow a timer or a counter somewhere.
+MAX_DURATION = 365 * DAY
+MAX_SIZE = 1024**4
+
+
+def within(low: float, high: float, *, above: bool = False) -> AfterValidator:
+    """A bound on a duration: at least `low` (or more than it, with `above`), at most `high`."""
+
+    def check(value: float) -> float:
+        if value < low or (above and value == low) or value > high:
+            floor = "more than" if above else "at least"
+            raise ValueError(
+                f"must be {floor} {_seconds(low)} and at most {_seconds(high)}, "
+                f"got {_seconds(value)}"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _seconds(value: float) -> str:
+    if value == 0:
+        return "0s"
+    if value >= 2 * DAY:
+        return f"{value / DAY:g}d"
+    return format_duration(value)
+
+
+def _size_at_most(high: int) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if value > high:
+            raise ValueError(f"must be at most {high // 1024**3}GB, got {value} bytes")
+        return value
+
+    return check
+
+
+# Any duration: 0 up to a year. Fields that need more (a timeout above 0) add `within`.
+Duration = Annotated[float, BeforeValidator(parse_duration), within(0, MAX_DURATION)]
+# How long something may run before it is stopped: above 0 (0 would fail at once), at most a day.
+Timeout = Annotated[float, BeforeValidator(parse_duration), within(0, DAY, above=True)]
+Size = Annotated[int, BeforeValidator(parse_size), AfterValidator(_size_at_most(MAX_SIZE))]
 
 
 class Strict(BaseModel):

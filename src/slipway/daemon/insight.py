@@ -8,6 +8,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import re2
+
+from slipway.api.params import MAX_LIMIT, int_param
 from slipway.config.durations import parse_duration
 from slipway.errors import NotFound, UsageError
 from slipway.judge.histogram import quantiles_ms
@@ -34,17 +37,64 @@ def since_of(params: Mapping[str, str], default: str = "1h") -> float:
     return time.time() - age
 
 
-def pattern(text: str | None) -> re.Pattern[str] | None:
+MAX_PATTERN = 512  # characters of a --grep pattern: longer ones are programs, not searches
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False  # a bad pattern is the caller's 400, not a line in the daemon log
+_OPTIONS.max_mem = 8 << 20  # RE2's memory for one compiled pattern: a bound, not a hope
+# RE2 runs in time linear in the text (no backtracking), so it has no constructs that need
+# backtracking: these are what its errors mean.
+_UNSUPPORTED = (
+    ("(?=", "lookahead (?=…)"),
+    ("(?!", "negative lookahead (?!…)"),
+    ("(?<=", "lookbehind (?<=…)"),
+    ("(?<!", "negative lookbehind (?<!…)"),
+    ("(?P=", "backreferences (?P=name)"),
+    ("(?>", "atomic groups (?>…)"),
+)
+
+
+def pattern(text: str | None) -> re2._Regexp[str] | None:
+    """A --grep pattern compiled with RE2, so no pattern can make the scan of the logs
+    backtrack for minutes: what Python's `re` supports but RE2 does not is refused by name."""
     if not text:
         return None
-    try:
-        return re.compile(text)
-    except re.error as exc:
+    if len(text) > MAX_PATTERN:
         raise UsageError(
-            f"--grep '{text}' is not a valid regular expression: {exc}",
+            f"--grep pattern is {len(text)} characters; at most {MAX_PATTERN}",
+            where="grep",
+            fix="search for a shorter, more specific pattern",
+        )
+    try:
+        return re2.compile(text, _OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args else str(exc)
+        feature = _unsupported_feature(text, reason)
+        if feature is not None:
+            raise UsageError(
+                f"--grep '{text}' uses {feature}, which slipway's regular expressions (RE2, "
+                "linear-time) do not support",
+                where="grep",
+                fix="rewrite it without that construct, e.g. --grep 'error' then filter "
+                "the output with grep -P",
+            ) from None
+        raise UsageError(
+            f"--grep '{text}' is not a valid regular expression: {reason}",
             where="grep",
             fix="escape special characters, e.g. --grep 'GET /items\\?'",
         ) from None
+
+
+def _unsupported_feature(text: str, reason: str) -> str | None:
+    if re.search(r"invalid escape sequence: \\[1-9]", reason):
+        return "backreferences (\\1)"
+    for prefix, feature in _UNSUPPORTED:
+        if f"invalid perl operator: {prefix}" in reason or (
+            "invalid perl operator" in reason and prefix in text
+        ):
+            return feature
+    if "bad repetition operator" in reason and re.search(r"[*+?}][+]", text):
+        return "possessive quantifiers (a*+)"
+    return None
 
 
 def check_release(store: Store, app: str, release: str | None) -> None:
@@ -83,6 +133,10 @@ def step_of(params: Mapping[str, str], since: float, now: float) -> int | None:
         step = max(1, int(parse_duration(text)))
     except ValueError as exc:
         raise UsageError(str(exc), where="step", fix="e.g. step=10s or step=5m") from None
+    if step > MAX_SINCE:
+        raise UsageError(
+            f"step {text} is longer than the history kept", where="step", fix="e.g. step=1h"
+        )
     if step >= 60 or since < now - history.SECONDS_KEPT - 60:  # a minute's grace: "1h"
         step = max(60, step // 60 * 60)
     return step
@@ -126,16 +180,13 @@ def requests(home: Home, store: Store, app: str, params: Mapping[str, str]) -> d
             where="status",
             fix="use a class (2xx, 4xx, 5xx), a code (404) or 'error'",
         )
-    try:
-        limit = int(params.get("limit", "100"))
-    except ValueError:
-        raise UsageError("limit must be a number", where="limit", fix="e.g. --limit 50") from None
+    limit = int_param(params, "limit", 100, 1, MAX_LIMIT, f"e.g. --limit 50 (1 to {MAX_LIMIT})")
     query = requestlog.Query(
         since=since_of(params, "10m"),
         status=status,
         release=release,
         path=params.get("path"),
-        limit=max(1, min(limit, 10_000)),
+        limit=limit,
     )
     entries = requestlog.read(home.app_dir(app), query)
     return {

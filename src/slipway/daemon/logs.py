@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import re2
 
 from slipway.api.schemas import LogLine
 from slipway.runtime import logfile
@@ -23,7 +24,7 @@ class LogFilter:
     process: str | None = None
     instance: str | None = None
     since: float | None = None
-    grep: re.Pattern[str] | None = None
+    grep: re2._Regexp[str] | None = None  # RE2: linear in the text, whatever the pattern
 
     @property
     def by_content(self) -> bool:
@@ -66,11 +67,18 @@ class LogReader:
         instances = self.store.instances(selection.app, live_only=False)
         return [i for i in instances if selection.matches(i) and self.dir_of(i).is_dir()]
 
-    def last(self, selection: LogFilter, count: int) -> tuple[list[LogLine], dict[str, int]]:
-        """The newest `count` lines across instances, and where each live file ends now."""
+    async def last(self, selection: LogFilter, count: int) -> tuple[list[LogLine], dict[str, int]]:
+        """The newest `count` lines across instances, and where each live file ends now.
+        The files are read in a thread: with a filter every line of every file is read."""
+        instances = self.selected(selection)  # the store is the event loop's
+        return await asyncio.to_thread(self._last, instances, selection, count)
+
+    def _last(
+        self, instances: list[Instance], selection: LogFilter, count: int
+    ) -> tuple[list[LogLine], dict[str, int]]:
         lines: list[LogLine] = []
         offsets: dict[str, int] = {}
-        for instance in self.selected(selection):
+        for instance in instances:
             directory = self.dir_of(instance)
             offsets[instance.id] = _size(directory / logfile.LOG_NAME)
             if selection.by_content:  # the last `count` that match: read it all
@@ -86,22 +94,28 @@ class LogReader:
     ) -> AsyncIterator[list[LogLine]]:
         """New lines as they are written, also from instances started while following."""
         while True:
-            batch: list[LogLine] = []
-            for instance in self.selected(selection):
-                path = self.dir_of(instance) / logfile.LOG_NAME
-                size = _size(path)
-                start = offsets.get(instance.id, 0)
-                if size < start:  # rotated: read the new file from its start
-                    start = 0
-                if size > start:
-                    records, end = logfile.read_from(path, start)
-                    offsets[instance.id] = end
-                    batch.extend(ln for r in records if selection.keeps(ln := _line(instance, r)))
-                else:
-                    offsets.setdefault(instance.id, size)
-            batch.sort(key=lambda ln: ln.time)
-            yield batch
+            instances = self.selected(selection)
+            yield await asyncio.to_thread(self._new_lines, instances, selection, offsets)
             await asyncio.sleep(poll)
+
+    def _new_lines(
+        self, instances: list[Instance], selection: LogFilter, offsets: dict[str, int]
+    ) -> list[LogLine]:
+        batch: list[LogLine] = []
+        for instance in instances:
+            path = self.dir_of(instance) / logfile.LOG_NAME
+            size = _size(path)
+            start = offsets.get(instance.id, 0)
+            if size < start:  # rotated: read the new file from its start
+                start = 0
+            if size > start:
+                records, end = logfile.read_from(path, start)
+                offsets[instance.id] = end
+                batch.extend(ln for r in records if selection.keeps(ln := _line(instance, r)))
+            else:
+                offsets.setdefault(instance.id, size)
+        batch.sort(key=lambda ln: ln.time)
+        return batch
 
 
 def _size(path: Path) -> int:

@@ -295,9 +295,11 @@ class Engine:
             source = Path(release.source)
             if release.source_kind == "git":
                 assert release.git_sha is not None
-                await asyncio.to_thread(builder.snapshot_git, source, release.git_sha, dest)
+                copied = await asyncio.to_thread(
+                    builder.snapshot_git, source, release.git_sha, dest
+                )
             else:
-                await asyncio.to_thread(builder.snapshot_dir, source, dest, home.root)
+                copied = await asyncio.to_thread(builder.snapshot_dir, source, dest, home.root)
             config = load_config(dest)
             store.update_release(
                 dep.app,
@@ -305,7 +307,7 @@ class Engine:
                 config=config.model_dump_json(),
                 config_hash=config_hash(config),
             )
-            seconds = await builder.build(dest, config, log_path, release.id)
+            seconds = copied + await builder.build(dest, config, log_path, release.id)
         except (OSError, shutil.Error) as exc:
             # fail() marks the release failed (drop_unbuilt), once that can be recorded
             raise build_io_error(exc, release.id, release.source, dest) from None

@@ -4,17 +4,23 @@ with its own virtualenv, made by the app's build command."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import fnmatch
 import io
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+from slipway.config import CONFIG_FILE
+from slipway.config.load import load_config, parse_config
 from slipway.config.schema import AppConfig
 from slipway.errors import BuildError
 
@@ -43,16 +49,18 @@ def base_env(venv: Path) -> dict[str, str]:
 
 
 def git(app_dir: Path, *args: str) -> str:
-    proc = subprocess.run(
-        ["git", "-C", str(app_dir), *args], capture_output=True, text=True, timeout=60
-    )
+    """git's output; bytes that are not UTF-8 kept as lone surrogates (surrogateescape), so a
+    file shown with `git show` can be reported by its bytes, not as a crash."""
+    proc = subprocess.run(["git", "-C", str(app_dir), *args], capture_output=True, timeout=60)
+    stdout = proc.stdout.decode("utf-8", "surrogateescape")
     if proc.returncode != 0:
+        stderr = proc.stderr.decode("utf-8", "replace")
         raise BuildError(
-            f"git {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout.strip()}",
+            f"git {' '.join(args)} failed: {stderr.strip() or stdout.strip()}",
             where=str(app_dir),
             fix="pass a revision that exists in this repository (a branch, tag or commit sha)",
         )
-    return proc.stdout
+    return stdout
 
 
 def resolve_git_rev(app_dir: Path, rev: str) -> str:
@@ -81,8 +89,14 @@ def working_tree_sha(app_dir: Path) -> str | None:
     return sha.stdout.strip()[:12] + ("-dirty" if dirty else "")
 
 
-def snapshot_dir(source: Path, dest: Path, exclude: Path | None = None) -> None:
+def snapshot_dir(source: Path, dest: Path, exclude: Path | None = None) -> float:
+    """Copy the app folder to `dest`, less what is ignored; returns the seconds it took (part
+    of the build's time). Links are copied as links, and only links that stay inside the
+    folder; sparse files stay sparse. On any failure `dest` is removed: never half a release."""
+    started = time.monotonic()
+    limit = load_config(source).build.max_file_size
     patterns = _ignore_patterns(source)
+    root = os.path.realpath(source)
 
     def ignore(directory: str, names: list[str]) -> set[str]:
         rel_dir = Path(directory).relative_to(source)
@@ -96,31 +110,174 @@ def snapshot_dir(source: Path, dest: Path, exclude: Path | None = None) -> None:
                 or any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns)
             ):
                 skipped.add(name)
+            elif full.is_symlink():
+                _check_link(rel, os.readlink(full), os.path.realpath(full), root)
         return skipped
 
-    shutil.copytree(source, dest, symlinks=True, ignore=ignore)
+    def copy(src: str, dst: str) -> str:
+        return copy_file(src, dst, os.path.relpath(src, source), limit)
+
+    with _removed_on_failure(dest):
+        shutil.copytree(source, dest, symlinks=True, ignore=ignore, copy_function=copy)
+    return time.monotonic() - started
 
 
-def snapshot_git(source: Path, rev: str, dest: Path) -> None:
-    data = subprocess.run(
-        ["git", "-C", str(source), "archive", "--format=tar", rev], capture_output=True, timeout=300
-    )
-    if data.returncode != 0:
-        raise BuildError(
-            f"git archive {rev} failed: {data.stderr.decode().strip()}",
-            where=str(source),
-            fix="check the revision with `git log`",
-        )
+def snapshot_git(source: Path, rev: str, dest: Path) -> float:
+    """Extract `git archive` of `rev` to `dest`, streamed; returns the seconds it took. A link
+    that leaves the tree or a file over [build] max_file_size is refused by name, and on any
+    failure `dest` is removed."""
+    started = time.monotonic()
+    text = git(source, "show", f"{rev}:{CONFIG_FILE}")
+    limit = parse_config(text, f"{CONFIG_FILE} at {rev}").build.max_file_size
     dest.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(data.stdout)) as archive:
-        archive.extractall(dest, filter="data")
+    with (
+        _removed_on_failure(dest),
+        subprocess.Popen(
+            ["git", "-C", str(source), "archive", "--format=tar", rev],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as proc,
+    ):
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
+                archive.extractall(dest, filter=lambda m, path: _member(m, path, limit))
+        except tarfile.TarError as exc:
+            proc.kill()
+            proc.wait()
+            raise _tar_error(exc, rev, source, proc.stderr.read()) from None
+        finally:
+            proc.stdout.close()
+        if proc.wait(timeout=300) != 0:
+            raise BuildError(
+                f"git archive {rev} failed: {proc.stderr.read().decode(errors='replace')}",
+                where=str(source),
+                fix="check the revision with `git log`",
+            )
+    return time.monotonic() - started
+
+
+def _member(member: tarfile.TarInfo, path: str, limit: int) -> tarfile.TarInfo | None:
+    """tarfile's "data" filter (no absolute paths, no links out of the tree, no devices)
+    plus the size limit, checked from the header before a byte of the file is written."""
+    checked = tarfile.data_filter(member, path)
+    if checked.isfile() and checked.size > limit:
+        raise BuildError(
+            f"{member.name} is {checked.size} bytes, over [build] max_file_size ({limit})",
+            where=member.name,
+            fix="remove it from the repository, or raise [build] max_file_size",
+        )
+    return checked
+
+
+def _tar_error(exc: tarfile.TarError, rev: str, source: Path, stderr: bytes) -> BuildError:
+    if isinstance(exc, tarfile.FilterError):
+        name = exc.tarinfo.name
+        target = exc.tarinfo.linkname
+        if isinstance(exc, tarfile.AbsoluteLinkError | tarfile.LinkOutsideDestinationError):
+            return _link_error(name, target)
+        return BuildError(
+            f"{name} cannot be part of a release: {exc}",
+            where=f"{name} at {rev}",
+            fix="remove it from the repository or make it a plain file",
+        )
+    return BuildError(
+        f"git archive {rev} could not be read: {exc}; {stderr.decode(errors='replace')}",
+        where=str(source),
+        fix="check the revision with `git log` and the repository with `git fsck`",
+    )
+
+
+def _check_link(rel: str, target: str, resolved: str, root: str) -> None:
+    """A link is copied as a link: one that is absolute, or that leads out of the app folder
+    (`..`, or through other links), would make the release depend on files outside it."""
+    if os.path.isabs(target) or os.path.commonpath([resolved, root]) != root:
+        raise _link_error(rel, target)
+
+
+def _link_error(name: str, target: str) -> BuildError:
+    kind = "an absolute path" if os.path.isabs(target) else "a path outside the app folder"
+    return BuildError(
+        f"the symbolic link {name} points to {kind} ({target}): a release holds only "
+        "the app's own files",
+        where=name,
+        fix="replace the link with the file it points to, make it a relative link inside "
+        f"the app folder, or list it in {IGNORE_FILE}",
+    )
+
+
+def copy_file(src: str, dst: str, rel: str, limit: int) -> str:
+    """Copy one file with its metadata, its holes kept holes (SEEK_DATA/SEEK_HOLE): a sparse
+    1 GB file must not become 1 GB on disk in every release."""
+    info = os.stat(src, follow_symlinks=False)
+    if not stat.S_ISREG(info.st_mode):  # opening a FIFO would block the copy forever
+        raise BuildError(
+            f"{rel} is not a regular file (a FIFO, socket or device)",
+            where=rel,
+            fix=f"list it in {IGNORE_FILE}",
+        )
+    if info.st_size > limit:
+        raise BuildError(
+            f"{rel} is {info.st_size} bytes, over [build] max_file_size ({limit})",
+            where=rel,
+            fix=f"list it in {IGNORE_FILE}, or raise [build] max_file_size",
+        )
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        for start, end in _data_ranges(fin.fileno(), info.st_size):
+            _copy_range(fin.fileno(), fout.fileno(), start, end)
+        os.ftruncate(fout.fileno(), info.st_size)  # a hole at the end stays a hole
+    shutil.copystat(src, dst)
+    return dst
+
+
+def _data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """The (start, end) byte ranges of a file that hold data, in order."""
+    position = 0
+    while position < size:
+        try:
+            start = os.lseek(fd, position, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # only a hole from here on
+                return
+            if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):  # no hole support: all data
+                yield position, size
+                return
+            raise
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        yield start, end
+        position = end
+
+
+def _copy_range(fin: int, fout: int, start: int, end: int) -> None:
+    position = start
+    while position < end:
+        count = min(end - position, 8 * 1024 * 1024)
+        try:
+            copied = os.copy_file_range(fin, fout, count, position, position)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            copied = os.pwrite(fout, os.pread(fin, count, position), position)
+        if copied == 0:  # the file shrank while it was copied
+            return
+        position += copied
+
+
+@contextlib.contextmanager
+def _removed_on_failure(dest: Path) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
 
 
 def _ignore_patterns(source: Path) -> list[str]:
     path = source / IGNORE_FILE
     if not path.is_file():
         return []
-    lines = path.read_text().splitlines()
+    # names from the folder are str with undecodable bytes as surrogates: so are patterns
+    lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
     return [ln.strip().rstrip("/") for ln in lines if ln.strip() and not ln.startswith("#")]
 
 
