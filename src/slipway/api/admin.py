@@ -79,7 +79,12 @@ def admin_routes(service: Service) -> list[Route]:
     async def verify(request: Request) -> Response:
         result = service.audit.verify()
         return JSONResponse(
-            {"ok": result.ok, "entries": result.entries, "problems": result.problems}
+            {
+                "ok": result.ok,
+                "entries": result.entries,
+                "files": result.files,
+                "problems": result.problems,
+            }
         )
 
     return [
