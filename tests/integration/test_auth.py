@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from slipway.api.app import api_routes
+from slipway.audit.log import AuditLog
 from tests.integration.conftest import Slipway, free_port
 
 RANK = {"viewer": 0, "deployer": 1, "admin": 2}
@@ -104,6 +105,54 @@ def test_repeated_failures_are_throttled_and_everything_is_audited(running: Slip
     assert [e["outcome"] for e in created] == ["accepted", "ok"]
     assert "swt_" not in json.dumps(entries), "no token in the audit log"
     assert running.run("audit", "verify").returncode == 0
+
+
+def test_a_deleted_audit_log_is_reported_and_not_restarted(running: Slipway) -> None:
+    token(running, "viewer")
+    assert running.run("audit", "verify").returncode == 0
+    (running.home / "audit.log").unlink()
+    (running.home / "audit.head").unlink()
+    result = running.run("audit", "verify", check=False)
+    assert result.returncode == 1 and "tampered" in result.stdout, result.stdout
+    problems = json.loads(running.run("audit", "verify", "--json", check=False).stdout)
+    assert problems["ok"] is False and problems["entries"] == 0
+    assert problems["problems"][0].startswith("the audit log is gone")
+    # a new chain from seq 1 would verify as if nothing had been deleted: changes wait
+    refused_change = running.run("tokens", "create", "--name", "x", "--role", "viewer", check=False)
+    assert refused_change.returncode != 0
+    assert "the audit log and its head are gone" in refused_change.stderr
+    assert "audit.key aside" in refused_change.stderr
+    (running.home / "audit.key").rename(running.home / "audit.key.old")  # the fix it gives
+    token(running, "viewer")  # a new log, which verifies (and lets the fixture stop it all)
+    assert running.run("audit", "verify").returncode == 0
+
+
+def test_verify_and_list_read_every_segment(slipway: Slipway) -> None:
+    """A log already cut into segments (and trimmed by retention) by an AuditLog with tiny
+    segments; the real daemon carries on with it, and the real CLI reads it all."""
+    slipway.home.mkdir(mode=0o700)
+    small = AuditLog(slipway.home, segment_bytes=1500, keep_segments=3)
+    for i in range(40):
+        small.append(who="alice", role="admin", action="deploy", target=f"app=a{i}",
+                     source="10.0.0.7", outcome="ok")  # fmt: skip
+    segments = sorted(slipway.home.glob("audit.log.*"), key=lambda p: int(p.suffix[1:]))
+    assert len(segments) == 3 and segments[0].name != "audit.log.1", "retention removed some"
+    slipway.run("up")
+    token(slipway, "viewer")  # the daemon appends to the same chain
+    result = slipway.run("audit", "verify")
+    assert "in 4 files, the chain is intact" in result.stdout, result.stdout
+    entries = slipway.json("audit")
+    seqs = [e["seq"] for e in entries]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) and seqs[0] > 1
+    assert [e["target"] for e in entries if e["action"] == "deploy"][-1] == "app=a39"
+    assert any(e["action"] == "audit retention" for e in entries)
+    assert entries[-1]["action"].startswith("create_token")
+
+    segments[1].unlink()  # by hand
+    result = slipway.run("audit", "verify", check=False)
+    assert result.returncode == 1
+    verdict = json.loads(slipway.run("audit", "verify", "--json", check=False).stdout)
+    assert verdict["problems"][0] == f"{segments[1].name} is missing: a segment was deleted"
 
 
 def tamper(log: Path, how: str) -> None:

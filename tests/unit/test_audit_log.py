@@ -372,8 +372,18 @@ def test_a_wiped_log_with_its_key_left_is_reported(tmp_path: Path) -> None:
     log.head_path.unlink()
     result = log.verify()
     assert (result.ok, result.entries, result.problems) == (False, 0, [GONE])
+    # a new chain from seq 1 would verify as the whole log: appends are refused instead
+    with pytest.raises(AuditError, match="log and its head are gone") as caught:
+        record(log)
+    assert f"move {KEY_NAME} aside" in str(caught.value.fix)
+    assert not log.path.exists() and not log.head_path.exists()
+    assert problems(log) == [GONE]
     log.head_path.write_bytes(b"")  # an emptied head is no better
     assert problems(log) == [f"{HEAD_NAME} is damaged or was altered: its signature is wrong"]
+    log.head_path.unlink()
+    log.key_path.rename(tmp_path / "old.key")  # what the fix says, to start a new log
+    (entry,) = record(log)
+    assert (entry.seq, entry.prev) == (1, GENESIS) and log.verify().ok
 
 
 def test_an_emptied_log_without_its_head_is_reported(tmp_path: Path) -> None:

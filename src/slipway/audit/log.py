@@ -355,7 +355,7 @@ class AuditLog:
                 raise _refused(
                     "the audit key is missing but the log has entries", self.key_path, fix
                 )
-            seq, prev = self._chain_end(key, tail)
+            seq, prev = self._chain_end(key, tail, new_key=fresh)
             seq, prev = self._rotate(key, seq, prev)
             return self._write_entry(key, record, seq, prev)
         except BaseException:
@@ -449,13 +449,25 @@ class AuditLog:
                 start = (through[0] + 1, through[1])
         return start
 
-    def _chain_end(self, key: bytes, tail: tuple[Path, bytes] | None) -> tuple[int, str]:
+    def _chain_end(
+        self, key: bytes, tail: tuple[Path, bytes] | None, *, new_key: bool
+    ) -> tuple[int, str]:
         """The seq and mac to chain onto: the later of the head and the log's last line."""
         verify = "run `slipway audit verify`"
         try:
             head = self._read_head(key)
         except ValueError as exc:
             raise _refused(str(exc), self.head_path, f"{verify}; then delete the head") from None
+        if tail is None and head is None and not new_key:
+            # the key is made with the first entry: a new chain from seq 1 would pass for
+            # the whole log and hide that the old one was deleted
+            fix = (
+                f"restore {LOG_NAME} (and any {LOG_NAME}.N) and {HEAD_NAME} from a backup; or, "
+                f"to start a new log, move {KEY_NAME} aside (keep it: it verifies old copies)"
+            )
+            raise _refused(
+                f"the audit log and its head are gone but {KEY_NAME} exists", self.path, fix
+            )
         if tail is None:
             return head or (0, GENESIS)  # a head with no log keeps the deletion visible
         path, last = tail
