@@ -100,11 +100,48 @@ def test_repeated_failures_are_throttled_and_everything_is_audited(running: Slip
 
     entries = running.json("audit")
     denied = [e for e in entries if e["outcome"] == "denied"]
-    assert len(denied) >= 12 and {e["source"] for e in denied} == {"127.0.0.1"}
+    assert refused(denied) == 13 and {e["source"] for e in denied} == {"127.0.0.1"}
+    assert len(denied) == 2, "the first at once, the rest folded into one entry"
     created = [e for e in entries if e["action"].startswith("create_token")]
     assert [e["outcome"] for e in created] == ["accepted", "ok"]
     assert "swt_" not in json.dumps(entries), "no token in the audit log"
     assert running.run("audit", "verify").returncode == 0
+
+
+def refused(entries: list[dict[str, Any]]) -> int:
+    """Refused requests the entries stand for: a folded entry counts many."""
+    return sum(int(e["detail"].get("count", 1)) for e in entries)
+
+
+def test_a_flood_without_credentials_is_throttled_and_folded(running: Slipway) -> None:
+    base = (running.home / "http.url").read_text().strip()
+    viewer = token(running, "viewer")
+    log = running.home / "audit.log"
+    size = log.stat().st_size
+    long_path = "v1/" + "x" * 12_000  # what fits in a request line (h11: 16 kB)
+    transport = httpx.HTTPTransport(local_address="127.0.0.3")
+    started = time.monotonic()
+    with httpx.Client(transport=transport, timeout=10) as scanner:
+        statuses = [scanner.get(f"{base}{long_path}/{i}").status_code for i in range(300)]
+    took = time.monotonic() - started
+    # a request without credentials is a tenth of a failure: 100 a minute, then 429
+    assert statuses[:100] == [401] * 100 and set(statuses[100:]) == {429}, statuses
+    assert log.stat().st_size - size < 1500, "one entry at once, its path clipped"
+    assert call(base, "GET", "/v1/status", viewer).status_code == 200, "other sources pass"
+
+    entries = running.json("audit")  # reading the log writes what was folded so far
+    flood = [e for e in entries if e["source"] == "127.0.0.3"]
+    assert [e["action"] for e in flood] == ["GET", "requests denied"]
+    first, folded = flood
+    assert first["target"].startswith("/v1/xxx") and first["target"].endswith("more characters]")
+    assert len(first["target"]) < 300 and first["detail"]["reason"] == "no credentials"
+    assert folded["target"] == "299 requests" and folded["detail"]["count"] == 299
+    assert folded["detail"]["reasons"] == {"no credentials": 99, "throttled": 200}
+    assert folded["detail"]["statuses"] == {"401": 99, "429": 200}
+    assert all(len(p) < 120 for p in folded["detail"]["paths"])
+    assert log.stat().st_size - size < 5000, "300 refusals, a few kB in all"
+    assert running.run("audit", "verify").returncode == 0
+    print(f"300 refused requests in {took:.2f}s; the audit log grew {log.stat().st_size - size} B")
 
 
 def test_a_deleted_audit_log_is_reported_and_not_restarted(running: Slipway) -> None:
