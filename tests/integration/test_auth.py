@@ -144,6 +144,27 @@ def test_a_flood_without_credentials_is_throttled_and_folded(running: Slipway) -
     print(f"300 refused requests in {took:.2f}s; the audit log grew {log.stat().st_size - size} B")
 
 
+def test_a_bad_cookie_on_the_dashboard_pages_counts_against_its_sender(running: Slipway) -> None:
+    """The pages ask the API in-process: the Guard must see, throttle and audit the browser's
+    address, not the daemon's own 127.0.0.1 (where every local user would be locked out)."""
+    base = (running.home / "http.url").read_text().strip()
+    viewer = token(running, "viewer")
+    garbage = {"Cookie": "slipway_session=swt_00000000_garbage"}
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.9"), timeout=10) as c:
+        for _ in range(12):  # the page holds no data: it answers, and its API call is refused
+            assert c.get(f"{base}apps/hello", headers=garbage).status_code == 200
+        own = c.get(f"{base}v1/status", headers={"Authorization": f"Bearer {viewer}"})
+    assert own.status_code == 429, "the sender is throttled"
+    assert call(base, "GET", "/v1/status", viewer).status_code == 200, "127.0.0.1 is not"
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.10"), timeout=10) as c:
+        for _ in range(20):  # no cookie at all: nothing to ask the API, nothing refused
+            assert c.get(f"{base}apps/hello").status_code == 200
+    denied = [e for e in running.json("audit") if e["outcome"] == "denied"]
+    assert {e["source"] for e in denied} == {"127.0.0.9"}
+    assert refused(denied) == 13  # ten failures, two refused while blocked, and its own
+    assert denied[0]["detail"]["reason"] == "malformed"
+
+
 def test_a_deleted_audit_log_is_reported_and_not_restarted(running: Slipway) -> None:
     token(running, "viewer")
     assert running.run("audit", "verify").returncode == 0
