@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from slipway.api.app import api_routes
+from slipway.audit.log import AuditLog
 from tests.integration.conftest import Slipway, free_port
 
 RANK = {"viewer": 0, "deployer": 1, "admin": 2}
@@ -99,11 +100,117 @@ def test_repeated_failures_are_throttled_and_everything_is_audited(running: Slip
 
     entries = running.json("audit")
     denied = [e for e in entries if e["outcome"] == "denied"]
-    assert len(denied) >= 12 and {e["source"] for e in denied} == {"127.0.0.1"}
+    assert refused(denied) == 13 and {e["source"] for e in denied} == {"127.0.0.1"}
+    assert len(denied) == 2, "the first at once, the rest folded into one entry"
     created = [e for e in entries if e["action"].startswith("create_token")]
     assert [e["outcome"] for e in created] == ["accepted", "ok"]
     assert "swt_" not in json.dumps(entries), "no token in the audit log"
     assert running.run("audit", "verify").returncode == 0
+
+
+def refused(entries: list[dict[str, Any]]) -> int:
+    """Refused requests the entries stand for: a folded entry counts many."""
+    return sum(int(e["detail"].get("count", 1)) for e in entries)
+
+
+def test_a_flood_without_credentials_is_throttled_and_folded(running: Slipway) -> None:
+    base = (running.home / "http.url").read_text().strip()
+    viewer = token(running, "viewer")
+    log = running.home / "audit.log"
+    size = log.stat().st_size
+    long_path = "v1/" + "x" * 12_000  # what fits in a request line (h11: 16 kB)
+    transport = httpx.HTTPTransport(local_address="127.0.0.3")
+    started = time.monotonic()
+    with httpx.Client(transport=transport, timeout=10) as scanner:
+        statuses = [scanner.get(f"{base}{long_path}/{i}").status_code for i in range(300)]
+    took = time.monotonic() - started
+    # a request without credentials is a tenth of a failure: 100 a minute, then 429
+    assert statuses[:100] == [401] * 100 and set(statuses[100:]) == {429}, statuses
+    assert log.stat().st_size - size < 1500, "one entry at once, its path clipped"
+    assert call(base, "GET", "/v1/status", viewer).status_code == 200, "other sources pass"
+
+    entries = running.json("audit")  # reading the log writes what was folded so far
+    flood = [e for e in entries if e["source"] == "127.0.0.3"]
+    assert [e["action"] for e in flood] == ["GET", "requests denied"]
+    first, folded = flood
+    assert first["target"].startswith("/v1/xxx") and first["target"].endswith("more characters]")
+    assert len(first["target"]) < 300 and first["detail"]["reason"] == "no credentials"
+    assert folded["target"] == "299 requests" and folded["detail"]["count"] == 299
+    assert folded["detail"]["reasons"] == {"no credentials": 99, "throttled": 200}
+    assert folded["detail"]["statuses"] == {"401": 99, "429": 200}
+    assert all(len(p) < 120 for p in folded["detail"]["paths"])
+    assert log.stat().st_size - size < 5000, "300 refusals, a few kB in all"
+    assert running.run("audit", "verify").returncode == 0
+    print(f"300 refused requests in {took:.2f}s; the audit log grew {log.stat().st_size - size} B")
+
+
+def test_a_bad_cookie_on_the_dashboard_pages_counts_against_its_sender(running: Slipway) -> None:
+    """The pages ask the API in-process: the Guard must see, throttle and audit the browser's
+    address, not the daemon's own 127.0.0.1 (where every local user would be locked out)."""
+    base = (running.home / "http.url").read_text().strip()
+    viewer = token(running, "viewer")
+    garbage = {"Cookie": "slipway_session=swt_00000000_garbage"}
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.9"), timeout=10) as c:
+        for _ in range(12):  # the page holds no data: it answers, and its API call is refused
+            assert c.get(f"{base}apps/hello", headers=garbage).status_code == 200
+        own = c.get(f"{base}v1/status", headers={"Authorization": f"Bearer {viewer}"})
+    assert own.status_code == 429, "the sender is throttled"
+    assert call(base, "GET", "/v1/status", viewer).status_code == 200, "127.0.0.1 is not"
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.10"), timeout=10) as c:
+        for _ in range(20):  # no cookie at all: nothing to ask the API, nothing refused
+            assert c.get(f"{base}apps/hello").status_code == 200
+    denied = [e for e in running.json("audit") if e["outcome"] == "denied"]
+    assert {e["source"] for e in denied} == {"127.0.0.9"}
+    assert refused(denied) == 13  # ten failures, two refused while blocked, and its own
+    assert denied[0]["detail"]["reason"] == "malformed"
+
+
+def test_a_deleted_audit_log_is_reported_and_not_restarted(running: Slipway) -> None:
+    token(running, "viewer")
+    assert running.run("audit", "verify").returncode == 0
+    (running.home / "audit.log").unlink()
+    (running.home / "audit.head").unlink()
+    result = running.run("audit", "verify", check=False)
+    assert result.returncode == 1 and "tampered" in result.stdout, result.stdout
+    problems = json.loads(running.run("audit", "verify", "--json", check=False).stdout)
+    assert problems["ok"] is False and problems["entries"] == 0
+    assert problems["problems"][0].startswith("the audit log is gone")
+    # a new chain from seq 1 would verify as if nothing had been deleted: changes wait
+    refused_change = running.run("tokens", "create", "--name", "x", "--role", "viewer", check=False)
+    assert refused_change.returncode != 0
+    assert "the audit log and its head are gone" in refused_change.stderr
+    assert "audit.key aside" in refused_change.stderr
+    (running.home / "audit.key").rename(running.home / "audit.key.old")  # the fix it gives
+    token(running, "viewer")  # a new log, which verifies (and lets the fixture stop it all)
+    assert running.run("audit", "verify").returncode == 0
+
+
+def test_verify_and_list_read_every_segment(slipway: Slipway) -> None:
+    """A log already cut into segments (and trimmed by retention) by an AuditLog with tiny
+    segments; the real daemon carries on with it, and the real CLI reads it all."""
+    slipway.home.mkdir(mode=0o700)
+    small = AuditLog(slipway.home, segment_bytes=1500, keep_segments=3)
+    for i in range(40):
+        small.append(who="alice", role="admin", action="deploy", target=f"app=a{i}",
+                     source="10.0.0.7", outcome="ok")  # fmt: skip
+    segments = sorted(slipway.home.glob("audit.log.*"), key=lambda p: int(p.suffix[1:]))
+    assert len(segments) == 3 and segments[0].name != "audit.log.1", "retention removed some"
+    slipway.run("up")
+    token(slipway, "viewer")  # the daemon appends to the same chain
+    result = slipway.run("audit", "verify")
+    assert "in 4 files, the chain is intact" in result.stdout, result.stdout
+    entries = slipway.json("audit")
+    seqs = [e["seq"] for e in entries]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) and seqs[0] > 1
+    assert [e["target"] for e in entries if e["action"] == "deploy"][-1] == "app=a39"
+    assert any(e["action"] == "audit retention" for e in entries)
+    assert entries[-1]["action"].startswith("create_token")
+
+    segments[1].unlink()  # by hand
+    result = slipway.run("audit", "verify", check=False)
+    assert result.returncode == 1
+    verdict = json.loads(slipway.run("audit", "verify", "--json", check=False).stdout)
+    assert verdict["problems"][0] == f"{segments[1].name} is missing: a segment was deleted"
 
 
 def tamper(log: Path, how: str) -> None:

@@ -4,8 +4,9 @@ live, and clean 404 pages."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
@@ -196,3 +197,42 @@ def test_the_dashboard_needs_a_login_and_a_revoked_token_ends_the_session(
     running.run("tokens", "revoke", token_id)
     page.goto(base)
     page.wait_for_url(f"{base}login?next=%2F", timeout=10_000)
+
+
+def arrived_at(expected: str) -> Callable[[str], bool]:
+    """A matcher for exactly this URL (Playwright reads a string as a glob pattern)."""
+    return lambda url: url == expected
+
+
+def test_the_login_goes_only_to_paths_on_this_site(running: Slipway, browser: Browser) -> None:
+    """`next` is followed by the login page's script: checked the way Chromium reads a URL
+    (`\\` is `/`, tabs and newlines are dropped), never to another host. And a browser
+    without a session, sent to /login by a few page loads, is not throttled for it."""
+    base = dashboard(running)
+    token: str = running.json("tokens", "create", "--name", "browser", "--role", "viewer")["token"]
+    page, problems = open_page(browser)
+    hosts: set[str] = set()
+    page.on("request", lambda request: hosts.add(urlsplit(request.url).netloc))
+    for _ in range(5):  # each page load's API calls get 401 before the page goes to /login
+        page.goto(f"{base}apps/hello")
+        page.wait_for_url(f"{base}login?next=%2Fapps%2Fhello", timeout=10_000)
+    elsewhere = [
+        "/\\evil.example",
+        "/\\/evil.example",
+        "\\\\evil.example",
+        "//evil.example",
+        "/\t/evil.example",
+        "/.//evil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+    ]
+    for target, expected in [
+        *((t, base) for t in elsewhere),
+        ("/apps/nope?range=1h#charts", f"{base}apps/nope?range=1h#charts"),
+    ]:
+        page.goto(f"{base}login?next={quote(target, safe='')}")
+        page.fill("#token", token)
+        page.click("button[type=submit]")
+        page.wait_for_url(arrived_at(expected), timeout=10_000)
+    assert hosts == {urlsplit(base).netloc}, hosts
+    assert not problems, problems

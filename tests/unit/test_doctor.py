@@ -78,18 +78,19 @@ def test_gather_modes_reads_existing_files_only(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (home / "haproxy" / "certs").mkdir(parents=True)
     home.chmod(0o750)
-    for name, mode in (("state.db", 0o644), ("secrets.key", 0o600), ("other.txt", 0o644)):
+    files = (("state.db", 0o644), ("secrets.key", 0o600), ("other.txt", 0o644))
+    for name, mode in (*files, ("audit.log.3", 0o640)):  # an archived audit segment
         (home / name).write_text("x")
         (home / name).chmod(mode)
     pem = home / "haproxy" / "certs" / "site.pem"
     pem.write_text("x")
     pem.chmod(0o640)
     modes = {m.path: m for m in gather_modes(home)}
-    assert set(modes) == {home, home / "state.db", home / "secrets.key", pem}
+    assert set(modes) == {home, home / "state.db", home / "secrets.key", home / "audit.log.3", pem}
     assert modes[home].is_dir and modes[home].mode == 0o750
     assert modes[home / "state.db"].mode == 0o644
     failed = [f.message for f in check_modes(Facts(home, modes=list(modes.values())))]
-    assert len(failed) == 3 and not any("secrets.key" in m for m in failed)
+    assert len(failed) == 4 and not any("secrets.key" in m for m in failed)
     assert gather_modes(tmp_path / "absent") == []
 
 

@@ -259,12 +259,43 @@ def test_limiter_forgets_after_its_window() -> None:
     assert limiter.retry_after("a") is None
 
 
+def test_requests_without_credentials_count_a_tenth_of_a_failure() -> None:
+    world = World()  # blocked at 3 failures
+    scanner, other = world.client("10.0.0.66"), world.client("10.0.0.2")
+    statuses = [scanner.get(f"/wp-admin/{i}").status_code for i in range(31)]
+    assert statuses[:30] == [401] * 30 and statuses[30] == 429
+    assert world.decisions[29][3] == "no credentials" and world.decisions[30][3] == "throttled"
+    assert other.get("/v1/status").status_code == 401  # only that source
+    mixed = world.client("10.0.0.3")  # a bad token is worth ten requests without one
+    assert mixed.get("/v1/status", headers=bearer("swt_nope")).status_code == 401
+    assert [mixed.get("/v1/status").status_code for _ in range(20)] == [401] * 20
+    assert mixed.get("/v1/status").status_code == 429
+
+
+def test_a_browser_without_a_session_is_not_blocked() -> None:
+    """A page load without a cookie: its script's API calls get 401 (and it goes to /login);
+    a person who reloads a few times and mistypes the token once still gets in."""
+    world = World()
+    world.limiter.limit = 10  # the default
+    browser = world.client("127.0.0.1")
+    for _ in range(5):  # five page loads, a dozen API calls each
+        assert browser.get("/login").status_code == 200
+        assert {browser.get(f"/v1/apps/{i}").status_code for i in range(12)} == {401}
+    assert browser.post("/login", headers=bearer("swt_typo")).status_code == 401
+    answer = browser.post("/login", headers=bearer(world.token("viewer")))
+    assert answer.status_code == 303
+
+
 def test_limiter_memory_is_bounded() -> None:
     clock = Clock()
     limiter = FailureLimiter(limit=3, clock=clock, max_sources=100)
     for i in range(1000):
-        limiter.failure(f"10.0.{i // 256}.{i % 256}")
+        limiter.failure(f"10.0.{i // 256}.{i % 256}", anonymous=i % 2 == 0)
     assert len(limiter._failures) <= 100
+    for i in range(1000):  # blocked ones too
+        for _ in range(3):
+            limiter.failure(f"10.1.{i // 256}.{i % 256}")
+    assert len(limiter._failures) + len(limiter._blocked) <= 100
 
 
 def test_cookie_auth_for_get() -> None:

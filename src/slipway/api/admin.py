@@ -74,12 +74,19 @@ def admin_routes(service: Service) -> list[Route]:
                 start = time.time() - parse_duration(since)
             except ValueError as exc:
                 raise UsageError(str(exc), where="--since", fix="e.g. 15m, 24h, 7d") from None
+        service.denials.flush()  # refused requests counted so far, not only past minutes
         return JSONResponse([vars(e) for e in service.audit.entries(start)])
 
     async def verify(request: Request) -> Response:
+        service.denials.flush()
         result = service.audit.verify()
         return JSONResponse(
-            {"ok": result.ok, "entries": result.entries, "problems": result.problems}
+            {
+                "ok": result.ok,
+                "entries": result.entries,
+                "files": result.files,
+                "problems": result.problems,
+            }
         )
 
     return [

@@ -1,9 +1,10 @@
 """The API's guard and audit trail, shared by the unix socket and the TCP listener.
 
 Every request passes the Guard (who is it, may they do this). A refused request is audited
-by the Guard's callback; every request that may change state is audited twice by the trail:
-`accepted` before the endpoint acts (if that cannot be written, the action is refused with
-503 and nothing happens) and then its outcome."""
+by the Guard's callback, folded per source and minute (slipway.audit.denials: a flood of
+refused requests must not fill the disk); every request that may change state is audited
+twice by the trail: `accepted` before the endpoint acts (if that cannot be written, the
+action is refused with 503 and nothing happens) and then its outcome."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from slipway.audit.denials import Denial
 from slipway.audit.log import AuditError, AuditLog
 from slipway.auth.guard import SAFE_METHODS, Guard, Principal
 from slipway.auth.tokens import TokenRecord
@@ -36,13 +38,16 @@ def guarded(service: Service) -> list[Middleware]:
         security.update_token(service.store, record.id, last_used_at=time.time())
 
     def denied(principal: Principal | None, request: Request, status: int, reason: str) -> None:
-        service.audit.append(
+        client = request.client
+        denial = Denial(
             **actor(principal, request),
-            action=f"{request.method} {request.url.path}",
-            target=request.url.path,
-            outcome="denied",
-            detail={"status": status, "reason": reason},
+            host=client.host if client else "unix socket",
+            method=request.method,
+            path=request.url.path,
+            status=status,
+            reason=reason,
         )
+        service.denials.record(denial)
 
     return [
         Middleware(

@@ -17,7 +17,6 @@ import pwd
 import socket
 import struct
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -87,9 +86,16 @@ def required_role(scope: Scope) -> str | None:
 
 
 class FailureLimiter:
-    """`limit` failed authentications from one source within `window` seconds block it for
-    `block` seconds. Secrets of 256 bits cannot be guessed anyway: this keeps a scanner from
-    flooding the audit log and the daemon. Successes do not reset the count."""
+    """`limit` failed authentications from one source within a window of `window` seconds
+    (from its first failure) block it for `block` seconds. Secrets of 256 bits cannot be
+    guessed anyway: this keeps a scanner from flooding the daemon. Successes do not reset
+    the count.
+
+    A request with no credentials at all counts as a tenth of a failure: a browser without
+    a session sends a few (the page's script, before it goes to /login), a scanner thousands.
+    Memory: two numbers per source, at most `max_sources` sources."""
+
+    COST, ANONYMOUS_COST = 10, 1  # in tenths of a failure
 
     def __init__(
         self,
@@ -101,7 +107,7 @@ class FailureLimiter:
     ) -> None:
         self.limit, self.window, self.block, self.clock = limit, window, block, clock
         self.max_sources = max_sources  # memory stays bounded under a spray from many IPs
-        self._failures: dict[str, deque[float]] = {}
+        self._failures: dict[str, tuple[float, int]] = {}  # source → (window start, tenths)
         self._blocked: dict[str, float] = {}
 
     def retry_after(self, source: str) -> float | None:
@@ -112,23 +118,26 @@ class FailureLimiter:
         self._blocked.pop(source, None)
         return None
 
-    def failure(self, source: str) -> None:
+    def failure(self, source: str, *, anonymous: bool = False) -> None:
+        """A failed authentication from `source`; `anonymous`: it sent no credentials."""
         now = self.clock()
-        times = self._failures.setdefault(source, deque())
-        times.append(now)
-        while times[0] <= now - self.window:
-            times.popleft()
-        if len(times) >= self.limit:
+        start, tenths = self._failures.pop(source, (now, 0))
+        if not start <= now < start + self.window:
+            start, tenths = now, 0
+        tenths += self.ANONYMOUS_COST if anonymous else self.COST
+        if tenths >= self.limit * self.COST:
             self._blocked[source] = now + self.block
-            del self._failures[source]
+        else:
+            self._failures[source] = (start, tenths)  # re-inserted: the newest last
         if len(self._failures) + len(self._blocked) > self.max_sources:
             self._forget(now)
 
     def _forget(self, now: float) -> None:
         self._blocked = {k: t for k, t in self._blocked.items() if t > now}
-        self._failures = {k: t for k, t in self._failures.items() if t[-1] > now - self.window}
+        window = self.window
+        self._failures = {k: v for k, v in self._failures.items() if v[0] + window > now}
         while self._failures and len(self._failures) + len(self._blocked) > self.max_sources:
-            del self._failures[next(iter(self._failures))]  # oldest first
+            del self._failures[next(iter(self._failures))]  # the least recently failed first
 
 
 def csrf_token_for(principal: Principal, key: bytes) -> str:
@@ -255,6 +264,7 @@ class Guard:
         if text is None and COOKIE in request.cookies:
             text, by_cookie = request.cookies[COOKIE], True
         if text is None:
+            self.limiter.failure(source, anonymous=True)  # a scanner's, mostly
             fix = "set SLIPWAY_TOKEN or log in"
             return Refusal(401, "authentication required", fix, "no credentials", None, _ask())
         result = check_token(text, self.lookup, self.now())

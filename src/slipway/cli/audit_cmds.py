@@ -1,5 +1,6 @@
 """`slipway audit`: who did what, when, from where, and with what outcome; `audit verify`
-checks that no entry was edited, deleted or reordered."""
+checks that no entry was edited, deleted or reordered. Both read every segment of the log
+(audit.log.1, .2, … then audit.log), oldest first."""
 
 from __future__ import annotations
 
@@ -45,12 +46,14 @@ def audit(ctx: click.Context, since: str | None, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def verify(ctx: click.Context, as_json: bool) -> None:
-    """Check the chain: exit 1 if any entry was edited, deleted or reordered."""
+    """Check the chain: exit 1 if any entry or segment was edited, deleted or reordered."""
     result = Client(home_of(ctx)).get("/audit/verify")
+    files = result.get("files", 1)
+    where = f" in {files} files" if files > 1 else ""
     if as_json:
         emit_json(result)
     elif result["ok"]:
-        out.print(f"[green]ok[/green]: {result['entries']} entries, the chain is intact")
+        out.print(f"[green]ok[/green]: {result['entries']} entries{where}, the chain is intact")
     else:
         out.print(f"[red]the audit log was tampered with[/red] ({result['entries']} entries):")
         for problem in result["problems"]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from slipway import __version__
 from slipway.alerts.engine import Alerting
 from slipway.api import schemas
+from slipway.audit.denials import FoldedDenials
 from slipway.audit.log import AuditLog
 from slipway.auth.guard import FailureLimiter
 from slipway.config.load import config_hash, load_config, parse_config
@@ -55,6 +56,7 @@ class Service:
         self.router = HAProxyRouter(home, haproxy_binary)
         self.secrets = SecretKeeper(home.secrets_key, self.store)
         self.audit = AuditLog(home.root)
+        self.denials = FoldedDenials(self.audit)  # refused requests, one entry a source a minute
         self.csrf_key = secrets.token_bytes(32)  # a restart asks the dashboard for a new one
         self.limiter = FailureLimiter()  # shared by the unix socket and the TCP listener
         self.services = Services(home, self.store, self.runtime, self.router, self.secrets)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import unicodedata
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -128,8 +130,21 @@ def session_routes(service: Service) -> list[BaseRoute]:
     ]
 
 
+MAX_NEXT = 2048  # characters of a `next` target kept; a longer one goes to "/"
+
+
 def safe_next(target: str | None) -> str:
-    """Only a path on this site: never an open redirect to another host."""
-    if not target or not target.startswith("/") or target.startswith("//"):
+    """`target` if it is a plain absolute path on this site, else "/": never an open
+    redirect. Browsers read `\\` as `/` (so `/\\evil.example` is `//evil.example`, another
+    host) and drop tabs and newlines from URLs, so any backslash, control character or
+    whitespace is refused, as is a scheme, a host or a second leading slash."""
+    if not target or len(target) > MAX_NEXT or not target.startswith("/"):
+        return "/"
+    if target.startswith("//") or "\\" in target:
+        return "/"
+    if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in target):
+        return "/"  # Cc control, Cf format (invisible), Cs, Co, Cn; and any whitespace
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
         return "/"
     return target

@@ -22,7 +22,7 @@ from starlette.types import Scope
 
 from slipway import __version__
 from slipway.api import API_PREFIX
-from slipway.auth.guard import PUBLIC, requires
+from slipway.auth.guard import COOKIE, PUBLIC, requires
 
 STATIC = Path(__file__).parent / "static"
 NO_CACHE = {"Cache-Control": "no-cache"}  # revalidate (ETag): an upgrade is seen at once
@@ -60,11 +60,20 @@ def not_found(message: str, fix: str | None) -> HTMLResponse:
 
 async def ask_api(request: Request, path: str) -> tuple[int, Any]:
     """GET an API route of the app serving this request, without leaving the process, as
-    the browser's session (its cookie)."""
-    transport = httpx.ASGITransport(app=request.app)
-    headers = {"cookie": request.headers.get("cookie", "")}
-    async with httpx.AsyncClient(transport=transport, base_url="http://dashboard") as client:
-        answer = await client.get(API_PREFIX + path, headers=headers)
+    the browser's session (its cookie) and from the browser's address: the Guard counts a
+    bad cookie against, and the audit log names, whoever sent it, not this process's
+    127.0.0.1. The address is the one the server put in this request's scope; no header
+    of the request is read for it.
+
+    Without a session there is nothing to ask (the API would answer 401, and the page's
+    script goes to /login): no request, no refusal counted or audited twice."""
+    session, client = request.cookies.get(COOKIE), request.client
+    if not session or client is None:
+        return 401, None
+    transport = httpx.ASGITransport(app=request.app, client=(client.host, client.port))
+    headers = {"cookie": f"{COOKIE}={session}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://dashboard") as client_:
+        answer = await client_.get(API_PREFIX + path, headers=headers)
     return answer.status_code, answer.json()
 
 

@@ -24,6 +24,7 @@ PRIVATE_FILES = (
     "audit.log",
     "audit.head",
 )
+PRIVATE_GLOBS = ("audit.log.*",)  # the audit log's archived segments
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,9 @@ def gather_modes(home: Path) -> list[PathMode]:
     """Modes of the home, its private files and HAProxy's certificates; missing ones skipped."""
     haproxy_dir = home / "haproxy"
     pems = sorted(haproxy_dir.rglob("*.pem")) if haproxy_dir.is_dir() else []
+    archived = sorted(p for pattern in PRIVATE_GLOBS for p in home.glob(pattern))
     modes = []
-    for path in [home, *(home / name for name in PRIVATE_FILES), *pems]:
+    for path in [home, *(home / name for name in PRIVATE_FILES), *archived, *pems]:
         try:
             st = path.stat()
         except OSError:

@@ -2,7 +2,25 @@
 // cookie (HttpOnly: this script never sees it again) and the page goes where it was asked.
 const form = document.getElementById("login");
 const error = document.getElementById("error");
-const next = new URLSearchParams(location.search).get("next") || "/";
+const next = sameOrigin(new URLSearchParams(location.search).get("next"));
+
+// `raw` as a path on this site, or "/". Checked the way the browser will read it: it treats
+// `\` as `/` and drops tabs and newlines, so `/\evil.example` is another host, which a
+// check of the text ("starts with one slash") lets through. Resolved against our origin,
+// anything elsewhere (another host, javascript:, data:) has another origin.
+function sameOrigin(raw) {
+  if (!raw) return "/";
+  let url;
+  try {
+    url = new URL(raw, location.origin);
+  } catch {
+    return "/";
+  }
+  if (url.origin !== location.origin) return "/";
+  const path = url.pathname + url.search + url.hash;
+  // a path can still start with "//" (from "/.//evil.example"), which alone names a host
+  return path.startsWith("/") && !path.startsWith("//") ? path : "/";
+}
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -15,7 +33,7 @@ form.addEventListener("submit", async (event) => {
     credentials: "same-origin",
   });
   if (response.type === "opaqueredirect" || response.ok) {
-    location.href = next.startsWith("/") && !next.startsWith("//") ? next : "/";
+    location.assign(new URL(next, location.origin).href);
     return;
   }
   const body = await response.json().catch(() => null);
