@@ -108,6 +108,18 @@ def test_repeated_failures_are_throttled_and_everything_is_audited(running: Slip
     assert running.run("audit", "verify").returncode == 0
 
 
+def test_a_forged_forwarded_for_header_changes_nothing(running: Slipway) -> None:
+    """A client on 127.0.0.1 (anyone with an ssh tunnel) cannot pick its own address."""
+    base = (running.home / "http.url").read_text().strip()
+    statuses = []
+    for i in range(12):
+        forged = {"Authorization": "Bearer swt_00000000_x", "X-Forwarded-For": f"203.0.113.{i}"}
+        statuses.append(httpx.get(base + "v1/status", headers=forged, timeout=10).status_code)
+    assert statuses[:10] == [401] * 10 and statuses[-1] == 429  # throttled as 127.0.0.1
+    denied = [e for e in running.json("audit") if e["outcome"] == "denied"]
+    assert {e["source"] for e in denied} == {"127.0.0.1"}
+
+
 def refused(entries: list[dict[str, Any]]) -> int:
     """Refused requests the entries stand for: a folded entry counts many."""
     return sum(int(e["detail"].get("count", 1)) for e in entries)

@@ -119,6 +119,7 @@ async def serve(
         log_config=None,
         access_log=False,
         lifespan="off",
+        proxy_headers=False,  # X-Forwarded-For from 127.0.0.1 (an ssh tunnel) is anyone's
         timeout_graceful_shutdown=2,
     )
     server = ApiServer(config)
@@ -131,6 +132,7 @@ async def serve(
             log_config=None,
             access_log=False,
             lifespan="off",
+            proxy_headers=False,  # the client address is the peer's, never a header's
             timeout_graceful_shutdown=1,
             ssl_certfile=tls[0] if tls else None,
             ssl_keyfile=tls[1] if tls else None,
@@ -174,6 +176,7 @@ async def serve(
         for task in list(service.tasks.values()):
             task.cancel()
         await service.engine.close()
+        service.denials.flush()  # refusals still being counted reach the audit log
         service.store.close()
         home.socket.unlink(missing_ok=True)
         home.pidfile.unlink(missing_ok=True)
