@@ -49,19 +49,17 @@ def _cause(verdict: Verdict) -> str:
 def deploy(traffic: Traffic, settings: Settings = SETTINGS) -> Outcome:
     evidence = Evidence(settings)
     stable, candidate = evidence.stable, evidence.candidate
-    recent: deque[Arm] = deque(maxlen=RECENT_SECONDS)
+    recent: deque[tuple[Arm, Arm]] = deque(maxlen=RECENT_SECONDS)
     index, step_started, step_requests = 0, 0, 0
     t = 0
     while True:
         data = traffic.second(t, STEPS[index])
         t += 1
         this_second = _arm_of(data.candidate)
-        evidence.add_second(_arm_of(data.stable), this_second)
-        recent.append(this_second)
+        theirs = _arm_of(data.stable)
+        evidence.add_second(theirs, this_second, index)
+        recent.append((theirs, this_second))
         step_requests += data.candidate.requests
-        last = Arm()
-        for second in recent:
-            last.add(second)
         progress = Progress(
             step_requests=step_requests,
             step_seconds=float(t - step_started),
@@ -69,13 +67,13 @@ def deploy(traffic: Traffic, settings: Settings = SETTINGS) -> Outcome:
             min_seconds=STEP_MIN_SECONDS,
             final_step=index + 1 >= len(STEPS),
         )
-        verdict = judge(evidence, last, progress)
+        verdict = judge(evidence, list(recent), progress)
         served = (t, candidate.requests, candidate.requests + stable.requests)
         if verdict.decision == "rollback":
             return Outcome("rollback", *served, _cause(verdict))
         if verdict.decision == "promote":
             if index + 1 >= len(STEPS):
-                bounds = {c.metric: c.bounds[0] - c.limit for c in verdict.checks}
+                bounds = {c.metric: c.worse for c in verdict.checks}
                 return Outcome("promoted", *served, lower_bounds=bounds)
             index, step_started, step_requests = index + 1, t, 0
         elif verdict.decision == "inconclusive" and progress.step_seconds > STEP_TIMEOUT:

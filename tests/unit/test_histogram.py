@@ -30,5 +30,3 @@ def test_quantile_bounds_past_the_ends() -> None:
     assert hist.quantile_lower(-0.1) == 0.0
     assert math.isinf(hist.quantile_upper(1.01))
     assert math.isnan(Histogram().quantile(0.5))
-
-

@@ -1,227 +1,268 @@
-"""The judge on generated data with known answers."""
+"""The canary judge with known answers: exact properties of its tests, then simulated
+canaries in the conditions of production (shared outages, drift, ramps, bursts, heavy tails,
+thin traffic, warm-up), where a candidate identical to the stable must never be rolled back
+and a real regression must be."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
+from scipy.stats import binom, hypergeom  # type: ignore[import-untyped]
 
+from slipway.deploy.planning import thin_traffic
 from slipway.judge.histogram import Histogram
-from slipway.judge.sequential import log_mixture, rate_bounds
-from slipway.judge.verdict import Arm, Evidence, Progress, Settings, judge, quantile_upper_bound
+from slipway.judge.split import SplitTest
+from slipway.judge.verdict import Arm, Evidence, Progress, Settings, hard_guard, judge
 
+DEFAULTS = Settings()
 READY = Progress(step_requests=10_000, step_seconds=60, min_requests=200, min_seconds=30)
 
 
-def arm(
-    requests: int, error_rate: float, median_ms: float, rng: np.random.Generator, sigma: float = 0.4
-) -> Arm:
-    errors = int(rng.binomial(requests, error_rate))
-    latencies = rng.lognormal(math.log(median_ms), sigma, requests - errors)
-    return Arm(requests, errors, Histogram.of(latencies))
+# -- the split test: exact expectations --------------------------------------------------
 
 
-# -- histogram -------------------------------------------------------------------------
+def expected_ratio(test: SplitTest, n_c: int, n_s: int, p_c: float, p_s: float, delta: float):
+    """E[LR] of one stratum for every alternative of the grid, by exact enumeration."""
+    xs, ys = np.arange(n_c + 1), np.arange(n_s + 1)
+    pc, ps = binom.pmf(xs, n_c, p_c), binom.pmf(ys, n_s, p_s)
+    total = np.zeros(len(test.ratios))
+    for x, px in zip(xs, pc, strict=True):
+        for y, py in zip(ys, ps, strict=True):
+            if px * py < 1e-15:
+                continue
+            probe = SplitTest(worse=test.worse)
+            probe.add(float(x), float(y), n_c, n_s, delta)
+            total += px * py * np.exp(probe.log_products)
+    return total
 
 
-def test_histogram_quantiles_are_within_one_percent() -> None:
-    values = np.random.default_rng(1).lognormal(math.log(20), 0.6, 50_000)
-    hist = Histogram.of(values)
-    assert hist.n == 50_000
-    for p in (0.5, 0.9, 0.99):
-        exact = float(np.quantile(values, p))
-        assert abs(hist.quantile(p) / exact - 1) < 0.01
-        assert hist.quantile_lower(p) <= exact <= hist.quantile_upper(p) * 1.0001
+@pytest.mark.parametrize(
+    ("n_c", "n_s", "p_s"), [(10, 190, 0.01), (50, 150, 0.2), (100, 100, 0.5), (5, 30, 0.0)]
+)
+def test_a_stratum_is_an_e_value_at_the_margin_whatever_the_shared_rate(n_c, n_s, p_s) -> None:
+    delta = 0.005
+    worse = expected_ratio(SplitTest(worse=True), n_c, n_s, p_s + delta, p_s, delta)
+    assert worse.max() <= 1 + 1e-9
+    better = expected_ratio(SplitTest(worse=False), n_c, n_s, p_s + delta, p_s, delta)
+    assert better.max() <= 1 + 1e-9
+    # and a candidate truly worse than the margin gives the test of "worse" an edge
+    bad = expected_ratio(SplitTest(worse=True), n_c, n_s, min(1.0, 3 * p_s + 0.05), p_s, delta)
+    assert bad.max() > 1
 
 
-def test_histogram_round_trips_through_its_sparse_form() -> None:
-    hist = Histogram.of([1, 1, 2, 250, 3000])
-    again = Histogram.from_sparse({str(k): v for k, v in hist.to_sparse().items()})
-    assert again.to_sparse() == hist.to_sparse() and again.n == 5
+def test_a_threshold_blind_to_the_release_gives_an_e_value_hypergeometric_split() -> None:
+    """Latency events: K requests above a threshold taken from both releases' requests;
+    under exchangeability the candidate's count among them is hypergeometric."""
+    test = SplitTest(worse=True)
+    n_c, n_s, k = 20, 180, 20
+    counts = np.arange(0, k + 1)
+    probability = hypergeom.pmf(counts, n_c + n_s, n_c, k)
+    expected = np.zeros(len(test.ratios))
+    for mine, chance in zip(counts, probability, strict=True):
+        probe = SplitTest(worse=True)
+        probe.add(float(mine), float(k - mine), n_c, n_s, 0.0)
+        expected += chance * np.exp(probe.log_products)
+    assert expected.max() <= 1 + 1e-9
 
 
-def test_quantile_bounds_past_the_ends() -> None:
-    hist = Histogram.of([10.0] * 100)
-    assert hist.quantile_lower(-0.1) == 0.0
-    assert math.isinf(hist.quantile_upper(1.01))
-    assert math.isnan(Histogram().quantile(0.5))
-
-
-# -- confidence sequences --------------------------------------------------------------
-
-
-def test_rate_bounds_contain_the_estimate_and_shrink() -> None:
-    wide = rate_bounds(10, 1_000, 0.05)
-    narrow = rate_bounds(100, 10_000, 0.05)
-    assert wide[0] < 0.01 < wide[1] and narrow[0] < 0.01 < narrow[1]
-    assert narrow[1] - narrow[0] < wide[1] - wide[0]
-    assert rate_bounds(0, 0, 0.05) == (0.0, 1.0)
-    assert rate_bounds(0, 5_000, 0.05)[0] == 0.0
-
-
-def test_rate_bounds_hold_at_every_look_with_probability_one_minus_alpha() -> None:
-    """Look after every 250 requests, 40,000 requests long: the true rate is excluded at some
-    look in at most alpha of the runs (the point of an anytime-valid bound)."""
-    rng = np.random.default_rng(7)
-    alpha, rate, runs, misses = 0.1, 0.02, 100, 0
-    for _ in range(runs):
-        events = np.cumsum(rng.random(40_000) < rate)
-        for n in range(250, 40_001, 250):
-            lo, hi = rate_bounds(int(events[n - 1]), n, alpha)
-            if not lo <= rate <= hi:
-                misses += 1
-                break
-    assert misses / runs <= alpha
-
-
-def test_log_mixture_is_smallest_near_the_observed_rate() -> None:
-    values = {r: log_mixture(50, 1_000, r) for r in (0.01, 0.03, 0.05, 0.07, 0.2)}
-    assert min(values, key=values.__getitem__) == 0.05
-
-
-# -- verdicts --------------------------------------------------------------------------
-
-
-def evidence(
-    rng: np.random.Generator,
-    seconds: int = 60,
-    stable: tuple[int, float, float] = (180, 0.01, 20.0),  # requests/s, error rate, median
-    candidate: tuple[int, float, float] = (20, 0.01, 20.0),
-    settings: Settings | None = None,
-) -> Evidence:
-    """The judge's evidence after `seconds` of traffic, fed one second at a time."""
-    ev = Evidence(settings or Settings())
-    for _ in range(seconds):
-        ev.add_second(
-            arm(stable[0], stable[1], stable[2], rng),
-            arm(candidate[0], candidate[1], candidate[2], rng),
-        )
-    return ev
-
-
-def test_a_a_is_never_rolled_back_and_is_promoted() -> None:
+def test_clustered_events_are_tempered_by_the_dispersion_the_stable_shows() -> None:
     rng = np.random.default_rng(3)
-    for _ in range(10):
-        verdict = judge(evidence(rng, seconds=40), Arm(), READY)
-        assert verdict.decision == "promote", verdict.reason
+    test = SplitTest(worse=True)
+    for _ in range(120):  # the stable's errors come in clusters of 5
+        test.clustering.add(5.0 * rng.poisson(0.4), 200)
+    assert 3.5 < test.dispersion < 7
 
 
-def test_error_regression_is_rolled_back_with_its_numbers() -> None:
-    rng = np.random.default_rng(4)
-    verdict = judge(evidence(rng, candidate=(20, 0.05, 20.0)), Arm(), READY)
-    assert verdict.decision == "rollback"
-    assert "error rate" in verdict.reason and "allowed +0.50pp" in verdict.reason
-    errors = verdict.checks[0]
-    assert errors.regression and errors.bounds[0] > 0.005
+# -- simulated canaries ------------------------------------------------------------------
+
+Shape = Callable[[int], tuple[float, float, int]]  # second → (error rate, latency ×, requests/s)
 
 
-def test_median_regression_is_rolled_back() -> None:
-    rng = np.random.default_rng(5)
-    verdict = judge(evidence(rng, candidate=(20, 0.0, 30.0)), Arm(), READY)
-    assert verdict.decision == "rollback"
-    assert "latency p50" in verdict.reason and "slower than" in verdict.reason
+@dataclass(frozen=True)
+class World:
+    """What both releases share, second by second, and what the candidate does differently."""
+
+    shared: Shape
+    candidate_errors: float = 0.0  # added to the shared error rate
+    candidate_latency: float = 1.0  # multiplies the shared latency
+    tail_from_ms: float | None = None  # latencies above this (the stable's) …
+    tail_factor: float = 1.0  # … take this much longer on the candidate
+    cluster: int = 1  # errors come in clusters this big, each in one release
+    warmup: int = 0  # the candidate's first seconds: this much slower (×2)
+    pareto: bool = False  # heavy-tailed latency
 
 
-def test_a_tail_only_regression_is_rolled_back() -> None:
-    """p50 and p90 unchanged; the slowest 2% of the candidate's requests twice as slow."""
-    rng = np.random.default_rng(11)
-    ev = Evidence(Settings())
-    cut = math.exp(math.log(20) + 0.4 * 2.054)  # the stable's 98th percentile
-    for _ in range(120):
-        ev.add_second(arm(100, 0.0, 20, rng), Arm())
-        values = rng.lognormal(math.log(20), 0.4, 100)
-        values[values > cut] *= 2
-        ev.add_second(Arm(), Arm(100, 0, Histogram.of(values)))
-    verdict = judge(ev, Arm(), READY)
-    assert verdict.decision == "rollback", verdict.reason
-    assert "latency p99" in verdict.reason and "latency p50" not in verdict.reason
+def steady(rate: int = 200) -> Shape:
+    return lambda t: (0.01, 1.0, rate)
 
 
-def test_a_difference_below_the_allowed_increase_never_fails() -> None:
-    rng = np.random.default_rng(6)
-    # +0.2pp errors and +4% latency: real, measurable, and allowed.
-    ev = evidence(rng, seconds=200, stable=(1000, 0.010, 20.0), candidate=(1000, 0.012, 20.8))
-    verdict = judge(ev, Arm(), READY)
-    assert verdict.decision == "promote", verdict.reason
+def served(world: World, rng: np.random.Generator, n: int, rate: float, scale: float, mine: bool):
+    errors_p = rate + (world.candidate_errors if mine else 0.0)
+    if world.cluster > 1:
+        errors = min(n, world.cluster * int(rng.poisson(n * errors_p / world.cluster)))
+    else:
+        errors = int(rng.binomial(n, min(1.0, errors_p)))
+    if world.pareto:
+        latency = 20.0 * (1 + rng.pareto(1.5, n - errors)) * scale
+    else:
+        latency = rng.lognormal(math.log(50.0 * scale), 0.5, n - errors)
+    if mine:
+        latency = latency * world.candidate_latency
+        if world.tail_from_ms is not None:
+            latency = np.where(latency > world.tail_from_ms, latency * world.tail_factor, latency)
+    return Arm(n, errors, Histogram.of(latency))
 
 
-def test_the_last_step_needs_evidence_that_the_candidate_is_no_worse() -> None:
-    rng = np.random.default_rng(12)
-    final = Progress(
-        step_requests=1_000, step_seconds=60, min_requests=200, min_seconds=30, final_step=True
-    )
-    early = judge(evidence(rng, seconds=5), Arm(), final)
-    assert early.decision == "inconclusive"
-    assert early.reason.startswith("inconclusive: not yet shown to be no worse")
-    assert judge(evidence(rng, seconds=5), Arm(), READY).decision != "inconclusive", (
-        "earlier steps move on without that proof"
-    )
-    later = judge(evidence(rng, seconds=300, candidate=(180, 0.01, 20.0)), Arm(), final)
-    assert later.decision == "promote", later.reason
-    assert all(c.no_worse for c in later.checks)
-
-
-def test_the_evidence_does_not_depend_on_how_often_the_judge_looks() -> None:
-    one, two = np.random.default_rng(13), np.random.default_rng(13)
-    a = evidence(one, seconds=30)
-    b = evidence(two, seconds=30)
-    judge(b, Arm(), READY)  # looking changes nothing
-    assert [(t.slower, t.n) for t in a.tails] == [(t.slower, t.n) for t in b.tails]
-
-
-def test_hard_guard_acts_without_statistics() -> None:
-    verdict = judge(Evidence(Settings(abort_error_rate=0.5)), Arm(30, 18), READY)
-    assert verdict.decision == "rollback" and verdict.reason.startswith("hard guard")
-    few = judge(Evidence(Settings()), Arm(5, 5), READY)
-    assert not few.reason.startswith("hard guard"), "5 requests are too few for the guard"
-
-
-def test_too_little_traffic_is_inconclusive_not_a_failure() -> None:
-    rng = np.random.default_rng(8)
-    progress = Progress(step_requests=37, step_seconds=120, min_requests=200, min_seconds=30)
-    verdict = judge(evidence(rng, seconds=2), Arm(), progress)
-    assert verdict.decision == "inconclusive"
-    assert verdict.reason == "inconclusive: 37 of 200 requests"
-
-
-def test_step_time_is_waited_for() -> None:
-    rng = np.random.default_rng(9)
-    progress = Progress(step_requests=500, step_seconds=12, min_requests=200, min_seconds=30)
-    verdict = judge(evidence(rng, seconds=10), Arm(), progress)
-    assert verdict.decision == "continue" and "12s of 30s" in verdict.reason
-
-
-def test_incomplete_request_data_holds_the_verdict() -> None:
-    rng = np.random.default_rng(10)
-    progress = Progress(
-        step_requests=500,
-        step_seconds=60,
-        min_requests=200,
-        min_seconds=30,
-        ingest_complete=False,
-        ingest_note="HAProxy dropped 12 log lines",
-    )
-    verdict = judge(evidence(rng, seconds=10), Arm(), progress)
-    assert verdict.decision == "inconclusive" and "dropped 12" in verdict.reason
-
-
-def test_quantile_upper_bound_is_above_the_quantile_and_tightens() -> None:
-    rng = np.random.default_rng(14)
-    values = rng.lognormal(math.log(20), 0.5, 200_000)
-    exact = float(np.quantile(values, 0.99))
-    small = quantile_upper_bound(Histogram.of(values[:2_000]), 0.99, 0.01)
-    large = quantile_upper_bound(Histogram.of(values), 0.99, 0.01)
-    assert exact < large < small
-    assert large < exact * 1.05
-    assert math.isinf(quantile_upper_bound(Histogram.of(values[:50]), 0.99, 0.01))
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_verdict_serialises(seed: int) -> None:
+def canary(world: World, seed: int, settings: Settings = DEFAULTS) -> tuple[str, int]:
+    """A canary at 5% → 25% → 50%, 30 s and 200 candidate requests per step, the stable's
+    last 120 s known beforehand. Returns (decision, candidate requests)."""
     rng = np.random.default_rng(seed)
-    verdict = judge(evidence(rng, seconds=3), Arm(), READY)
-    data = verdict.to_dict()
-    assert data["decision"] in ("promote", "continue", "inconclusive", "rollback")
-    assert data["checks"][0]["metric"] == "error rate"
-    assert all(isinstance(c["text"], str) for c in data["checks"])
+    evidence = Evidence(settings)
+    for t in range(-120, 0):
+        rate, scale, n = world.shared(t)
+        evidence.learn(served(world, rng, n, rate, scale, mine=False))
+    steps, step, began, step_requests, warm = (0.05, 0.25, 0.50), 0, 0, 0, 0
+    recent: list[tuple[Arm, Arm]] = []
+    for t in range(900):
+        rate, scale, n = world.shared(t)
+        n_c = int(rng.binomial(n, steps[step]))
+        slow = 2.0 if warm < world.warmup else 1.0
+        warm += 1 if n_c else 0
+        mine = served(world, rng, n_c, rate, scale * slow, mine=True)
+        theirs = served(world, rng, n - n_c, rate, scale, mine=False)
+        evidence.add_second(theirs, mine, step)
+        recent = [*recent[-4:], (theirs, mine)]
+        step_requests += n_c
+        progress = Progress(step_requests, t + 1 - began, 200, 30, final_step=step == 2)
+        verdict = judge(evidence, recent, progress)
+        if verdict.decision == "rollback":
+            return "rollback", evidence.candidate.requests
+        if verdict.decision == "promote":
+            if step == 2:
+                return "promoted", evidence.candidate.requests
+            step, began, step_requests = step + 1, t + 1, 0
+    return "inconclusive", evidence.candidate.requests
+
+
+def outage(start: int, seconds: int = 15) -> Shape:
+    """Something both releases depend on fails 40% of requests and triples latency."""
+    return lambda t: (0.4, 3.0, 200) if start <= t < start + seconds else (0.01, 1.0, 200)
+
+
+A_A = {
+    "steady": World(steady()),
+    "outage in the 5% step": World(outage(10)),
+    "outage in the 25% step": World(outage(40)),
+    "outage in the 50% step": World(outage(70)),
+    "latency drifting up": World(lambda t: (0.01, 1 + max(t, 0) / 150, 200)),
+    "latency drifting down": World(lambda t: (0.01, 3 / (1 + max(t, 0) / 60), 200)),
+    "traffic ramping": World(lambda t: (0.01, 1.0, 50 + 3 * max(t, 0))),
+    "errors rising for both": World(lambda t: (0.01 + max(t, 0) / 4000, 1.0, 200)),
+    "shared error bursts": World(lambda t: (0.3 if t % 17 == 0 else 0.01, 1.0, 200)),
+    "errors in clusters of 5": World(steady(), cluster=5),
+    "heavy-tailed latency": World(steady(), pareto=True),
+    "candidate warm-up": World(steady(), warmup=4),
+}
+
+
+@pytest.mark.parametrize("condition", list(A_A))
+def test_an_identical_candidate_is_never_rolled_back(condition: str) -> None:
+    for seed in range(4):
+        decision, _ = canary(A_A[condition], seed)
+        assert decision != "rollback", f"{condition}, seed {seed}"
+
+
+def test_an_identical_candidate_on_thin_traffic_is_inconclusive_not_failed() -> None:
+    decision, requests = canary(World(steady(rate=4)), 1)
+    assert decision == "inconclusive" and requests < 1000
+
+
+REGRESSIONS = {
+    "errors 1% → 5%": World(steady(), candidate_errors=0.04),
+    "errors 1% → 5% during a shared outage": World(outage(20), candidate_errors=0.04),
+    "median +50%": World(steady(), candidate_latency=1.5),
+    "median +50% while latency drifts up": World(
+        lambda t: (0.01, 1 + max(t, 0) / 150, 200), candidate_latency=1.5
+    ),
+    "p99 only ×2": World(steady(), tail_from_ms=110.0, tail_factor=2.0),
+    "a broken release (10% errors) among clustered errors": World(
+        steady(), candidate_errors=0.09, cluster=3
+    ),
+}
+
+
+@pytest.mark.parametrize("regression", list(REGRESSIONS))
+def test_a_regression_is_rolled_back(regression: str) -> None:
+    for seed in range(3):
+        decision, _ = canary(REGRESSIONS[regression], seed)
+        assert decision == "rollback", f"{regression}, seed {seed}"
+
+
+def test_a_difference_within_the_allowed_increase_never_fails() -> None:
+    for world in (World(steady(), candidate_errors=0.003), World(steady(), candidate_latency=1.05)):
+        for seed in range(3):
+            assert canary(world, seed)[0] != "rollback"
+
+
+def test_promotion_needs_evidence_of_no_worse() -> None:
+    """Without enough data the last step holds, inconclusive: never a silent promotion."""
+    evidence = Evidence(Settings())
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        served_s = served(World(steady()), rng, 100, 0.01, 1.0, mine=False)
+        evidence.add_second(served_s, served(World(steady()), rng, 100, 0.01, 1.0, mine=True))
+    verdict = judge(evidence, [], replace(READY, final_step=True))
+    assert verdict.decision == "inconclusive"
+    assert "not yet shown to be no worse" in verdict.reason
+
+
+def test_the_hard_guard_compares_with_the_stable_in_the_same_seconds() -> None:
+    settings = Settings()
+    both_failing = [(Arm(190, 120), Arm(30, 20))] * 5
+    assert hard_guard(both_failing, settings) is None  # a shared outage
+    alone = [(Arm(190, 2), Arm(30, 20))] * 5
+    reason = hard_guard(alone, settings)
+    assert reason is not None and "more ≥ abort_error_rate" in reason
+    few = [(Arm(190, 0), Arm(3, 3))]
+    assert hard_guard(few, settings) is None  # too few requests to say
+
+
+def test_ingest_losses_and_thin_steps_hold_the_verdict() -> None:
+    evidence = Evidence(Settings())
+    lossy = replace(READY, ingest_complete=False, ingest_note="12 lines lost")
+    assert judge(evidence, [], lossy).decision == "inconclusive"
+    thin = replace(READY, step_requests=10)
+    assert judge(evidence, [], thin).reason == "inconclusive: 10 of 200 requests"
+    early = replace(READY, step_seconds=3)
+    assert judge(evidence, [], early).decision == "continue"
+
+
+def test_thin_traffic_is_said_up_front_with_settings_that_would_work() -> None:
+    note = thin_traffic(2.0, [5, 25, 50], 200, 30, 600)
+    assert note is not None
+    assert "2.0 requests/s" in note and "0.10/s" in note
+    assert "step_min_requests = 48" in note and "a first step of 17%" in note
+    assert thin_traffic(200.0, [5, 25, 50], 200, 30, 600) is None
+    assert "never" in (thin_traffic(0.0, [5], 200, 30, 600) or "")
+
+
+def test_a_verdict_serialises_to_plain_json() -> None:
+    import json
+
+    rng = np.random.default_rng(2)
+    evidence = Evidence(Settings())
+    for _ in range(20):
+        stable = served(World(steady()), rng, 190, 0.01, 1.0, mine=False)
+        evidence.add_second(stable, served(World(steady()), rng, 10, 0.01, 1.0, mine=True))
+    data = judge(evidence, [], READY).to_dict()
+    assert json.loads(json.dumps(data, allow_nan=False)) == data
+    assert {c["metric"] for c in data["checks"]} == {
+        "error rate",
+        "latency p50",
+        "latency p90",
+        "latency p99",
+    }

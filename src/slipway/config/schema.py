@@ -160,6 +160,8 @@ class Analysis(Strict):
     max_latency_increase: float = Field(default=0.10, ge=0)
     latency_quantiles: list[float] = Field(default_factory=lambda: [0.5, 0.9, 0.99])
     abort_error_rate: float = Field(default=0.5, gt=0, le=1)
+    # the candidate's first seconds of traffic are not judged for latency (it warms up)
+    warmup: Annotated[Duration, within(0, 600)] = 5.0
     prometheus_url: str | None = None
     prometheus: list[PrometheusCheck] = Field(default_factory=list)
 

@@ -8,13 +8,14 @@ judges is recorded per second, so a restarted daemon resumes the judge where it 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from slipway.deploy.planning import split_weights
+from slipway.deploy.planning import split_weights, thin_traffic
 from slipway.errors import DeployError
 from slipway.judge.histogram import Histogram
 from slipway.judge.verdict import Arm, Evidence, Progress, Settings, Verdict, judge
@@ -31,6 +32,8 @@ SETTLE = 1.5  # a second is judged once it ended this long ago (complete, checke
 RECENT_SECONDS = 5  # the hard guard looks at the candidate's last seconds
 LOSS_MARGIN = 2  # seconds around a recorded loss are left out, for both releases
 COMMANDS = ("promote", "abort", "pause", "resume")
+THIN_WINDOW = 60  # seconds of the stable's traffic that tell the app's rate
+HISTORY_SECONDS = 120  # of the stable before the canary, for the judge
 
 
 class CanaryRun:
@@ -46,6 +49,7 @@ class CanaryRun:
             max_latency_increase=analysis.max_latency_increase,
             latency_quantiles=tuple(analysis.latency_quantiles),
             abort_error_rate=analysis.abort_error_rate,
+            warmup_seconds=round(analysis.warmup),
         )
         self.steps = [s for s in self.config.deploy.steps if s < 100]
         self.stable_release = dep.from_release or ""
@@ -56,8 +60,11 @@ class CanaryRun:
             "step_started": now,
             "paused": False,
         } | (dep.canary or {})
+        # when each step began: a second is judged with the step it was served in
+        self.state.setdefault("step_starts", [self.state["step_started"]])
         self.evidence = Evidence(self.settings)
-        self.recent: deque[Second] = deque(maxlen=RECENT_SECONDS)
+        self.learn_before(int(self.state["started"]))
+        self.recent: deque[tuple[Arm, Arm]] = deque(maxlen=RECENT_SECONDS)
         self.step_requests = 0
         self.seen = int(self.state["started"]) - 1  # the last second judged
         self.excluded: set[int] = set()
@@ -77,6 +84,7 @@ class CanaryRun:
         self.save()
         await self.apply_share()
         self.note_step()
+        self.warn_if_thin()
         async with httpx.AsyncClient() as client:
             while True:
                 await asyncio.sleep(LOOK_EVERY)
@@ -103,10 +111,7 @@ class CanaryRun:
             ingest_complete=not ongoing_loss,
             ingest_note=ongoing_loss,
         )
-        recent = Arm()
-        for second in self.recent:
-            recent.add(_arm_of(second))
-        verdict = judge(self.evidence, recent, progress)
+        verdict = judge(self.evidence, list(self.recent), progress)
         verdict = self.with_prometheus(verdict, await self.prometheus_checks(client))
         self.record(verdict)
         if verdict.decision == "rollback":
@@ -150,6 +155,7 @@ class CanaryRun:
             )
         self.state["index"] += 1
         self.state["step_started"] = time.time()
+        self.state["step_starts"].append(self.state["step_started"])
         self.step_requests = 0
         self.save()
         await self.apply_share()
@@ -185,6 +191,33 @@ class CanaryRun:
             f"on {self.dep.to_release}",
             {"share": self.share, "step": self.state["index"] + 1},
         )
+
+    def learn_before(self, started: int) -> None:
+        """The stable's seconds before the canary tell the judge how clustered its errors
+        are (a restarted daemon reads the same seconds, and reaches the same state)."""
+        since = started - HISTORY_SECONDS - 1
+        for second, served in traffic.seconds_after(
+            self.store, self.dep.app, self.stable_release, since
+        ):
+            if second < started:
+                self.evidence.learn(_arm_of(served))
+
+    def step_of(self, second: int) -> int:
+        return max(0, bisect.bisect_right(self.state["step_starts"], second + 0.999) - 1)
+
+    def warn_if_thin(self) -> None:
+        """Say at once when the app's traffic cannot fill a step before its timeout, with
+        the settings that would, rather than abort ten minutes later."""
+        since = int(time.time()) - THIN_WINDOW
+        served = traffic.seconds_after(self.store, self.dep.app, self.stable_release, since)
+        rate = sum(second.requests for _, second in served) / THIN_WINDOW
+        deploy = self.config.deploy
+        note = thin_traffic(
+            rate, self.steps, deploy.step_min_requests, deploy.step_min_seconds,
+            deploy.step_timeout,
+        )  # fmt: skip
+        if note is not None:
+            self.engine.event(self.dep, "canary", "info", note, {"requests_per_second": rate})
 
     # traffic ------------------------------------------------------------------------------
 
@@ -242,8 +275,10 @@ class CanaryRun:
             if second in self.excluded:
                 continue
             ours = candidate.get(second, Second())
-            self.evidence.add_second(_arm_of(stable.get(second, Second())), _arm_of(ours))
-            self.recent.append(ours)
+            theirs = _arm_of(stable.get(second, Second()))
+            step = self.step_of(second)
+            self.evidence.add_second(theirs, _arm_of(ours), step)
+            self.recent.append((theirs, _arm_of(ours)))
             if second >= step_start:
                 self.step_requests += ours.requests
         latest = [lost for second, lost, _ in losses if second >= limit - RECENT_SECONDS]
@@ -288,7 +323,6 @@ class CanaryRun:
             "candidate_release": self.dep.to_release,
             "paused": self.state["paused"],
             "step_requests": self.step_requests,
-            "thresholds_ms": {f"p{t.p * 100:g}": t.threshold for t in self.evidence.tails},
             "excluded_seconds": len([s for s in self.excluded if s >= int(self.state["started"])]),
         }
         traffic.add_verdict(

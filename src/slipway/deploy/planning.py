@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from slipway.config.schema import AppConfig
 from slipway.store.records import Release
 
@@ -117,3 +119,31 @@ def warm_release(releases: list[Release], current: str, now: float) -> Release |
     """The release kept warm for an instant rollback at `now`, if any."""
     warm = [r for r in releases if r.id != current and r.warm_until and r.warm_until > now]
     return warm[0] if warm else None
+
+
+def thin_traffic(
+    rate: float, steps: list[float], min_requests: int, min_seconds: float, timeout: float
+) -> str | None:
+    """A warning when, at `rate` requests/s, the candidate cannot get `min_requests` within
+    `timeout` at some step's share, with settings that would work; None when it can."""
+    if not steps:
+        return None
+    first = min(steps)
+    per_second = rate * first / 100
+    if per_second * timeout >= min_requests:
+        return None
+    seconds = min_requests / per_second if per_second > 0 else math.inf
+    need_share = 100 * min_requests / (rate * timeout) if rate > 0 else math.inf
+    options = [f"step_min_requests = {max(1, int(per_second * timeout * 0.8))}"]
+    if need_share <= 50:
+        options.append(f"a first step of {math.ceil(need_share)}%")
+    if math.isfinite(seconds):
+        options.append(f'step_timeout = "{math.ceil(seconds * 1.25)}s"')
+    wait = "never" if not math.isfinite(seconds) else f"after about {seconds:.0f}s"
+    return (
+        f"thin traffic: the app served {rate:.1f} requests/s in the last minute, so at "
+        f"{first:g}% the candidate gets {per_second:.2f}/s and reaches step_min_requests = "
+        f"{min_requests} {wait}, past step_timeout ({timeout:g}s); the step will end "
+        f"inconclusive. Would work: {' or '.join(options)}"
+        + (f" (and step_min_seconds = {min_seconds:g}s still applies)" if min_seconds else "")
+    )

@@ -1,22 +1,19 @@
 """Verdicts: compare candidate with stable and decide, with the numbers behind the decision.
 
-Errors: anytime-valid bounds on each release's error rate; a regression needs the lower
-bound of the increase above the allowed increase.
+Every comparison is made within the same moments (split.py): errors second by second,
+latency at each watched quantile in strata of a few seconds (latency.py). What changes over
+time for both releases (an outage of something they share, latency drifting up or down,
+traffic ramping) cancels, whichever share of the traffic the candidate has at the time.
 
-Latency, for each watched quantile p: every second, the threshold T = (1 + allowed) × an
-upper confidence bound of the stable's p-quantile (from the seconds before); the share of
-the candidate's requests slower than T is at most 1 − p unless the candidate's p-quantile is
-more than `allowed` above the stable's. A sequential bound on that share decides: a
-regression needs its lower bound above 1 − p. Testing each quantile on its own is far more
-powerful than a band on the whole distribution, most of all in the tail.
+Each check runs two anytime-valid tests: one for "the candidate is worse than allowed"
+(evidence for a rollback) and one for "the candidate is within the allowed margin" (evidence
+for promotion out of the last partial step). Each is an e-value that may be watched every
+second: by Ville's inequality its false-alarm rate over the whole deployment is at most the
+share of alpha it was given. alpha is split by the union bound: half for errors, half shared
+by the watched quantiles; the promotion tests get the same split of their own alpha.
 
-The false-alarm budget alpha is split by the union bound: half for errors (a quarter for
-each release's bound), half for latency (shared by the quantiles, then by the two bounds
-each test uses). Every bound is anytime-valid, so however often the judge looks, the chance
-that a release no worse than stable is rolled back stays at most alpha.
-
-Promotion out of the last partial step needs the opposite evidence too: the upper bounds
-show the candidate no worse than allowed. Until then the verdict is inconclusive.
+The hard guard needs no statistics: a candidate failing far more than the stable in the
+same recent seconds is rolled back at once (a shared outage fails both, and trips nothing).
 """
 
 from __future__ import annotations
@@ -25,13 +22,11 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from slipway.judge.histogram import Histogram, upper_edge
-from slipway.judge.sequential import Mixture, prior_near, rate_bounds
+import numpy as np
 
-# Error rates worth watching are low: most weight near 1%, some near 10%, so that a badly
-# broken release is caught within a few dozen requests (bench/bad_release), for a small
-# price near 1% (bench/judge).
-ERROR_PRIOR: Mixture = ((0.5, prior_near(0.01)), (0.5, prior_near(0.1)))
+from slipway.judge.histogram import Histogram
+from slipway.judge.latency import QuantileTest
+from slipway.judge.split import SplitTest, passes
 
 
 @dataclass
@@ -63,18 +58,17 @@ class Settings:
     guard_min_requests: int = 20  # the hard guard needs at least this many recent requests
     # HAProxy times requests in whole milliseconds: a smaller increase is not measurable.
     min_latency_increase_ms: float = 1.0
-
-    # Half of alpha for errors, half shared by the watched quantiles. Within each test, the
-    # stable release's bound gets a tenth: it has far more data, so it stays tight anyway.
-    @property
-    def error_parts(self) -> tuple[float, float]:
-        """(candidate, stable)"""
-        return self.alpha / 2 * 0.9, self.alpha / 2 * 0.1
+    # The candidate's first seconds of traffic are not judged for latency (a cold cache, a
+    # JIT warming up); errors are judged from its first request.
+    warmup_seconds: int = 5
 
     @property
-    def latency_parts(self) -> tuple[float, float]:
-        share = self.alpha / 2 / max(1, len(self.latency_quantiles))
-        return share * 0.9, share * 0.1
+    def error_alpha(self) -> float:
+        return self.alpha / 2
+
+    @property
+    def latency_alpha(self) -> float:
+        return self.alpha / 2 / max(1, len(self.latency_quantiles))
 
 
 @dataclass(frozen=True)
@@ -90,84 +84,70 @@ class Progress:
     ingest_note: str = ""
 
 
-@dataclass
-class Tail:
-    """The running test of one quantile p."""
-
-    p: float
-    slower: int = 0  # candidate requests surely slower than the threshold of their second
-    maybe_slower: int = 0  # the same, counting requests in the bucket the threshold cuts
-    n: int = 0
-    threshold: float = math.inf  # the latest threshold, in ms
-    stable_upper: float = math.inf  # the stable's p-quantile is below this (w.h.p.)
-    _stable_n_then: int = 0
-
-
 class Evidence:
-    """Everything the judge knows, fed one second at a time, in order. Rebuilt from the
-    recorded seconds, it reaches the same state (thresholds depend only on earlier seconds)."""
+    """Everything the judge knows, fed one complete second at a time, in order. Rebuilt from
+    the recorded seconds after a restart, it reaches the same state."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.stable = Arm()
+        self.stable = Arm()  # totals, for people
         self.candidate = Arm()
-        self.tails = [Tail(p) for p in settings.latency_quantiles]
+        self.errors_worse = SplitTest(worse=True)
+        self.errors_better = SplitTest(worse=False)
+        self.quantiles = [
+            QuantileTest(p, settings.max_latency_increase, settings.min_latency_increase_ms)
+            for p in settings.latency_quantiles
+        ]
+        self.matched_errors = 0.0  # the stable's error rate, weighted to candidate traffic
+        self.judged_requests = 0  # candidate requests past the warm-up
+        self.warm_seconds = 0
+        self.step: int | None = None
 
-    def add_second(self, stable: Arm, candidate: Arm) -> None:
-        for tail in self.tails:
-            self._refresh_stable_bound(tail)
-            if math.isinf(tail.stable_upper) or candidate.latency.n == 0:
-                continue  # no threshold yet: this second's candidate requests are not judged
-            settings = self.settings
-            tail.threshold = max(
-                (1 + settings.max_latency_increase) * tail.stable_upper,
-                tail.stable_upper + settings.min_latency_increase_ms,
-            )
-            tail.slower += candidate.latency.count_above(tail.threshold, cut_bucket=False)
-            tail.maybe_slower += candidate.latency.count_above(tail.threshold, cut_bucket=True)
-            tail.n += candidate.latency.n
+    def learn(self, stable: Arm) -> None:
+        """A second of the stable release before the canary: how clustered its errors are
+        is known before the candidate's first request."""
+        for test in (self.errors_worse, self.errors_better):
+            test.clustering.add(stable.errors, stable.requests)
+
+    def add_second(self, stable: Arm, candidate: Arm, step: int = 0) -> None:
         self.stable.add(stable)
         self.candidate.add(candidate)
-
-    def _refresh_stable_bound(self, tail: Tail) -> None:
-        """The stable's bound tightens as it serves more; recomputed when it grew by 5%."""
-        n = self.stable.latency.n
-        if n == 0 or (n < tail._stable_n_then * 1.05 and not math.isinf(tail.stable_upper)):
+        if step != self.step:  # the share changes: a stratum never spans two steps
+            for quantile in self.quantiles:
+                quantile.close()
+            self.step = step
+        if candidate.requests == 0 or stable.requests == 0:
             return
-        tail.stable_upper = quantile_upper_bound(
-            self.stable.latency, tail.p, self.settings.latency_parts[1]
-        )
-        tail._stable_n_then = n
-
-
-def quantile_upper_bound(hist: Histogram, p: float, alpha: float) -> float:
-    """A value above the p-quantile with probability ≥ 1 − alpha at every sample size: the
-    first bucket edge x whose share of samples ≤ x has its anytime lower bound ≥ p."""
-    cumulative = hist.cumulative()
-    n = int(cumulative[-1])
-    prior = prior_near(p)
-    if n == 0 or rate_bounds(n, n, alpha, prior)[0] < p:
-        return math.inf
-    lo, hi = 0, len(cumulative) - 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if rate_bounds(int(cumulative[mid]), n, alpha, prior)[0] >= p:
-            hi = mid
-        else:
-            lo = mid + 1
-    return upper_edge(lo)
+        self.judged_requests += candidate.requests
+        for test in (self.errors_worse, self.errors_better):
+            test.add(
+                candidate.errors,
+                stable.errors,
+                candidate.requests,
+                stable.requests,
+                self.settings.max_error_rate_increase,
+            )
+        self.matched_errors += stable.errors * candidate.requests / stable.requests
+        if self.warm_seconds < self.settings.warmup_seconds:
+            self.warm_seconds += 1  # fresh processes answer slower at first: not a regression
+            return
+        for quantile in self.quantiles:
+            quantile.add_second(stable.latency, candidate.latency)
 
 
 @dataclass
 class Check:
     metric: str  # "error rate" or "latency p50" …
-    candidate: float  # point estimates, for people
-    stable: float
-    bounds: tuple[float, float]  # of the tested quantity (see text)
-    limit: float  # a regression is bounds[0] > limit; proven no worse is bounds[1] <= limit
+    candidate: float  # point estimates, for people: the candidate's …
+    stable: float  # … and the stable's in the same moments
+    limit: str  # what is allowed, for people
+    worse: float  # e-value against "within the allowed increase" (rollback at `needed`)
+    within: float  # e-value against "worse than allowed" (promotion at `needed`)
+    needed: float  # 1 / this check's share of alpha
     regression: bool
-    no_worse: bool  # proven within the allowed increase (the upper bound is)
+    no_worse: bool
     samples: tuple[int, int]  # candidate, stable
+    dispersion: float  # how clustered the events are (1: independent)
     text: str
 
 
@@ -185,77 +165,109 @@ class Verdict:
 
 
 def check_errors(evidence: Evidence) -> Check:
-    settings, stable, candidate = evidence.settings, evidence.stable, evidence.candidate
-    c_part, s_part = settings.error_parts
-    c_lo, c_hi = rate_bounds(candidate.errors, candidate.requests, c_part, ERROR_PRIOR)
-    s_lo, s_hi = rate_bounds(stable.errors, stable.requests, s_part, ERROR_PRIOR)
-    increase = (c_lo - s_hi, c_hi - s_lo)
+    settings, candidate = evidence.settings, evidence.candidate
+    judged = max(1, evidence.judged_requests)
+    matched = evidence.matched_errors / judged
+    alpha = settings.error_alpha
+    worse, within = evidence.errors_worse, evidence.errors_better
     allowed = settings.max_error_rate_increase
-    return Check(
-        metric="error rate",
-        candidate=candidate.error_rate,
-        stable=stable.error_rate,
-        bounds=increase,
-        limit=allowed,
-        regression=increase[0] > allowed,
-        no_worse=increase[1] <= allowed,
-        samples=(candidate.requests, stable.requests),
-        text=(
-            f"error rate {_pct(candidate.error_rate)} vs {_pct(stable.error_rate)} "
-            f"(n={candidate.requests} vs {stable.requests}): increase in [{_pp(increase[0])}, "
-            f"{_pp(increase[1])}], allowed {_pp(allowed)}"
-        ),
+    return _check(
+        "error rate",
+        candidate.error_rate,
+        matched,
+        f"+{_pp(allowed)}",
+        worse,
+        within,
+        alpha,
+        (candidate.requests, evidence.stable.requests),
+        f"error rate {_pct(candidate.error_rate)} vs {_pct(matched)} on the stable release in "
+        f"the same seconds (n={candidate.requests} vs {evidence.stable.requests}), allowed "
+        f"+{_pp(allowed)}",
     )
 
 
-def check_tail(evidence: Evidence, tail: Tail) -> Check:
-    part = evidence.settings.latency_parts[0]
-    limit = 1 - tail.p
-    prior = prior_near(limit)
-    lo = rate_bounds(tail.slower, tail.n, part, prior)[0]
-    hi = rate_bounds(tail.maybe_slower, tail.n, part, prior)[1]
-    name = f"p{tail.p * 100:g}"
-    share = tail.slower / tail.n if tail.n else 0.0
-    allowed = evidence.settings.max_latency_increase
-    return Check(
-        metric=f"latency {name}",
-        candidate=evidence.candidate.latency.quantile(tail.p),
-        stable=evidence.stable.latency.quantile(tail.p),
-        bounds=(lo, hi),
-        limit=limit,
-        regression=lo > limit,
-        no_worse=hi <= limit,
-        samples=(tail.n, evidence.stable.latency.n),
-        text=(
-            f"latency {name} {_ms(evidence.candidate.latency.quantile(tail.p))} vs "
-            f"{_ms(evidence.stable.latency.quantile(tail.p))}: {_pct(share)} of "
-            f"{tail.n} candidate requests slower than {_ms(tail.threshold)} (stable's {name} "
-            f"≤ {_ms(tail.stable_upper)}, +{allowed * 100:.0f}% allowed), "
-            f"share in [{_pct(lo)}, {_pct(hi)}], allowed {_pct(limit)}"
-        ),
-    )
-
-
-def judge(evidence: Evidence, recent: Arm, progress: Progress) -> Verdict:
-    """`recent` is the candidate's last few seconds, for the hard guard."""
+def check_latency(evidence: Evidence, test: QuantileTest) -> Check:
     settings = evidence.settings
-    checks = [check_errors(evidence), *(check_tail(evidence, t) for t in evidence.tails)]
+    name = f"p{test.p * 100:g}"
+    mine = evidence.candidate.latency.quantile(test.p)
+    theirs = _quantile(test.matched, test.p)
+    allowed = f"+{settings.max_latency_increase * 100:.0f}% (and +{test.min_ms:g} ms)"
+    return _check(
+        f"latency {name}",
+        mine,
+        theirs,
+        allowed,
+        test.worse,
+        test.better,
+        settings.latency_alpha,
+        (evidence.candidate.latency.n, evidence.stable.latency.n),
+        f"latency {name} {_ms(mine)} vs {_ms(theirs)} on the stable release in the same "
+        f"moments, allowed {allowed}",
+    )
+
+
+def _check(
+    metric: str,
+    mine: float,
+    theirs: float,
+    limit: str,
+    worse: SplitTest,
+    within: SplitTest,
+    alpha: float,
+    samples: tuple[int, int],
+    text: str,
+) -> Check:
+    needed = 1.0 / alpha
+    e_worse, e_within = math.exp(min(worse.log_e, 700)), math.exp(min(within.log_e, 700))
+    return Check(
+        metric=metric,
+        candidate=mine,
+        stable=theirs,
+        limit=limit,
+        worse=e_worse,
+        within=e_within,
+        needed=needed,
+        regression=passes(worse, alpha),
+        no_worse=passes(within, alpha),
+        samples=samples,
+        dispersion=round(worse.dispersion, 2),
+        text=f"{text}: evidence of a regression {_e(e_worse)}, of no worse {_e(e_within)} "
+        f"({_e(needed)} decides)",
+    )
+
+
+def hard_guard(recent: list[tuple[Arm, Arm]], settings: Settings) -> str | None:
+    """Why the candidate must go now, or None: in the last seconds it failed at least
+    `abort_error_rate` more of its requests than the stable did of its own."""
+    stable, candidate = Arm(), Arm()
+    for theirs, mine in recent:
+        stable.add(theirs)
+        candidate.add(mine)
+    if candidate.requests < settings.guard_min_requests:
+        return None
+    excess = candidate.error_rate - stable.error_rate
+    if excess < settings.abort_error_rate:
+        return None
+    return (
+        f"hard guard: {candidate.errors} of {candidate.requests} recent requests failed "
+        f"({_pct(candidate.error_rate)}) against {_pct(stable.error_rate)} on the stable "
+        f"release in the same seconds: {_pp(excess)} more ≥ abort_error_rate "
+        f"{_pct(settings.abort_error_rate)}"
+    )
+
+
+def judge(evidence: Evidence, recent: list[tuple[Arm, Arm]], progress: Progress) -> Verdict:
+    """`recent` is the last few seconds of both releases (stable, candidate), for the guard."""
+    checks = [check_errors(evidence), *(check_latency(evidence, q) for q in evidence.quantiles)]
 
     def verdict(decision: str, reason: str) -> Verdict:
         return Verdict(
             decision, reason, checks, evidence.candidate.requests, evidence.stable.requests
         )
 
-    if recent.requests >= settings.guard_min_requests and (
-        recent.error_rate >= settings.abort_error_rate
-    ):
-        return verdict(
-            "rollback",
-            (
-                f"hard guard: {recent.errors} of {recent.requests} recent requests failed "
-                f"({_pct(recent.error_rate)} ≥ abort_error_rate {_pct(settings.abort_error_rate)})"
-            ),
-        )
+    guard = hard_guard(recent, evidence.settings)
+    if guard is not None:
+        return verdict("rollback", guard)
     regressions = [c for c in checks if c.regression]
     if regressions:
         return verdict("rollback", "regression: " + "; ".join(c.text for c in regressions))
@@ -264,33 +276,37 @@ def judge(evidence: Evidence, recent: Arm, progress: Progress) -> Verdict:
     if progress.step_requests < progress.min_requests:
         return verdict(
             "inconclusive",
-            (f"inconclusive: {progress.step_requests} of {progress.min_requests} requests"),
+            f"inconclusive: {progress.step_requests} of {progress.min_requests} requests",
         )
     if progress.step_seconds < progress.min_seconds:
         return verdict(
             "continue",
-            (
-                f"no regression so far; step time {progress.step_seconds:.0f}s of "
-                f"{progress.min_seconds:.0f}s"
-            ),
+            f"no regression so far; step time {progress.step_seconds:.0f}s of "
+            f"{progress.min_seconds:.0f}s",
         )
     unproven = [c for c in checks if not c.no_worse]
     if progress.final_step and unproven:
         return verdict(
             "inconclusive",
-            (
-                "inconclusive: not yet shown to be no worse than stable: "
-                + "; ".join(c.text for c in unproven)
-            ),
+            "inconclusive: not yet shown to be no worse than stable: "
+            + "; ".join(c.text for c in unproven),
         )
     return verdict(
         "promote",
-        (
-            f"no regression after {progress.step_requests} requests and "
-            f"{progress.step_seconds:.0f}s in this step"
-            + ("; shown no worse than stable on every check" if progress.final_step else "")
-        ),
+        f"no regression after {progress.step_requests} requests and "
+        f"{progress.step_seconds:.0f}s in this step"
+        + ("; shown no worse than stable on every check" if progress.final_step else ""),
     )
+
+
+def _quantile(weights: np.ndarray[Any, np.dtype[np.float64]], p: float) -> float:
+    total = float(weights.sum())
+    if total <= 0:
+        return math.nan
+    bucket = int(np.searchsorted(np.cumsum(weights), p * total - 1e-9))
+    single = np.zeros(len(weights), dtype=np.int64)
+    single[bucket] = 1
+    return Histogram(single).quantile(0.5)
 
 
 def _finite(value: Any) -> Any:
@@ -308,10 +324,16 @@ def _pct(rate: float) -> str:
 
 
 def _pp(value: float) -> str:
-    return f"{value * 100:+.2f}pp"
+    return f"{value * 100:.2f}pp"
 
 
 def _ms(value: float) -> str:
     if math.isnan(value):
         return "n/a"
     return "∞" if math.isinf(value) else f"{value:.1f}ms"
+
+
+def _e(value: float) -> str:
+    if value >= 1e6:
+        return f"{value:.1e}"
+    return f"{value:.3g}"

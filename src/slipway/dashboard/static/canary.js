@@ -75,13 +75,14 @@ export function canaryPanel(canary, analysis, app) {
       h("td", { class: "n muted" }, "–"),
       h("td", { class: "n" }, `${p.direction === "below" ? "≥" : "≤"} ${num(p.threshold, 3)}`),
       h("td", { class: "n muted" }, "–"),
+      h("td", { class: "n muted" }, "–"),
       h("td", {}, p.failed ? chip("fails", "bad") : p.value === null ? chip("no data", "warn") : chip("passes", "ok")),
     ),
   );
   return [
     head,
     decision,
-    table(["check", "#candidate", "#stable", "#interval", "#allowed", "#samples", "result"], [...checks, ...prom], { class: "grid checks" }),
+    table(["check", "#candidate", "#stable, same moments", "#allowed", "#evidence: worse", "#evidence: no worse", "#samples", "result"], [...checks, ...prom], { class: "grid checks" }),
     verdictStrip(verdicts),
   ];
 }
@@ -89,7 +90,6 @@ export function canaryPanel(canary, analysis, app) {
 function checkRow(c) {
   const isError = c.metric === "error rate";
   const value = isError ? (v) => pct(v) : (v) => ms(v);
-  const bound = isError ? signedPp : (v) => pct(v);
   const result = c.regression
     ? chip("regression", "bad")
     : c.no_worse
@@ -101,17 +101,18 @@ function checkRow(c) {
     h("td", {}, c.metric),
     h("td", { class: "n" }, value(c.candidate)),
     h("td", { class: "n" }, value(c.stable)),
-    h("td", { class: "n" }, c.bounds ? `[${bound(c.bounds[0])}, ${bound(c.bounds[1])}]` : "–"),
-    h("td", { class: "n" }, isError ? signedPp(c.limit) : `${pct(c.limit)} slower`),
+    h("td", { class: "n" }, c.limit),
+    h("td", { class: "n" }, evidenceOf(c.worse, c.needed)),
+    h("td", { class: "n" }, evidenceOf(c.within, c.needed)),
     h("td", { class: "n" }, c.samples ? `${num(c.samples[0])} / ${num(c.samples[1])}` : "–"),
     h("td", {}, result),
   );
 }
 
-function signedPp(v) {
-  if (v === null || v === undefined) return "–";
-  const p = v * 100;
-  return `${p >= 0 ? "+" : ""}${p.toFixed(2)}pp`;
+// An e-value against what it must reach: how far the evidence has come.
+function evidenceOf(e, needed) {
+  if (e === null || e === undefined) return "–";
+  return `${e >= 100 ? num(e, 0) : num(e, 2)} of ${num(needed, 0)}`;
 }
 
 /** Every verdict of the canary as a tick coloured by its decision. */
