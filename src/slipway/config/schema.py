@@ -251,6 +251,22 @@ def _too_long(size: int) -> str:
     )
 
 
+class Placement(Strict):
+    """Where the app's instances run: on the hosts with one of `roles`, or on the named
+    `hosts`. Without hosts added to the fleet, that is the control host."""
+
+    roles: list[Literal["app", "lb"]] = Field(default_factory=lambda: ["app"], min_length=1)  # type: ignore[arg-type]
+    hosts: list[str] = Field(default_factory=list, max_length=256)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.match(r"^[a-z][a-z0-9-]{0,62}$", name):
+                raise ValueError(f'"{name}" is not a host name (as in `slipway hosts`)')
+        return value
+
+
 class AppConfig(Strict):
     name: str
     listen: Listen = Field(default_factory=Listen)
@@ -269,6 +285,7 @@ class AppConfig(Strict):
     alerting: Alerting = Field(default_factory=Alerting)
     gates: Gates = Field(default_factory=Gates)
     edge: Edge = Field(default_factory=Edge)
+    placement: Placement = Field(default_factory=Placement)
 
     @field_validator("name")
     @classmethod

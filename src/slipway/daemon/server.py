@@ -86,12 +86,12 @@ async def serve(
     home.pidfile.write_text(str(os.getpid()))
     service = Service(home, binary)
     await service.hub.start()
-    service.services.log_target = service.hub.log_target
+    service.fleet.ingest_port = service.hub.port
     log.info(
-        "slipway daemon starting (pid %s, home %s, request logs on udp %s)",
+        "slipway daemon starting (pid %s, home %s, request logs on udp port %s)",
         os.getpid(),
         home.root,
-        service.hub.log_target,
+        service.hub.port,
     )
     try:
         await reconcile.on_start(service)

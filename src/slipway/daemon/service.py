@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from slipway import __version__
+from slipway.agent.core import Agent
 from slipway.alerts.engine import Alerting
 from slipway.api import schemas
 from slipway.audit.denials import FoldedDenials
@@ -25,15 +26,17 @@ from slipway.deploy.engine import Engine, Services
 from slipway.deploy.planning import plan_formation, rollback_target, undone_on_failure
 from slipway.deploy.routing import router_state, routing_of
 from slipway.errors import DeployError, NotFound, SlipwayError, StorageError, UsageError
+from slipway.hosts.fleet import Fleet, RemoteFactory
+from slipway.hosts.model import LOCAL
 from slipway.metrics.hub import TrafficHub
 from slipway.paths import Home
 from slipway.releases.build import git, resolve_git_rev, working_tree_sha
 from slipway.router.certs import check_tls_files
 from slipway.router.config import check_listeners
-from slipway.router.haproxy import HAProxyRouter
 from slipway.router.stats import ServerStat
+from slipway.router.tier import TierRouter
 from slipway.runtime import users
-from slipway.runtime.local import LocalRuntime
+from slipway.runtime.fleet import FleetRuntime
 from slipway.store import security, traffic
 from slipway.store.records import (
     App,
@@ -49,28 +52,46 @@ log = logging.getLogger("slipway.daemon")
 
 
 class Service:
-    def __init__(self, home: Home, haproxy_binary: str) -> None:
+    def __init__(
+        self, home: Home, haproxy_binary: str, remote: RemoteFactory | None = None
+    ) -> None:
         self.home = home
         self.store = Store(home.db)
-        self.runtime = LocalRuntime(home)
-        self.router = HAProxyRouter(home, haproxy_binary)
+        # The composition root: this host's agent in this process, the fleet's transports,
+        # and the runtime and lb tier that reach every host through them.
+        self.agent = Agent(home, haproxy_binary)
+        self.fleet = Fleet(self.store, self.agent, remote)
+        self.runtime = FleetRuntime(self.fleet.transport)
+        self.router = TierRouter(self.fleet.lb_members, home.root / "certs")
         self.secrets = SecretKeeper(home.secrets_key, self.store)
         self.audit = AuditLog(home.root)
         self.denials = FoldedDenials(self.audit)  # refused requests, one entry a source a minute
         self.csrf_key = secrets.token_bytes(32)  # a restart asks the dashboard for a new one
         self.limiter = FailureLimiter()  # shared by the unix socket and the TCP listener
-        self.services = Services(home, self.store, self.runtime, self.router, self.secrets)
-        self.hub = TrafficHub(home, self.store, self.router)
-        self.alerting = Alerting(
-            home, self.store, lambda i: self.runtime.observe(i.app, i.id, i.handle)
+        self.services = Services(
+            home, self.store, self.runtime, self.router, self.secrets, self.fleet.hosts
         )
+        self.hub = TrafficHub(home, self.store, self.router, self.log_senders)
+        self.alerting = Alerting(home, self.store, self.runtime.cached)
         self.engine = Engine(self.services)
-        self.watch = InstanceWatch(self.store, self.runtime, self.router, self.note)
+        self.watch = InstanceWatch(
+            self.store, self.runtime, self.router, self.note, self.fleet.addresses
+        )
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.started_at = time.time()
         self.http_url: str | None = None  # the dashboard and /metrics, when served
         self.recovered: list[str] = []  # what start-up did with interrupted deployments
         self.rewarmed: set[tuple[str, str]] = set()  # (app, release) started warm again
+
+    def local_haproxy_pid(self) -> int | None:
+        """The control host's HAProxy master, when this host is an lb host."""
+        if not self.fleet.host(LOCAL).has("lb"):
+            return None
+        return self.agent.router.master_pid()
+
+    def log_senders(self) -> set[str]:
+        """Addresses request logs may come from: this host, and every lb host."""
+        return {"127.0.0.1", *(h.address for h in self.fleet.with_role("lb"))}
 
     def note(self, app: str, status: str, message: str) -> None:
         """Something the daemon did on its own to an app (not part of a deployment)."""
@@ -152,7 +173,7 @@ class Service:
             apps = [*self.store.apps(), placeholder]
         else:
             apps = self.store.apps()
-        state = router_state(str(self.router.admin_socket), apps, [], override=wanted)
+        state = router_state("", apps, [], override=wanted)
         check_listeners(state.backends)
         check_tls_files(config.edge.tls_cert, config.edge.tls_key)
 
@@ -390,7 +411,10 @@ class Service:
                 http_url=self.http_url,
                 recovered=self.recovered,
             ),
-            router=schemas.RouterView(running=self.router.running(), pid=self.router.master_pid()),
+            router=schemas.RouterView(
+                running=await self.router.running(),
+                pid=self.local_haproxy_pid(),
+            ),
             apps=[await self.app_view(a.name) for a in self.store.apps()],
         )
 
@@ -461,6 +485,7 @@ class Service:
                 stats[name] = await self.router.stats(name)
             except SlipwayError:
                 stats[name] = {}
+        await self.runtime.observe(instances)  # one call per host; the views read the cache
         views = []
         for instance in instances:
             app_stats = stats.get(instance.app, {})
@@ -471,7 +496,7 @@ class Service:
     def instance_view(
         self, instance: Instance, stat: ServerStat | None, total_weight: int
     ) -> schemas.InstanceView:
-        observed = self.runtime.observe(instance.app, instance.id, instance.handle)
+        observed = self.runtime.cached(instance)
         state = observed.state if instance.status != "stopping" else "stopping"
         if instance.status == "stopping":
             role = "retiring"

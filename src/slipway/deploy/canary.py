@@ -21,6 +21,7 @@ from slipway.judge.histogram import Histogram
 from slipway.judge.verdict import Arm, Evidence, Progress, Settings, Verdict, judge
 from slipway.metrics import prometheus as prom
 from slipway.metrics.ingest import Second
+from slipway.runtime.fleet import UNREACHABLE
 from slipway.store import traffic
 from slipway.store.records import Deployment, Instance
 
@@ -100,7 +101,7 @@ class CanaryRun:
             outcome = await self.obey(*command)
             if outcome is not None:
                 return outcome
-        self.check_candidates()
+        await self.check_candidates()
         ongoing_loss = self.update_arms()
         progress = Progress(
             step_requests=self.step_requests,
@@ -249,13 +250,21 @@ class CanaryRun:
             self.store.update_instance(self.dep.app, instance.id, weight=weight)
             await router.set_weight(self.dep.app, instance.id, weight)
 
-    def check_candidates(self) -> None:
+    async def check_candidates(self) -> None:
         """A candidate instance that crashed is a failed canary, whatever the statistics say."""
-        runtime = self.engine.s.runtime
-        for instance in self.candidates():
-            observed = runtime.observe(self.dep.app, instance.id, instance.handle)
+        candidates = self.candidates()
+        seen = await self.engine.s.runtime.observe(candidates)
+        for instance in candidates:
+            observed = seen[instance.id]
+            if observed.state == UNREACHABLE:
+                raise DeployError(
+                    f"host {instance.host} of candidate instance {instance.id} does not answer; "
+                    "the canary was stopped and the stable release takes all traffic back",
+                    where=f"host {instance.host}",
+                    fix="check the host with `slipway hosts`, then deploy again",
+                )
             if not observed.alive or observed.restarts > 0 or observed.crashloop:
-                raise self.engine.instance_failure(
+                raise await self.engine.instance_failure(
                     instance, "crashed during the canary", observed.last_exit
                 )
 

@@ -114,7 +114,7 @@ class SlipwayCollector(Collector):
         )
         store, runtime = self.service.store, self.service.runtime
         for instance in store.instances():
-            observed = runtime.observe(instance.app, instance.id, instance.handle)
+            observed = runtime.cached(instance)  # housekeeping observes every second
             values = [instance.app, instance.release, instance.process, instance.id]
             up.add_metric(values, 1.0 if observed.state == "running" else 0.0)
             restarts.add_metric(values, observed.restarts)

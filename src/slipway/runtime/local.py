@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from slipway.errors import RuntimeFailure, disk_error
 from slipway.paths import Home
 from slipway.runtime import logfile, pidfile, procs
@@ -47,13 +45,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def process_alive(handle: Handle | None) -> bool:
+    """The very process the handle names (pid and start time) runs."""
     if handle is None:
         return False
-    try:
-        proc = psutil.Process(handle.pid)
-        return abs(proc.create_time() - handle.ctime) < 0.05 and proc.status() != "zombie"
-    except psutil.Error:
-        return False
+    return pidfile.start_ticks(handle.pid) == handle.ctime and procs.running(handle.pid)
+
+
+def handle_of(pid: int) -> Handle | None:
+    ticks = pidfile.start_ticks(pid)
+    return None if ticks is None else Handle(pid, float(ticks))
 
 
 class LocalRuntime:
@@ -67,10 +67,7 @@ class LocalRuntime:
         """The instance's running shim: the one its folder names, else the recorded one."""
         pid = pidfile.running(self.instance_dir(app, instance_id))
         if pid is not None:
-            try:
-                return Handle(pid, psutil.Process(pid).create_time())
-            except psutil.Error:
-                return None
+            return handle_of(pid)
         return recorded if process_alive(recorded) else None
 
     def supervised(self) -> list[tuple[str, str, Handle]]:
@@ -135,11 +132,7 @@ class LocalRuntime:
                 fix="check that slipway is installed in the daemon's Python environment",
             )
         pid = int(out.strip())
-        try:
-            ctime = psutil.Process(pid).create_time()
-        except psutil.Error:
-            ctime = 0.0
-        return Handle(pid, ctime)
+        return handle_of(pid) or Handle(pid, 0.0)
 
     def observe(self, app: str, instance_id: str, handle: Handle | None) -> Observed:
         status = self._status(app, instance_id)

@@ -64,6 +64,7 @@ class Instance:
     weight: int | None  # None: not a server in HAProxy
     created_at: float
     stopped_at: float | None = None
+    host: str = "local"  # the host it runs on (hosts/model.py)
 
     @property
     def is_web(self) -> bool:
@@ -99,6 +100,7 @@ class Deployment:
     strategy: str = "bluegreen"
     canary: dict[str, Any] | None = None
     skip_gates: dict[str, str] = field(default_factory=dict)  # gate name -> reason
+    skip_hosts: list[str] = field(default_factory=list)  # deployed without these hosts
 
     @property
     def active(self) -> bool:

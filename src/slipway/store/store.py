@@ -194,10 +194,10 @@ class Store:
         app: str,
         release: str,
         kept: list[Instance],
-        new: list[tuple[str, int | None]],
+        new: list[tuple[str, int | None, str]],
     ) -> list[Instance]:
-        """Record a deployment's instances, the `new` (process, port) ones created, in one
-        transaction: no instance exists that its deployment does not name."""
+        """Record a deployment's instances, the `new` (process, port, host) ones created, in
+        one transaction: no instance exists that its deployment does not name."""
         ids = [i.id for i in kept]
         now = time.time()
         with self.tx() as c:
@@ -205,12 +205,12 @@ class Store:
             c.execute(
                 "UPDATE apps SET next_instance = next_instance + ? WHERE name = ?", (len(new), app)
             )
-            for offset, (process, port) in enumerate(new):
+            for offset, (process, port, host) in enumerate(new):
                 instance_id = f"{release}-{process}-{seq + offset}"
                 c.execute(
-                    "INSERT INTO instances (app, id, release, process, port, status, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, 'starting', ?)",
-                    (app, instance_id, release, process, port, now),
+                    "INSERT INTO instances (app, id, release, process, port, status, created_at, "
+                    "host) VALUES (?, ?, ?, ?, ?, 'starting', ?, ?)",
+                    (app, instance_id, release, process, port, now, host),
                 )
                 ids.append(instance_id)
             c.execute("UPDATE deployments SET instances = ? WHERE id = ?", (dumps(ids), deployment))
@@ -254,13 +254,14 @@ class Store:
         state: str,
         strategy: str = "bluegreen",
         skip_gates: dict[str, str] | None = None,
+        skip_hosts: list[str] | None = None,
     ) -> Deployment:
         try:
             with self.tx() as c:
                 cur = c.execute(
                     "INSERT INTO deployments (app, kind, from_release, to_release, formation, "
-                    "state, who, started_at, strategy, skip_gates) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "state, who, started_at, strategy, skip_gates, skip_hosts) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         app,
                         kind,
@@ -272,6 +273,7 @@ class Store:
                         time.time(),
                         strategy,
                         dumps(skip_gates or {}),
+                        dumps(skip_hosts or []),
                     ),
                 )
                 deployment_id = int(cur.lastrowid or 0)
@@ -502,6 +504,7 @@ def _instance(row: sqlite3.Row) -> Instance:
         weight=row["weight"],
         created_at=row["created_at"],
         stopped_at=row["stopped_at"],
+        host=row["host"],
     )
 
 
@@ -523,6 +526,7 @@ def _deployment(row: sqlite3.Row) -> Deployment:
         strategy=row["strategy"],
         canary=json.loads(row["canary"]) if row["canary"] else None,
         skip_gates=json.loads(row["skip_gates"]),
+        skip_hosts=json.loads(row["skip_hosts"]),
     )
 
 
