@@ -9,11 +9,15 @@ Standard library only."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import hashlib
 import os
 import platform
 import shutil
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from slipway import __version__
@@ -21,6 +25,7 @@ from slipway.agent import wire
 from slipway.agent.probe import probe
 from slipway.errors import RouterError, SlipwayError, UsageError
 from slipway.paths import Home
+from slipway.releases import artifact
 from slipway.router.haproxy import HAProxyRouter, find_haproxy
 from slipway.runtime.local import LocalRuntime
 
@@ -61,6 +66,7 @@ class Agent:
             "haproxy": haproxy,
             "home": str(self.home.root),
             "client": os.environ.get("SSH_CLIENT", "").split(" ")[0] or None,
+            "build": build_digest(),
         }
 
     async def rpc_free_port(self, address: str) -> int:
@@ -117,6 +123,27 @@ class Agent:
         ok, text = await probe(address, port, path, timeout)
         return [ok, text]
 
+    # releases --------------------------------------------------------------------------
+
+    async def rpc_release_upload_path(self, app: str, folder: str) -> str:
+        """Where to copy a release's archive before `release.install`."""
+        folder_path = self.home.app_dir(app) / "artifacts"
+        folder_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return str(folder_path / f"{folder}.tar.gz")
+
+    async def rpc_release_has(self, app: str, folder: str, digest: str) -> bool:
+        return artifact.installed(self.home.release_dir(app, folder), digest)
+
+    async def rpc_release_install(self, app: str, folder: str, digest: str) -> None:
+        """Unpack the release shipped to artifacts/APP-FOLDER.tar.gz, after checking it."""
+        archive = self.home.app_dir(app) / "artifacts" / f"{folder}.tar.gz"
+        target = self.home.release_dir(app, folder)
+        await asyncio.to_thread(artifact.install, archive, digest, target)
+        archive.unlink(missing_ok=True)
+
+    async def rpc_release_remove(self, app: str, folder: str) -> None:
+        await asyncio.to_thread(shutil.rmtree, self.home.release_dir(app, folder), True)
+
     # HAProxy (lb hosts) ----------------------------------------------------------------
 
     async def rpc_router_apply(
@@ -170,6 +197,17 @@ class Agent:
             if line.startswith("DroppedLogs:"):
                 return int(line.split(":", 1)[1].strip() or 0)
         return 0
+
+
+@functools.cache
+def build_digest() -> str | None:
+    """The sha256 of the zipapp this agent runs from (None when not run from one): the
+    control plane refuses an agent that is not its own build."""
+    spec = sys.modules["slipway"].__spec__
+    archive = getattr(spec.loader if spec else None, "archive", None)
+    if archive is None:
+        return None
+    return hashlib.sha256(Path(archive).read_bytes()).hexdigest()
 
 
 def error_out(error: BaseException) -> dict[str, Any]:

@@ -20,14 +20,18 @@ from slipway.audit.log import AuditLog
 from slipway.auth.guard import FailureLimiter
 from slipway.config.load import config_hash, load_config, parse_config
 from slipway.config.schema import AppConfig
+from slipway.daemon.host_ops import start_command
 from slipway.daemon.secrets import SecretKeeper
 from slipway.daemon.watch import InstanceWatch
+from slipway.deploy import placement
 from slipway.deploy.engine import Engine, Services
 from slipway.deploy.planning import plan_formation, rollback_target, undone_on_failure
 from slipway.deploy.routing import router_state, routing_of
 from slipway.errors import DeployError, NotFound, SlipwayError, StorageError, UsageError
 from slipway.hosts.fleet import Fleet, RemoteFactory
-from slipway.hosts.model import LOCAL
+from slipway.hosts.model import LOCAL, Host
+from slipway.hosts.ssh import SshTransport
+from slipway.hosts.transport import Transport
 from slipway.metrics.hub import TrafficHub
 from slipway.paths import Home
 from slipway.releases.build import git, resolve_git_rev, working_tree_sha
@@ -60,16 +64,23 @@ class Service:
         # The composition root: this host's agent in this process, the fleet's transports,
         # and the runtime and lb tier that reach every host through them.
         self.agent = Agent(home, haproxy_binary)
-        self.fleet = Fleet(self.store, self.agent, remote)
+        self.fleet = Fleet(self.store, self.agent, remote or self.reach)
         self.runtime = FleetRuntime(self.fleet.transport)
-        self.router = TierRouter(self.fleet.lb_members, home.root / "certs")
+        self.router = TierRouter(self.fleet.lb_members, home.root / "certs", self.excused_hosts)
+        self.agent_build: str | None = None  # the digest of the agent zipapp remote hosts run
         self.secrets = SecretKeeper(home.secrets_key, self.store)
         self.audit = AuditLog(home.root)
         self.denials = FoldedDenials(self.audit)  # refused requests, one entry a source a minute
         self.csrf_key = secrets.token_bytes(32)  # a restart asks the dashboard for a new one
         self.limiter = FailureLimiter()  # shared by the unix socket and the TCP listener
         self.services = Services(
-            home, self.store, self.runtime, self.router, self.secrets, self.fleet.hosts
+            home,
+            self.store,
+            self.runtime,
+            self.router,
+            self.secrets,
+            self.fleet.hosts,
+            self.fleet.transport,
         )
         self.hub = TrafficHub(home, self.store, self.router, self.log_senders)
         self.alerting = Alerting(home, self.store, self.runtime.cached)
@@ -82,6 +93,11 @@ class Service:
         self.http_url: str | None = None  # the dashboard and /metrics, when served
         self.recovered: list[str] = []  # what start-up did with interrupted deployments
         self.rewarmed: set[tuple[str, str]] = set()  # (app, release) started warm again
+
+    @staticmethod
+    def reach(host: Host) -> Transport:
+        assert host.ssh is not None
+        return SshTransport(host, start_command(host.ssh))
 
     def local_haproxy_pid(self) -> int | None:
         """The control host's HAProxy master, when this host is an lb host."""
@@ -118,6 +134,7 @@ class Service:
         self.check_routing(config)
         users.check_run_user(config.run.user, config.build.interpreter(), self.home.root)
         check_skips(config, request.skip_gates)
+        await self.check_hosts(config, request.skip_hosts)
         missing = self.secrets.missing(config.name, config.secrets)
         if missing:
             raise DeployError(
@@ -153,7 +170,12 @@ class Service:
             state="build",
             strategy=strategy,
             skip_gates=request.skip_gates,
+            skip_hosts=sorted(request.skip_hosts),
         )
+        for host, reason in sorted(request.skip_hosts.items()):
+            self.engine.event(
+                deployment, "build", "info", f"deploying without host {host}: {reason}"
+            )
         if strategy != config.deploy.strategy and not request.check:
             self.engine.event(
                 deployment,
@@ -164,6 +186,44 @@ class Service:
             )
         self.launch(deployment)
         return deployment
+
+    async def check_hosts(self, config: AppConfig, skips: dict[str, str]) -> None:
+        """Every host the deploy needs (where the app may run, and the lb tier) answers, or
+        was named with --skip-host and a reason; otherwise nothing is built."""
+        hosts = {h.name: h for h in self.fleet.hosts()}
+        for name, reason in skips.items():
+            if name not in hosts or name == LOCAL:
+                raise UsageError(
+                    f"--skip-host {name}: no such remote host",
+                    fix=f"hosts: {', '.join(sorted(hosts))}",
+                )
+            if not reason.strip():
+                raise UsageError(f"--skip-host {name} needs a reason", fix='add --reason "…"')
+        needed = {h.name for h in placement.eligible(list(hosts.values()), config.placement,
+                                                      frozenset(skips))}  # fmt: skip
+        needed |= {h.name for h in self.fleet.with_role("lb") if h.name not in skips}
+
+        async def answers(name: str) -> str | None:
+            try:
+                await self.fleet.transport(name).call("hello", _timeout=10.0)
+            except SlipwayError as error:
+                return error.message
+            return None
+
+        results = await asyncio.gather(*(answers(n) for n in sorted(needed)))
+        down = [(n, why) for n, why in zip(sorted(needed), results, strict=True) if why]
+        if down:
+            name, why = down[0]
+            raise DeployError(
+                f"host {name} does not answer ({why}); nothing was built or started",
+                where=f"host {name}",
+                fix=f'bring it back, or deploy without it: --skip-host {name} --reason "…"',
+                data={"hosts": dict(down)},
+            )
+
+    def excused_hosts(self) -> set[str]:
+        """Hosts the deployments in flight were told to go on without."""
+        return {h for d in self.store.active_deployments() for h in d.skip_hosts}
 
     def check_routing(self, config: AppConfig) -> None:
         """A new config must not clash with the listeners of the other apps."""
@@ -515,6 +575,7 @@ class Service:
         return schemas.InstanceView(
             id=instance.id,
             app=instance.app,
+            host=instance.host,
             release=instance.release,
             process=instance.process,
             port=instance.port,

@@ -48,7 +48,9 @@ from slipway.errors import (
 from slipway.gates.base import Targets
 from slipway.gates.runner import GateRun, gates_of
 from slipway.hosts.model import Host, local_host
+from slipway.hosts.transport import Transport
 from slipway.paths import Home
+from slipway.releases import artifact
 from slipway.releases import build as builder
 from slipway.router.base import Router
 from slipway.router.config import SERVING_WEIGHT, Backend, RouterState, Server
@@ -57,7 +59,7 @@ from slipway.runtime import users
 from slipway.runtime.base import InstanceSpec, Observed, Runtime
 from slipway.runtime.fleet import UNREACHABLE
 from slipway.secrets.redact import redactor
-from slipway.store.records import Deployment, Instance
+from slipway.store.records import Deployment, Instance, Release
 from slipway.store.store import Store
 
 log = logging.getLogger("slipway.deploy")
@@ -88,12 +90,18 @@ class Services:
     router: Router
     secrets: SecretKeeper
     hosts: Callable[[], list[Host]] = lambda: [local_host()]
+    transport: Callable[[str], Transport] | None = None  # to ship releases to other hosts
 
     def host(self, name: str) -> Host:
         found = next((h for h in self.hosts() if h.name == name), None)
         if found is None:
             raise DeployError(f"host '{name}' is not in the fleet", fix="see `slipway hosts`")
         return found
+
+    def agent(self, name: str) -> Transport:
+        if self.transport is None:
+            raise DeployError(f"no way to reach host '{name}'", where=f"host {name}")
+        return self.transport(name)
 
     def home_on(self, host: Host) -> Home:
         """This home's layout on `host` (the agent's home there)."""
@@ -352,6 +360,7 @@ class Engine:
             await self.s.router.ensure(self.router_state())
         desired = await self.plan_instances(dep, config)
         new = [i for i in desired if i.handle is None]
+        await self.ship(release, {i.host for i in new})
         await asyncio.gather(*(self.spawn(i, config) for i in new))
         started = len(new)
         for instance in desired if not checking else []:
@@ -403,6 +412,29 @@ class Engine:
             if (host, port) not in taken:
                 taken.add((host, port))
                 return port
+
+    async def ship(self, release: Release, hosts: set[str]) -> None:
+        """The release's files on every host that will run it, verified there, all hosts at
+        once: built once here into an archive with a digest, the same bytes everywhere."""
+        remote = [self.s.host(h) for h in sorted(hosts) if not self.s.host(h).local]
+        if not remote:
+            return
+        folder = self.s.home.release_dir(release.app, release.folder_id)
+        archive = self.s.home.app_dir(release.app) / "artifacts" / f"{release.folder_id}.tar.gz"
+        digest = await asyncio.to_thread(artifact.build, folder, archive)
+
+        async def to(host: Host) -> None:
+            agent = self.s.agent(host.name)
+            app, folder = release.app, release.folder_id
+            if await agent.call("release.has", app=app, folder=folder, digest=digest):
+                return
+            path = await agent.call("release.upload_path", app=app, folder=folder)
+            await agent.put(archive, str(path))
+            await agent.call(
+                "release.install", _timeout=300.0, app=app, folder=folder, digest=digest
+            )
+
+        await asyncio.gather(*(to(h) for h in remote))
 
     async def spawn(self, instance: Instance, config: AppConfig) -> None:
         release = self.s.store.release(instance.app, instance.release)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+from pathlib import Path
 from typing import Any, Protocol
 
 from slipway.agent.core import Agent, error_out
@@ -17,8 +19,12 @@ __all__ = ["HostUnreachable", "LocalTransport", "Transport"]
 class Transport(Protocol):
     host: str
 
-    async def call(self, method: str, **params: Any) -> Any:
+    async def call(self, method: str, _timeout: float = 30.0, **params: Any) -> Any:
         """One request; raises the agent's SlipwayError, or HostUnreachable."""
+        ...
+
+    async def put(self, local: Path, remote: str, timeout: float = 300.0) -> None:
+        """Copy a file to the host."""
         ...
 
     async def close(self) -> None: ...
@@ -32,7 +38,7 @@ class LocalTransport:
         self.agent = agent
         self.host = host
 
-    async def call(self, method: str, **params: Any) -> Any:
+    async def call(self, method: str, _timeout: float = 30.0, **params: Any) -> Any:
         request = json.loads(json.dumps(params))
         try:
             result = await self.agent.call(method, request)
@@ -41,6 +47,9 @@ class LocalTransport:
         except Exception as exc:
             raise error_from_dict(error_out(exc)) from None
         return json.loads(json.dumps(result))
+
+    async def put(self, local: Path, remote: str, timeout: float = 300.0) -> None:
+        await asyncio.to_thread(shutil.copyfile, local, remote)
 
     async def close(self) -> None:
         return None

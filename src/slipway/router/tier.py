@@ -31,9 +31,15 @@ class Member:
 
 
 class TierRouter:
-    def __init__(self, members: Callable[[], Sequence[Member]], certs_cache: Path) -> None:
+    def __init__(
+        self,
+        members: Callable[[], Sequence[Member]],
+        certs_cache: Path,
+        excused: Callable[[], set[str]] = set,
+    ) -> None:
         self.members = members
         self.certs_cache = certs_cache
+        self.excused = excused  # hosts a deployment was told to go on without (--skip-host)
         self.missed: set[str] = set()  # members that failed a change: synced before use
 
     # structure ---------------------------------------------------------------------------
@@ -153,6 +159,7 @@ class TierRouter:
         results = await self._each(action)
         failed = {h: r for h, r in results.items() if isinstance(r, SlipwayError)}
         self.missed |= set(failed)
+        failed = self._not_excused(failed)
         if failed:
             host, error = next(iter(failed.items()))
             raise _on(host, error)
@@ -166,6 +173,8 @@ class TierRouter:
     ) -> None:
         results = await self._each(change)
         failed = {h: r for h, r in results.items() if isinstance(r, SlipwayError)}
+        self.missed |= set(failed)
+        failed = self._not_excused(failed)
         if not failed:
             return
         took = [m for m in self.members() if m.host in results and m.host not in failed]
@@ -180,6 +189,14 @@ class TierRouter:
             where=f"lb host {host}",
             fix=error.fix or "check the host with `slipway hosts`, then retry",
         )
+
+    def _not_excused(self, failed: dict[str, SlipwayError]) -> dict[str, SlipwayError]:
+        """An unreachable host a deployment was told to skip misses the change (it is synced
+        when it answers again) without failing it."""
+        excused = self.excused()
+        return {
+            h: e for h, e in failed.items() if not (h in excused and isinstance(e, HostUnreachable))
+        }
 
 
 def merge_stats(views: list[dict[str, ServerStat]]) -> dict[str, ServerStat]:

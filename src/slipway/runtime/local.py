@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import slipway
 from slipway.errors import RuntimeFailure, disk_error
 from slipway.paths import Home
 from slipway.runtime import logfile, pidfile, procs
@@ -42,6 +43,11 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+# Where the slipway package is imported from (a folder, or the agent's zipapp): the shim
+# imports it the same way. Apps never see it: they get their own environment.
+PACKAGE_ROOT = str(Path(slipway.__file__).parent.parent)
 
 
 def process_alive(handle: Handle | None) -> bool:
@@ -122,6 +128,7 @@ class LocalRuntime:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            env=os.environ | {"PYTHONPATH": PACKAGE_ROOT},  # also from the agent's zipapp
         )
         out, err = await proc.communicate(json.dumps(spec.secrets).encode())
         if proc.returncode != 0 or not out.strip().isdigit():
