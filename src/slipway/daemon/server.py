@@ -87,9 +87,9 @@ async def serve(
     service = Service(home, binary)
     await service.hub.start()
     service.fleet.ingest_port = service.hub.port
-    for host in service.fleet.with_role("lb"):  # remote lb hosts send request logs here
-        if not host.local and host.facts.get("client"):
-            await service.hub.listen_on(str(host.facts["client"]))
+    for lb in service.fleet.with_role("lb"):  # remote lb hosts send request logs here
+        if not lb.local and lb.facts.get("client"):
+            await service.hub.listen_on(str(lb.facts["client"]))
     log.info(
         "slipway daemon starting (pid %s, home %s, request logs on udp port %s)",
         os.getpid(),
