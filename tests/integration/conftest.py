@@ -144,6 +144,9 @@ class Slipway:
             )
         return proc
 
+    def cli(self) -> list[str]:
+        return [sys.executable, "-m", "slipway"]
+
     def json(self, *args: str, cwd: Path | None = None) -> Any:
         return json.loads(self.run(*args, "--json", cwd=cwd).stdout)
 

@@ -208,7 +208,7 @@ async def host_views(service: Service) -> list[dict[str, Any]]:
     instances = service.store.instances()
     for host in service.fleet.hosts():
         try:
-            facts = await service.fleet.transport(host.name).call("hello")
+            facts = await service.fleet.transport(host.name).call("hello", _timeout=3.0)
             reachable, error = True, None
         except SlipwayError as exc:
             facts, reachable, error = host.facts, False, exc.message

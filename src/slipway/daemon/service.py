@@ -20,7 +20,7 @@ from slipway.audit.log import AuditLog
 from slipway.auth.guard import FailureLimiter
 from slipway.config.load import config_hash, load_config, parse_config
 from slipway.config.schema import AppConfig
-from slipway.daemon.host_ops import start_command
+from slipway.daemon.host_ops import agent_zipapp, start_command
 from slipway.daemon.secrets import SecretKeeper
 from slipway.daemon.watch import InstanceWatch
 from slipway.deploy import placement
@@ -203,11 +203,19 @@ class Service:
                                                       frozenset(skips))}  # fmt: skip
         needed |= {h.name for h in self.fleet.with_role("lb") if h.name not in skips}
 
+        build = agent_zipapp(self)[1]
+
         async def answers(name: str) -> str | None:
             try:
-                await self.fleet.transport(name).call("hello", _timeout=10.0)
+                facts = await self.fleet.transport(name).call("hello", _timeout=3.0)
             except SlipwayError as error:
                 return error.message
+            if name != LOCAL and facts.get("build") != build:
+                return (
+                    f"its agent is another build ({facts.get('version')}, "
+                    f"{str(facts.get('build'))[:12]}) than this slipway's ({build[:12]}): "
+                    f"run `slipway hosts upgrade {name}`"
+                )
             return None
 
         results = await asyncio.gather(*(answers(n) for n in sorted(needed)))

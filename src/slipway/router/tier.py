@@ -22,6 +22,8 @@ from slipway.router import certs
 from slipway.router.config import Backend, RouterState, Server
 from slipway.router.stats import ServerStat
 
+QUICK = 5.0  # seconds: a traffic change or a look at the servers; an lb host slower is down
+
 
 @dataclass(frozen=True)
 class Member:
@@ -65,7 +67,7 @@ class TierRouter:
 
     async def running(self) -> bool:
         """HAProxy runs on every member that answers."""
-        results = await self._each(lambda m: m.transport.call("router.running"))
+        results = await self._each(lambda m: m.transport.call("router.running", _timeout=QUICK))
         return all(bool(r) for r in results.values() if not isinstance(r, SlipwayError))
 
     async def stop(self, timeout: float = 30.0) -> None:
@@ -94,7 +96,9 @@ class TierRouter:
         If a member refuses, the others go back to `before` and the switch is refused."""
 
         async def switch(member: Member) -> None:
-            await member.transport.call("router.set_weights", app=app, weights=weights)
+            await member.transport.call(
+                "router.set_weights", _timeout=QUICK, app=app, weights=weights
+            )
 
         async def undo(member: Member) -> None:
             if before:
@@ -124,7 +128,9 @@ class TierRouter:
     async def stats(self, app: str) -> dict[str, ServerStat]:
         """The tier's view of each server: up only if every member that answers has it up;
         connections summed; the worst check."""
-        answers = await self._each(lambda m: m.transport.call("router.stats", app=app))
+        answers = await self._each(
+            lambda m: m.transport.call("router.stats", _timeout=QUICK, app=app)
+        )
         views = [wire.stats_in(a) for a in answers.values() if not isinstance(a, SlipwayError)]
         if not views:
             raise RouterError(

@@ -17,6 +17,7 @@ from slipway.hosts.transport import Transport
 from slipway.runtime.base import Handle, InstanceSpec, Observed
 from slipway.store.records import Instance
 
+OBSERVE_TIMEOUT = 5.0  # a host that does not answer within this is unreachable for now
 UNREACHABLE = "unreachable"  # an Observed state: its host does not answer; nothing is known
 
 
@@ -55,7 +56,9 @@ class FleetRuntime:
     async def _observe_host(self, host: str, group: list[Instance]) -> dict[str, Observed]:
         request = [[i.app, i.id, wire.handle_out(i.handle)] for i in group]
         try:
-            answer = await self.transport(host).call("instance.observe", instances=request)
+            answer = await self.transport(host).call(
+                "instance.observe", _timeout=OBSERVE_TIMEOUT, instances=request
+            )
         except HostUnreachable as error:
             return {i.id: unreachable(error) for i in group}
         return {name: wire.observed_in(data) for name, data in answer.items()}
@@ -107,7 +110,12 @@ class FleetRuntime:
         """A health probe from the instance's own host, where it listens (HostUnreachable
         when that host does not answer: not the instance's fault)."""
         ok, text = await self.transport(instance.host).call(
-            "instance.probe", address=address, port=instance.port, path=path, timeout=timeout
+            "instance.probe",
+            _timeout=timeout + OBSERVE_TIMEOUT,
+            address=address,
+            port=instance.port,
+            path=path,
+            timeout=timeout,
         )
         return bool(ok), str(text)
 
