@@ -69,6 +69,7 @@ class Check:
     gates: list[dict[str, Any]]  # `slipway gates RELEASE --json`
     ok: bool
     busy: float = float("nan")  # share of all CPUs busy during the check (part 3)
+    window: tuple[float, float] | None = None  # monotonic start and end (part 3)
 
     def gate(self, name: str) -> dict[str, Any] | None:
         return next((g for g in self.gates if g["gate"] == name), None)
@@ -153,9 +154,13 @@ def run(runs: int, noise_runs: int, osv_records: int, load_rounds: int = 0) -> R
         for index in range(noise_runs):
             results.checks.append(check(sw, "perf", index))
         if load_rounds:
-            under_load(sw, root, load_rounds, results, monitor)
+            under_load(sw, root, load_rounds, results)
     finally:
         monitor.stop()
+        # Read once the monitor has stopped: while it runs, its two lists grow one at a time.
+        for done in results.checks:
+            if done.window is not None:
+                done.busy = monitor.busy([done.window])[0]
         results.seconds = time.monotonic() - began
         if monitor.seconds:
             results.foreign_cpu = monitor.foreign.seconds / monitor.seconds
@@ -210,7 +215,7 @@ def stop_load(proc: subprocess.Popen[str]) -> dict[str, Any]:
     return dict(json.loads(line)) if line.strip() else {}
 
 
-def under_load(sw: Slipway, root: Path, rounds: int, results: Results, monitor: CpuMonitor) -> None:
+def under_load(sw: Slipway, root: Path, rounds: int, results: Results) -> None:
     """Part 3: a neighbour app takes all the traffic the machine can serve, through HAProxy,
     while hello (as in the issue: its stable answers in about a millisecond when idle) and a
     slower copy of it (+20 ms a request) are checked, round-robin: each identical to its
@@ -239,7 +244,7 @@ def under_load(sw: Slipway, root: Path, rounds: int, results: Results, monitor: 
                     write_app(app[0], app[1], s_port, env, perf)
                 started = time.monotonic()
                 result = check(sw, config, index, app)
-                result.busy = monitor.busy([(started, time.monotonic())])[0]
+                result.window = (started, time.monotonic())
                 results.checks.append(result)
     finally:
         results.load_seconds = time.monotonic() - began

@@ -138,9 +138,9 @@ class LatencyCheck:
             f"{self.name} {self.candidate_ms:.1f} ms vs {self.stable_ms:.1f} ms; "
             f"{self.slower_blocks} of {self.blocks} blocks of {self.block} pairs slower than "
             f"allowed ({allowed}); block ratio median ×{self.ratio_median:.2f} "
-            f"[{lo:.2f}, {_num(hi)}]; e-value slower {_e(self.log_e_slower)} "
-            f"(fails at {_e(self.fail_at)}), within {_e(self.log_e_within)} "
-            f"(passes at {_e(self.pass_at)})"
+            f"[{lo:.2f}, {_num(hi)}]; e-value slower {e_text(self.log_e_slower)} "
+            f"(fails at {e_text(self.fail_at)}), within {e_text(self.log_e_within)} "
+            f"(passes at {e_text(self.pass_at)})"
         )
 
 
@@ -161,8 +161,8 @@ class ErrorCheck:
     def text(self) -> str:
         return (
             f"errors {self.errors} of {self.requests} ({self.rate:.2%}; allowed "
-            f"{self.allowed:.2%}); e-value above allowed {_e(self.log_e_above)} "
-            f"(fails at {_e(self.fail_at)})"
+            f"{self.allowed:.2%}); e-value above allowed {e_text(self.log_e_above)} "
+            f"(fails at {e_text(self.fail_at)})"
         )
 
 
@@ -340,7 +340,7 @@ def min_pairs_to_decide(p: float, alpha: float, fail_parts: int) -> int:
     return n * block_pairs(p)
 
 
-def _e(log_e: float) -> str:
+def e_text(log_e: float) -> str:
     if math.isinf(log_e):
         return "∞" if log_e > 0 else "0"
     value = math.exp(log_e)

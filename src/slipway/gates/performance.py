@@ -26,6 +26,7 @@ from slipway.gates.pairtest import (
     Limits,
     Pairs,
     decide,
+    e_text,
     quantile,
 )
 
@@ -225,21 +226,16 @@ def _failing(judgement: Judgement) -> str:
     if errors.verdict == "slower":
         return (
             f"error rate {errors.rate:.2%} ({errors.errors} of {errors.requests}) above the "
-            f"allowed {errors.allowed:.2%} (e-value {_e_text(errors.log_e_above)} ≥ "
-            f"{_e_text(errors.fail_at)})"
+            f"allowed {errors.allowed:.2%} (e-value {e_text(errors.log_e_above)} ≥ "
+            f"{e_text(errors.fail_at)})"
         )
     c = next(c for c in judgement.latency if c.verdict == "slower")
     return (
         f"latency {c.name} {c.candidate_ms:.1f} ms against {c.stable_ms:.1f} ms on the stable "
         f"release: ×{c.ratio_median:.2f} (median of {c.blocks} blocks; {c.slower_blocks} slower "
         f"than allowed +{c.increase:.0%} / +{c.floor_ms:g} ms; e-value "
-        f"{_e_text(c.log_e_slower)} ≥ {_e_text(c.fail_at)})"
+        f"{e_text(c.log_e_slower)} ≥ {e_text(c.fail_at)})"
     )
-
-
-def _e_text(log_e: float) -> str:
-    value = _e_value(log_e)
-    return "∞" if value is None else f"{value:.3g}"
 
 
 def _headline(judgement: Judgement, candidate: dict[str, Any]) -> str:
