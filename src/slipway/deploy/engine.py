@@ -609,9 +609,10 @@ class Engine:
             for i in store.instances(dep.app)
             if i.release == current and i.is_web and i.weight and i.id not in dep.instances
         ]
+        where = self.addresses()
         targets = Targets(
-            [i.port for i in candidate if i.is_web and i.port is not None],
-            [i.port for i in stable if i.port is not None],
+            [f"{where[i.host]}:{i.port}" for i in candidate if i.is_web and i.port is not None],
+            [f"{where[i.host]}:{i.port}" for i in stable if i.port is not None],
         )
         if not targets.candidate:
             return "no web instances to measure"
