@@ -23,7 +23,7 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 @dataclass(frozen=True)
-class TestHost:
+class BedHost:
     name: str
     address: str
     netns: str
@@ -36,12 +36,12 @@ class TestHost:
 
 
 @dataclass
-class Testbed:
+class Bed:
     folder: Path
     subnet: str = "10.207.0"
     prefix: str = "swft-"
     bridge: str = "swft0"
-    hosts: dict[str, TestHost] = field(default_factory=dict)
+    hosts: dict[str, BedHost] = field(default_factory=dict)
 
     @property
     def key(self) -> Path:
@@ -64,9 +64,9 @@ class Testbed:
         for number, name in enumerate(names, start=11):
             self.hosts[name] = self._host(name, number)
 
-    def _host(self, name: str, number: int) -> TestHost:
+    def _host(self, name: str, number: int) -> BedHost:
         netns, veth = f"{self.prefix}{name}", f"{self.bridge}-{number}"
-        host = TestHost(name, f"{self.subnet}.{number}", netns, self.folder / name, veth)
+        host = BedHost(name, f"{self.subnet}.{number}", netns, self.folder / name, veth)
         host.root.mkdir(parents=True)
         host.root.chmod(0o755)
         run("ip", "netns", "add", netns)
@@ -82,7 +82,7 @@ class Testbed:
             f"AuthorizedKeysFile {self.folder}/authorized_keys\nStrictModes no\n"
             "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nUsePAM yes\nUseDNS no\nMaxStartups 100\n"
-            "MaxSessions 100\nSetEnv SHLVL=1\n"
+            "MaxSessions 100\nSetEnv SHLVL=1\nSubsystem sftp /usr/lib/openssh/sftp-server\n"
         )
         run("ip", "netns", "exec", netns, SSHD, "-f", str(config), "-E", f"{host.root}/sshd.log")
         deadline = time.monotonic() + 10
@@ -119,7 +119,10 @@ class Testbed:
         listed = run("ip", "netns", "list", check=False).stdout.split("\n")
         for netns in [line.split()[0] for line in listed if line.startswith(self.prefix)]:
             self._stop(netns)
-        run("ip", "link", "del", self.bridge, check=False)
+        links = run("ip", "-o", "link", "show", check=False).stdout.splitlines()
+        for name in [line.split(":")[1].strip().split("@")[0] for line in links]:
+            if name == self.bridge or name.startswith(f"{self.bridge}-"):
+                run("ip", "link", "del", name, check=False)  # a namespace freed late keeps it
 
     def _stop(self, netns: str) -> None:
         pids = run("ip", "netns", "pids", netns, check=False).stdout.split()

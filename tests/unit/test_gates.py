@@ -121,7 +121,13 @@ def test_retry_measures_once_more_and_goes_on_with_the_same_test(
     monkeypatch.setattr(performance, "measure", fake_measure)
     monkeypatch.setattr(performance, "RETRY_AFTER", 0.0)
     ctx = GateContext(
-        "app", "r2", tmp_path, {}, tmp_path / "log", lambda line: None, Targets(["127.0.0.1:1"], ["127.0.0.1:2"])
+        "app",
+        "r2",
+        tmp_path,
+        {},
+        tmp_path / "log",
+        lambda line: None,
+        Targets(["127.0.0.1:1"], ["127.0.0.1:2"]),
     )
     outcome = asyncio.run(PerformanceCheck(spec).run(ctx))
     assert calls == [1, 2]

@@ -283,7 +283,7 @@ def api_routes(
             await host_ops.remove_host(service, name)
             return ok({"removed": name})
         payload = await body(request, schemas.RolesRequest)
-        changed = host_ops.set_roles(service, name, payload.roles)
+        changed = await host_ops.set_roles(service, name, payload.roles)
         return ok({"name": changed.name, "roles": sorted(changed.roles)})
 
     async def host_upgrade(request: Request) -> Response:

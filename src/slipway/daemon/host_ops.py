@@ -170,11 +170,14 @@ async def upgrade_host(service: Service, name: str) -> Host:
     return ready
 
 
-def set_roles(service: Service, name: str, roles: list[str]) -> Host:
+async def set_roles(service: Service, name: str, roles: list[str]) -> Host:
+    """A host that stops being an lb host stops its HAProxy (it left the tier)."""
     host = stored.host(service.store, name)
     changed = Host(host.name, host.address, check_roles(roles), host.ssh, host.agent_version,
                    host.facts)  # fmt: skip
     stored.save(service.store, changed)
+    if host.has("lb") and not changed.has("lb"):
+        await service.fleet.transport(name).call("router.stop", timeout=30.0, _timeout=40.0)
     return changed
 
 
