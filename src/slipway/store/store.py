@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from slipway.errors import Conflict, NotFound, SlipwayError, StorageError
-from slipway.store.records import App, Deployment, Event, GateRecord, Instance, Release, dumps
+from slipway.store.records import (
+    App,
+    Deployment,
+    DeploymentCount,
+    Event,
+    GateRecord,
+    Instance,
+    Release,
+    dumps,
+)
 from slipway.store.schema import migrate
 
 
@@ -316,6 +325,25 @@ class Store:
             "SELECT * FROM deployments WHERE app = ? ORDER BY id DESC LIMIT ?", app, limit
         )
         return [_deployment(r) for r in rows]
+
+    def deploys_and_rollbacks_since(self, app: str, since: float) -> list[Deployment]:
+        """The app's deployments of kind deploy or rollback still running or finished at or
+        after `since`, oldest first: the markers of its charts."""
+        rows = self.fetch_all(
+            "SELECT * FROM deployments WHERE app = ? AND (finished_at IS NULL OR finished_at >= ?) "
+            "AND kind IN ('deploy', 'rollback') ORDER BY id",
+            app,
+            since,
+        )
+        return [_deployment(r) for r in rows]
+
+    def finished_deployment_counts(self) -> list[DeploymentCount]:
+        """How many deployments have finished, per app, kind and outcome."""
+        rows = self.fetch_all(
+            "SELECT app, kind, outcome, COUNT(*) FROM deployments WHERE finished_at IS NOT NULL "
+            "GROUP BY app, kind, outcome"
+        )
+        return [DeploymentCount(r[0], r[1], r[2], r[3]) for r in rows]
 
     def update_deployment(self, deployment_id: int, **fields: Any) -> None:
         _update(self, "deployments", "id = ?", (deployment_id,), fields)
