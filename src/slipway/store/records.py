@@ -107,6 +107,16 @@ class Deployment:
         return self.finished_at is None
 
 
+@dataclass(frozen=True)
+class DeploymentCount:
+    """How many finished deployments an app had of one kind with one outcome."""
+
+    app: str
+    kind: str
+    outcome: str | None
+    count: int
+
+
 @dataclass
 class VerdictRecord:
     id: int
@@ -117,6 +127,15 @@ class VerdictRecord:
     decision: str
     reason: str
     evidence: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VerdictCount:
+    """How many verdicts the judge gave with one decision in an app's deployments."""
+
+    app: str
+    decision: str
+    count: int
 
 
 @dataclass
