@@ -59,7 +59,7 @@ class SshTransport:
         self.host = host.name
         self.target: SshTarget = host.ssh
         self.agent_start = agent_start  # a command that starts the agent if it is not running
-        self.conn: asyncssh.SSHClientConnection | None = None
+        self.session: asyncssh.SSHClientConnection | None = None
         self._lock = asyncio.Lock()
         self._failures = 0
         self._retry_at = 0.0
@@ -68,17 +68,17 @@ class SshTransport:
 
     async def connection(self) -> asyncssh.SSHClientConnection:
         async with self._lock:
-            if self.conn is not None and not self.conn.is_closed():
-                return self.conn
+            if self.session is not None and not self.session.is_closed():
+                return self.session
             if time.monotonic() < self._retry_at:
                 raise self._unreachable("retrying shortly")
             try:
-                self.conn = await self._connect()
+                self.session = await self._connect()
             except HostUnreachable:
                 self._backoff()
                 raise
             self._failures = 0
-            return self.conn
+            return self.session
 
     async def _connect(self) -> asyncssh.SSHClientConnection:
         target = self.target
@@ -123,9 +123,9 @@ class SshTransport:
         )
 
     def _lost(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-        self.conn = None
+        if self.session is not None:
+            self.session.close()
+        self.session = None
         self._backoff()
 
     # calls -----------------------------------------------------------------------------
@@ -198,10 +198,10 @@ class SshTransport:
             ) from None
 
     async def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            await self.conn.wait_closed()
-        self.conn = None
+        if self.session is not None:
+            self.session.close()
+            await self.session.wait_closed()
+        self.session = None
 
 
 def require_asyncssh_key(path: str | None) -> None:
