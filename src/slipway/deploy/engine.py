@@ -64,6 +64,7 @@ from slipway.store.store import Store
 
 log = logging.getLogger("slipway.deploy")
 PROBE_EVERY = 0.05
+DRAIN_POLL_EVERY = 0.05  # how often the drain step looks at the old servers
 LOG_LINES_ON_FAILURE = 20
 
 
@@ -699,7 +700,7 @@ class Engine:
                     f"drain timeout ({config.deploy.drain_timeout:g}s) with requests still "
                     f"in flight on {', '.join(sorted(busy))}"
                 )
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(DRAIN_POLL_EVERY)
 
     async def step_retire(self, dep: Deployment) -> str:
         store = self.s.store
