@@ -497,26 +497,20 @@ def test_a_switch_refused_by_one_lb_host_fails_the_shift_and_changes_no_weight(
         dep = await refused_shift(world)
         assert dep.outcome == "failed"
         assert dep.error is not None
-        assert dep.error["kind"] == "router"
         assert dep.error["where"] == "lb host lb-2"
         assert "undone on the 1 other lb host(s)" in dep.error["message"]
-        assert [e.split(":")[0] for e in world.events(dep)][-1] == "shift fail"
+        steps = [e.split(":")[0] for e in world.events(dep)]
+        assert "shift fail" in steps and steps[-1] == "abort ok"  # then undone: r2 stopped
 
     world.play(scenario)
     # on every lb host (weights() checks they agree): r1 serves, r2 has no traffic
     assert world.weights_of("r1") == dict.fromkeys(world.ids("r1"), SERVING_WEIGHT)
     assert world.weights_of("r2") == dict.fromkeys(world.ids("r2"), 0)
-    refused, undo = world.router.log[-2:]
-    assert (refused.op, refused.refused_by) == ("set_weights", "lb-2")
-    assert (undo.op, undo.hosts) == ("undo", ("lb-1",))
+    ops = [(c.op, c.refused_by, c.hosts) for c in world.router.log]
+    refused = next(n for n, (op, by, _) in enumerate(ops) if op == "set_weights" and by == "lb-2")
+    assert ops[refused + 1][0] == "undo" and ops[refused + 1][2] == ("lb-1",)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="step_shift records the shift (current release, weights) before the router "
-    "switch; when the switch is refused the record says r2 serves while every lb host "
-    "serves r1, and fail() does not undo a deployment failed at 'shift'",
-)
 def test_after_a_refused_switch_the_record_agrees_with_the_lb_tier(world: World) -> None:
     world.play(lambda: refused_shift(world))
     assert world.store.app(APP).current_release == "r1"
@@ -555,20 +549,6 @@ def test_tier_router_removes_a_server_whose_add_was_refused_by_one_host() -> Non
     assert transports["lb-2"].methods() == ["router.add_server", "router.remove_server"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="set_weight passes before={} to set_weights, so a refused single-server change "
-    "is not undone on the other lb hosts, though the error says it was",
-)
-def test_tier_router_single_weight_change_refused_leaves_every_host_as_before() -> None:
-    router, transports = tier("lb-1", "lb-2")
-    transports["lb-2"].refuse("router.set_weights", RouterError("HAProxy said no"))
-    with pytest.raises(RouterError, match="every lb host serves as before"):
-        asyncio.run(router.set_weight(APP, "s1", 100))
-    sent = [p["weights"] for m, p in transports["lb-1"].calls if m == "router.set_weights"]
-    assert len(sent) == 2, f"lb-1 kept {sent[0]}, though the error says it was undone"
-
-
 # canary ------------------------------------------------------------------------------------
 
 
@@ -589,15 +569,13 @@ def test_a_canary_aborted_by_hand_gives_the_stable_release_all_traffic_back(
         assert dep.outcome == "failed"
         assert dep.error is not None and dep.error["message"] == "canary r2 aborted by alice"
         log = world.router.log[start:]
-        weights = [c.weights[0] for c in log if c.op == "set_weight"]
-        first_step = [(i, 1) for i in candidates] + [(i, 19) for i in stable]  # 5% on r2
-        back = [(i, 100) for i in stable] + [(i, 0) for i in candidates]  # raised first
-        assert weights == first_step + back
-        assert {c.op for c in log} == {"set_weight", "drain", "remove_server", "ensure"}
+        switches = [c.weights for c in log if c.op == "set_weights"]
+        first_step = (*((i, 1) for i in candidates), *((i, 19) for i in stable))  # 5% on r2
+        back = (*((i, 100) for i in stable), *((i, 0) for i in candidates))  # raised first
+        assert switches == [first_step, back]  # each one switch on every lb host
+        assert {c.op for c in log} == {"set_weights", "drain", "remove_server", "ensure"}
         for instance in candidates:  # then out of HAProxy
-            assert [c.op for c in log if c.server == instance] == [
-                "set_weight", "set_weight", "drain", "remove_server",
-            ]  # fmt: skip
+            assert [c.op for c in log if c.server == instance] == ["drain", "remove_server"]
         assert all(world.runtime.get(i, APP).running for i in stable)  # never stopped
 
     world.play(scenario)

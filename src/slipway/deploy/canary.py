@@ -242,13 +242,15 @@ class CanaryRun:
                 fix='deploy with strategy = "bluegreen" instead',
             )
         stable_weight, candidate_weight = split_weights(self.share, len(stables), len(candidates))
-        router = self.engine.s.router
-        for instance, weight in [
-            *((c, candidate_weight) for c in candidates),
-            *((s, stable_weight) for s in stables),
-        ]:
-            self.store.update_instance(self.dep.app, instance.id, weight=weight)
-            await router.set_weight(self.dep.app, instance.id, weight)
+        # one switch on every lb host, raises first (a step only ever moves weight to the
+        # candidate, so its servers go first)
+        weights = {c.id: candidate_weight for c in candidates} | {
+            s.id: stable_weight for s in stables
+        }
+        before = {i.id: i.weight or 0 for i in [*candidates, *stables]}
+        await self.engine.s.router.set_weights(self.dep.app, weights, before)
+        for name, weight in weights.items():
+            self.store.update_instance(self.dep.app, name, weight=weight)
 
     async def check_candidates(self) -> None:
         """A candidate instance that crashed is a failed canary, whatever the statistics say."""

@@ -68,6 +68,10 @@ DRAIN_POLL_EVERY = 0.05  # how often the drain step looks at the old servers
 LOG_LINES_ON_FAILURE = 20
 
 
+class SwitchRefused(DeployError):
+    """An lb host refused the shift; it was undone on all of them: nothing shifted."""
+
+
 @dataclass(frozen=True)
 class Unrecorded:
     """A deployment that failed when its failure could not be written (a full disk): it is
@@ -209,7 +213,7 @@ class Engine:
             return
         self.event(dep, dep.state, "fail", error.message, error.to_dict())
         await self.drop_unbuilt(dep, error)
-        if not undone_on_failure(dep.state):
+        if not undone_on_failure(dep.state) and not isinstance(error, SwitchRefused):
             # All traffic is already on the new release; what is left over gets retired by
             # the daemon's housekeeping. Record the failure; do not undo the switch.
             self.s.store.finish_deployment(dep.id, "failed", error.to_dict())
@@ -247,27 +251,37 @@ class Engine:
             for i in store.instances(dep.app)
             if i.release == app.current_release and i.is_web and i.weight is not None
         ]
-        for instance in stable:
-            if instance.weight != SERVING_WEIGHT:
-                store.update_instance(dep.app, instance.id, weight=SERVING_WEIGHT)
-                await self.s.router.set_weight(dep.app, instance.id, SERVING_WEIGHT)
         created = [
             i
             for i in store.instances(dep.app)
             if i.id in dep.instances and i.created_at >= dep.started_at
         ]
-        for instance in created:
-            if instance.weight:
-                store.update_instance(dep.app, instance.id, weight=0)
-                await self.s.router.set_weight(dep.app, instance.id, 0)
+        # one switch, stable first: the stable release takes all traffic back
+        back = {i.id: SERVING_WEIGHT for i in stable if i.weight != SERVING_WEIGHT}
+        back |= {i.id: 0 for i in created if i.weight}
+        if back:
+            before = {i.id: i.weight or 0 for i in [*stable, *created] if i.id in back}
+            for name, weight in back.items():
+                store.update_instance(dep.app, name, weight=weight)
+            await self.s.router.set_weights(dep.app, back, before)
         created = [store.instance(dep.app, i.id) for i in created]
-        await asyncio.gather(*(self.retire_instance(i) for i in created))
+        # every stop is tried, even when one fails (its host unreachable: it stays
+        # 'stopping', and housekeeping stops it when the host answers)
+        stops = await asyncio.gather(
+            *(self.retire_instance(i) for i in created), return_exceptions=True
+        )
         if app.current_release:
             current = store.release(dep.app, app.current_release).config
             store.update_app(dep.app, routing=routing_of(current))
         elif not store.instances(dep.app):
             store.update_app(dep.app, routing=None)
         await self.s.router.ensure(self.router_state())
+        failed = [e for e in stops if isinstance(e, BaseException)]
+        for error in failed:
+            if not isinstance(error, SlipwayError):
+                raise error
+        if failed:
+            raise failed[0]
         if created:
             self.event(
                 dep,
@@ -661,6 +675,7 @@ class Engine:
 
     async def step_shift(self, dep: Deployment) -> str:
         store, router = self.s.store, self.s.router
+        app = store.app(dep.app)
         store.set_current(dep.app, dep.to_release, dep.formation)
         wanted = set(dep.instances)
         web = [i for i in store.instances(dep.app) if i.is_web and i.weight is not None]
@@ -675,7 +690,17 @@ class Engine:
         # One switch on every lb host: new first, so traffic never points at nothing; a lb
         # host that refuses undoes it on all of them (and this step fails: nothing shifted).
         weights = {i.id: SERVING_WEIGHT for i in incoming} | {i.id: 0 for i in outgoing}
-        await router.set_weights(dep.app, weights, before)
+        try:
+            await router.set_weights(dep.app, weights, before)
+        except SlipwayError as refused:
+            # nothing switched anywhere: the record goes back to what serves, and the
+            # deployment is undone like one that failed before its shift
+            for name, weight in before.items():
+                store.update_instance(dep.app, name, weight=weight)
+            store.update_app(dep.app, current_release=app.current_release, formation=app.formation)
+            raise SwitchRefused(
+                refused.message, where=refused.where, fix=refused.fix, details=refused.details
+            ) from None
         return f"100% of traffic on {dep.to_release} ({len(incoming)} instance(s))"
 
     async def step_drain(self, dep: Deployment) -> str:

@@ -88,9 +88,6 @@ class TierRouter:
 
         await self._all_or_nothing(add, undo, f"add server {server.name}")
 
-    async def set_weight(self, app: str, name: str, weight: int) -> None:
-        await self.set_weights(app, {name: weight}, {})
-
     async def set_weights(self, app: str, weights: dict[str, int], before: dict[str, int]) -> None:
         """One switch on every member (each applies `weights` in order: raises first).
         If a member refuses, the others go back to `before` and the switch is refused."""
