@@ -197,13 +197,15 @@ class Slipway:
         """Processes started for this home: shims, app instances, HAProxy, the daemon."""
         found = []
         home = str(self.home)
-        for proc in psutil.process_iter(["pid", "cmdline", "cwd", "status"]):
+        for proc in psutil.process_iter():
+            # Read each field here, not through process_iter(attrs): a process that exits
+            # in between can raise a bare FileNotFoundError from /proc/PID/cwd there.
             try:
-                if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                if proc.status() == psutil.STATUS_ZOMBIE:
                     continue
-                cmdline = " ".join(proc.info["cmdline"] or [])
-                cwd = proc.info["cwd"] or ""
-            except psutil.Error:
+                cmdline = " ".join(proc.cmdline())
+                cwd = proc.cwd()
+            except (psutil.Error, OSError):
                 continue
             if home in cmdline or cwd.startswith(home):
                 found.append(proc)

@@ -5,6 +5,7 @@ adding the hosts ~2 s); each test leaves the fleet serving and its hosts reachab
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -242,11 +243,71 @@ def test_an_agent_of_another_build_is_refused_until_upgraded(fleet: Fleet) -> No
     home = fleet.bed.hosts["app1"].home
     agent = home / "agent.pyz"
     agent.write_bytes(agent.read_bytes() + b"\n")  # another build: another digest
-    pid = int(__import__("json").loads((home / "agent.pid").read_text())["pid"])
+    pid = int(json.loads((home / "agent.pid").read_text())["pid"])
     os.kill(pid, signal.SIGTERM)  # the next call starts it again, from the changed file
     fleet.configure()
     refused = fleet.slipway.deploy(fleet.app, check=False)
     said = refused.stdout + refused.stderr
     assert refused.returncode != 0 and "slipway hosts upgrade app1" in said, said
     fleet.slipway.run("hosts", "upgrade", "app1")
+    fleet.slipway.deploy(fleet.app)
+
+
+def test_logs_come_from_the_instances_on_every_host(fleet: Fleet) -> None:
+    serving = [i for i in instances(fleet) if i["role"] == "serving"]
+    release = serving[0]["release"]
+    every = fleet.slipway.run("logs", "--app", "hello", "--release", release, "--json")
+    lines = [json.loads(line) for line in every.stdout.splitlines()]
+    hosts_of = {i["id"]: i["host"] for i in serving}
+    said = {hosts_of[ln["instance"]] for ln in lines if "listening on" in ln["message"]}
+    assert said == set(APPS), lines
+    # a filter reads each host's files there, page by page, and keeps what matches
+    grep = fleet.slipway.run(
+        "logs", "--app", "hello", "--release", release, "--grep", r"listening on 10\.207", "--json"
+    )
+    matched = [json.loads(line) for line in grep.stdout.splitlines()]
+    assert {hosts_of[ln["instance"]] for ln in matched} == set(APPS), matched
+    assert all("listening on 10.207" in ln["message"] for ln in matched)
+
+
+def test_a_rolling_deploy_and_its_rollback_fail_no_request(fleet: Fleet) -> None:
+    rolling = {"strategy": "rolling", "max_unavailable": "1 host"}
+    fleet.configure(deploy=rolling)
+    fleet.slipway.deploy(fleet.app)  # from blue-green to rolling: this one still rolls
+    before = fleet.slipway.app_status("hello")["current_release"]
+    with (
+        BackgroundLoad(fleet.url("lb1"), concurrency=4) as one,
+        BackgroundLoad(fleet.url("lb2"), concurrency=4) as two,
+    ):
+        fleet.configure(deploy=rolling)
+        fleet.slipway.deploy(fleet.app)
+        rolled = fleet.slipway.app_status("hello")["current_release"]
+        fleet.slipway.run("rollback", "--app", "hello")
+        results = one.stop(), two.stop()
+    for result in results:
+        assert result.failed == 0 and result.sent > 50, result.summary()
+    assert rolled != before
+    assert fleet.release_on("lb1") == fleet.release_on("lb2") == before
+    live = instances(fleet)
+    assert {i["release"] for i in live} == {before}  # nothing of the rolled release is left
+    assert serving_hosts(fleet) == sorted(APPS)  # each replaced on its own host
+
+    # the control plane killed mid-roll, new instances recorded but not started: on restart
+    # the roll goes on where it was, and nothing runs twice or unnamed
+    fleet.slipway.run("down")
+    fleet.slipway.run("up", env=fleet.slipway.env(SLIPWAY_FAULT="crash-at:roll:planned"))
+    pid = int((fleet.slipway.home / "daemon.pid").read_text())
+    fleet.configure(deploy=rolling)
+    with BackgroundLoad(fleet.url("lb1"), concurrency=4) as load:
+        fleet.slipway.deploy(fleet.app, check=False)
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30, "the daemon to die")
+        up = fleet.slipway.run("up").stdout
+        status = fleet.slipway.wait_idle("hello", timeout=90)
+        result = load.stop()
+    assert "was interrupted at step 'roll': finishing it" in up, up
+    assert result.failed == 0, result.summary()
+    assert status["last_deployment"]["outcome"] == "succeeded"
+    assert {i["release"] for i in instances(fleet)} == {status["current_release"]}
+    assert serving_hosts(fleet) == sorted(APPS)
+    fleet.configure()
     fleet.slipway.deploy(fleet.app)

@@ -117,6 +117,37 @@ class Agent:
     ) -> list[dict[str, Any]]:
         return self.runtime.log_tail(app, instance, lines)
 
+    # Logs are read in a thread: a page is up to a megabyte, a host may have many instances.
+
+    async def rpc_instance_logs_last(
+        self, app: str, instances: list[str], lines: int
+    ) -> dict[str, list[Any]]:
+        """{instance: [records, end]}: the newest lines, and where to follow from."""
+        found = await asyncio.to_thread(self.runtime.logs_last, app, instances, lines)
+        return {i: [records, end] for i, (records, end) in found.items()}
+
+    async def rpc_instance_logs_after(
+        self, app: str, offsets: dict[str, int], max_bytes: int
+    ) -> dict[str, list[Any]]:
+        """{instance: [records, end]}: what was written after each offset."""
+        found = await asyncio.to_thread(self.runtime.logs_after, app, offsets, max_bytes)
+        return {i: [records, end] for i, (records, end) in found.items()}
+
+    async def rpc_instance_log_page(
+        self,
+        app: str,
+        instance: str,
+        cursor: list[int] | None,
+        since: float | None,
+        max_bytes: int,
+    ) -> list[Any]:
+        """[records, next cursor or None, end]: the whole log, oldest first, page by page."""
+        at = (int(cursor[0]), int(cursor[1])) if cursor else None
+        records, after, end = await asyncio.to_thread(
+            self.runtime.log_page, app, instance, at, since, max_bytes
+        )
+        return [records, list(after) if after else None, end]
+
     async def rpc_instance_probe(
         self, address: str, port: int, path: str, timeout: float
     ) -> list[Any]:

@@ -114,7 +114,7 @@ def create_app(service: Service, request_shutdown: Callable[[bool], Awaitable[No
 def api_routes(
     service: Service, request_shutdown: Callable[[bool], Awaitable[None]]
 ) -> list[Route]:
-    reader = LogReader(service.store, service.agent.runtime.instance_dir)
+    reader = LogReader(service.store, service.runtime)
 
     async def status(request: Request) -> Response:
         return ok(await service.status())

@@ -25,7 +25,13 @@ from slipway.daemon.secrets import SecretKeeper
 from slipway.daemon.watch import InstanceWatch
 from slipway.deploy import placement
 from slipway.deploy.engine import Engine, Services
-from slipway.deploy.planning import plan_formation, rollback_target, undone_on_failure
+from slipway.deploy.planning import (
+    first_step,
+    plan_formation,
+    rollback_target,
+    rolled_or_not,
+    undone_on_failure,
+)
 from slipway.deploy.routing import router_state, routing_of
 from slipway.errors import DeployError, NotFound, SlipwayError, StorageError, UsageError
 from slipway.hosts.fleet import Fleet, RemoteFactory
@@ -280,6 +286,7 @@ class Service:
         formation = {p: n for p, n in app.formation.items() if p in target.config.processes}
         for process in target.config.processes:
             formation.setdefault(process, target.config.scale.get(process, 1))
+        strategy = rolled_or_not(self.current_config(app_name))
         deployment = self.store.start_deployment(
             app_name,
             kind="rollback",
@@ -287,7 +294,8 @@ class Service:
             to_release=target.id,
             formation=formation,
             who=who,
-            state="start",
+            state=first_step("rollback", strategy),
+            strategy=strategy,
         )
         self.launch(deployment)
         return deployment

@@ -220,7 +220,10 @@ class Engine:
             self.wake_watchers()
             return
         try:
-            await self.undo(dep)
+            if dep.state in ("roll", "unroll"):
+                await self.unroll(dep)
+            else:
+                await self.undo(dep)
         except SlipwayError as undo_error:
             self.event(
                 dep, "abort", "fail", f"cleanup failed: {undo_error.message}", undo_error.to_dict()
@@ -378,15 +381,20 @@ class Engine:
         await self.ship(release, {i.host for i in new})
         await asyncio.gather(*(self.spawn(i, config) for i in new))
         started = len(new)
-        for instance in desired if not checking else []:
-            if instance.is_web and store.instance(dep.app, instance.id).weight is None:
-                store.update_instance(dep.app, instance.id, weight=0)
+        if not checking:
+            await self.add_servers(dep.app, desired)
+        reused = len(desired) - started
+        return f"started {started} instance(s)" + (f", reusing {reused}" if reused else "")
+
+    async def add_servers(self, app: str, instances: list[Instance]) -> None:
+        """Web instances not in HAProxy yet enter it at weight 0 (recorded first)."""
+        for instance in instances:
+            if instance.is_web and self.s.store.instance(app, instance.id).weight is None:
+                self.s.store.update_instance(app, instance.id, weight=0)
                 assert instance.port is not None
                 address = self.s.host(instance.host).address
                 server = Server(instance.id, instance.port, 0, address)
-                await self.s.router.add_server(self.backend(dep.app), server)
-        reused = len(desired) - started
-        return f"started {started} instance(s)" + (f", reusing {reused}" if reused else "")
+                await self.s.router.add_server(self.backend(app), server)
 
     async def plan_instances(self, dep: Deployment, config: AppConfig) -> list[Instance]:
         """Which instances the deployment runs: the live ones of its release it keeps, and
@@ -502,9 +510,16 @@ class Engine:
         return user
 
     async def step_health(self, dep: Deployment) -> str:
-        store = self.s.store
-        config = store.release(dep.app, dep.to_release).config
-        instances = [store.instance(dep.app, i) for i in dep.instances]
+        instances = [self.s.store.instance(dep.app, i) for i in dep.instances]
+        return await self.wait_healthy(dep, instances)
+
+    async def wait_healthy(
+        self, dep: Deployment, instances: list[Instance], config: AppConfig | None = None
+    ) -> str:
+        """Until every one of `instances` passes both checks (slipway's probe and HAProxy's),
+        or the first that cannot: that one's failure, with its last log lines. `config` is
+        their release's (by default the deployment's new release)."""
+        config = config or self.release_config(dep)
         states = {i.id: health.Readiness() for i in instances}
         deadline = time.monotonic() + config.deploy.health_timeout
         began = time.monotonic()
@@ -516,7 +531,7 @@ class Engine:
             probes = await asyncio.gather(*(self.probe(i, config) for i in waiting))
             for instance, (ok, said) in zip(waiting, probes, strict=True):
                 await self.judge_health(
-                    dep, instance, observed[instance.id], ok, said, stats, states, routed
+                    dep, instance, observed[instance.id], ok, said, stats, states, config
                 )
             if all(s.ready for s in states.values()):
                 await asyncio.gather(  # booted at a lower priority
@@ -552,10 +567,11 @@ class Engine:
         said: str,
         stats: dict[str, ServerStat],
         states: dict[str, health.Readiness],
-        routed: bool,
+        config: AppConfig,
     ) -> None:
         state = states[instance.id]
-        check = self.release_config(dep).healthcheck
+        check = config.healthcheck
+        routed = config.has_web and dep.kind != "check"
         if observed.state == UNREACHABLE:
             raise DeployError(
                 f"host {instance.host} of instance {instance.id} does not answer "
@@ -615,7 +631,6 @@ class Engine:
         return await self.gate_run(dep).run(gates)
 
     async def step_perf(self, dep: Deployment) -> str:
-        gates = [g for g in gates_of(self.release_config(dep)) if g.needs_running]
         store = self.s.store
         candidate = [store.instance(dep.app, i) for i in dep.instances]
         current = store.app(dep.app).current_release
@@ -624,6 +639,12 @@ class Engine:
             for i in store.instances(dep.app)
             if i.release == current and i.is_web and i.weight and i.id not in dep.instances
         ]
+        return await self.perf(dep, candidate, stable)
+
+    async def perf(self, dep: Deployment, candidate: list[Instance], stable: list[Instance]) -> str:
+        """The gates that need the candidate running: the performance gate, the candidate's
+        web instances against the stable's."""
+        gates = [g for g in gates_of(self.release_config(dep)) if g.needs_running]
         where = self.addresses()
         targets = Targets(
             [f"{where[i.host]}:{i.port}" for i in candidate if i.is_web and i.port is not None],
@@ -665,6 +686,27 @@ class Engine:
             redactor(secrets.values()),
         )
 
+    async def step_roll(self, dep: Deployment) -> str:
+        from slipway.deploy.rolling import Roll  # it imports this module
+
+        return await Roll(self, dep, dep.to_release, dep.formation).run()
+
+    async def unroll(self, dep: Deployment) -> None:
+        """A roll that failed rolls back the same way, a few instances at a time, to the
+        release that served before (recorded first: a daemon restarted meanwhile fails the
+        deployment again, which goes on undoing it)."""
+        from slipway.deploy.rolling import Roll
+
+        app = self.s.store.app(dep.app)
+        if app.current_release is None:  # a first deploy: nothing to go back to
+            await self.undo(dep)
+            return
+        if dep.state != "unroll":
+            self.s.store.update_deployment(dep.id, state="unroll")
+            dep = self.s.store.deployment(dep.id)
+        said = await Roll(self, dep, app.current_release, app.formation).run()
+        self.event(dep, "abort", "ok", said)
+
     async def step_canary(self, dep: Deployment) -> str:
         from slipway.deploy.canary import CanaryRun  # it imports this module
 
@@ -704,25 +746,28 @@ class Engine:
         return f"100% of traffic on {dep.to_release} ({len(incoming)} instance(s))"
 
     async def step_drain(self, dep: Deployment) -> str:
-        store = self.s.store
-        config = store.release(dep.app, dep.to_release).config
         outgoing = {
             i.id
-            for i in store.instances(dep.app)
+            for i in self.s.store.instances(dep.app)
             if i.is_web and i.weight is not None and i.id not in dep.instances
         }
         if not outgoing:
             return "nothing to drain"
+        return await self.drain(dep, outgoing)
+
+    async def drain(self, dep: Deployment, outgoing: set[str]) -> str:
+        """Until the servers `outgoing` (weight 0 already) have no request in flight on any
+        lb host, or the release's drain_timeout."""
+        timeout = self.release_config(dep).deploy.drain_timeout
         began = time.monotonic()
-        deadline = began + config.deploy.drain_timeout
         while True:
             stats = await self.s.router.stats(dep.app)
             busy = [name for name in outgoing if name in stats and not stats[name].idle]
             if not busy:
                 return f"{len(outgoing)} old instance(s) drained in {time.monotonic() - began:.2f}s"
-            if time.monotonic() > deadline:
+            if time.monotonic() > began + timeout:
                 return (
-                    f"drain timeout ({config.deploy.drain_timeout:g}s) with requests still "
+                    f"drain timeout ({timeout:g}s) with requests still "
                     f"in flight on {', '.join(sorted(busy))}"
                 )
             await asyncio.sleep(DRAIN_POLL_EVERY)
@@ -733,6 +778,7 @@ class Engine:
         keep_warm = config.deploy.keep_warm
         if (
             dep.kind in ("deploy", "rollback", "config")
+            and dep.strategy != "rolling"  # a roll keeps nothing of the old release
             and keep_warm > 0
             and dep.from_release not in (None, dep.to_release)
         ):

@@ -39,15 +39,22 @@ def eligible(hosts: Sequence[Host], placement: Placement, skip: frozenset[str]) 
     return sorted(chosen, key=lambda h: h.name)
 
 
-def place(process: str, count: int, hosts: Sequence[str], existing: Sequence[str]) -> list[str]:
-    """Hosts for `count` new instances of `process`, given the hosts of those it keeps."""
+def place(
+    process: str,
+    count: int,
+    hosts: Sequence[str],
+    existing: Sequence[str],
+    prefer: Sequence[str] = (),
+) -> list[str]:
+    """Hosts for `count` new instances of `process`, given the hosts of those it keeps: the
+    least loaded first; on a tie, those in `prefer` (e.g. just freed), then by order."""
     load = {h: 0 for h in hosts}
     for host in existing:
         if host in load:
             load[host] += 1
     chosen = []
     for _ in range(count):
-        host = min(hosts, key=lambda h: (load[h], hosts.index(h)))
+        host = min(hosts, key=lambda h: (load[h], h not in prefer, hosts.index(h)))
         load[host] += 1
         chosen.append(host)
     return chosen

@@ -18,6 +18,8 @@ from slipway.runtime.base import Handle, InstanceSpec, Observed
 from slipway.store.records import Instance
 
 OBSERVE_TIMEOUT = 5.0  # a host that does not answer within this is unreachable for now
+LOG_TIMEOUT = 15.0  # a page of logs is up to LOG_PAGE_BYTES, over SSH
+LOG_PAGE_BYTES = 1 << 20
 UNREACHABLE = "unreachable"  # an Observed state: its host does not answer; nothing is known
 
 
@@ -87,6 +89,42 @@ class FleetRuntime:
         except HostUnreachable:
             return []
         return list(answer)
+
+    # logs: on the instance's host, one call per host (a page at a time for a whole log)
+
+    async def logs_last(
+        self, host: str, app: str, instances: list[str], lines: int
+    ) -> dict[str, tuple[list[dict[str, Any]], int]]:
+        answer = await self.transport(host).call(
+            "instance.logs_last", _timeout=LOG_TIMEOUT, app=app, instances=instances, lines=lines
+        )
+        return {i: (list(records), int(end)) for i, (records, end) in answer.items()}
+
+    async def logs_after(
+        self, host: str, app: str, offsets: dict[str, int]
+    ) -> dict[str, tuple[list[dict[str, Any]], int]]:
+        answer = await self.transport(host).call(
+            "instance.logs_after",
+            _timeout=LOG_TIMEOUT,
+            app=app,
+            offsets=offsets,
+            max_bytes=LOG_PAGE_BYTES,
+        )
+        return {i: (list(records), int(end)) for i, (records, end) in answer.items()}
+
+    async def log_page(
+        self, instance: Instance, cursor: tuple[int, int] | None, since: float | None
+    ) -> tuple[list[dict[str, Any]], tuple[int, int] | None, int]:
+        records, after, end = await self.transport(instance.host).call(
+            "instance.log_page",
+            _timeout=LOG_TIMEOUT,
+            app=instance.app,
+            instance=instance.id,
+            cursor=list(cursor) if cursor else None,
+            since=since,
+            max_bytes=LOG_PAGE_BYTES,
+        )
+        return list(records), (int(after[0]), int(after[1])) if after else None, int(end)
 
     async def kill_orphan(self, instance: Instance) -> list[int]:
         answer = await self.transport(instance.host).call(

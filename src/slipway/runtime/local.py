@@ -221,6 +221,31 @@ class LocalRuntime:
     def log_tail(self, app: str, instance_id: str, lines: int) -> list[dict[str, Any]]:
         return logfile.tail(self.instance_dir(app, instance_id), lines)
 
+    def logs_last(
+        self, app: str, instances: list[str], lines: int
+    ) -> dict[str, tuple[list[dict[str, Any]], int]]:
+        """The newest lines of each instance, and where its current file ends."""
+        return {i: logfile.last(self.instance_dir(app, i), lines) for i in instances}
+
+    def logs_after(
+        self, app: str, offsets: dict[str, int], max_bytes: int
+    ) -> dict[str, tuple[list[dict[str, Any]], int]]:
+        """What each instance wrote after its offset."""
+        return {
+            i: logfile.after(self.instance_dir(app, i), offset, max_bytes)
+            for i, offset in offsets.items()
+        }
+
+    def log_page(
+        self,
+        app: str,
+        instance_id: str,
+        cursor: logfile.Cursor | None,
+        since: float | None,
+        max_bytes: int,
+    ) -> tuple[list[dict[str, Any]], logfile.Cursor | None, int]:
+        return logfile.page(self.instance_dir(app, instance_id), cursor, since, max_bytes)
+
     def _status(self, app: str, instance_id: str) -> dict[str, Any]:
         path = self.instance_dir(app, instance_id) / STATUS_NAME
         for _ in range(3):  # on a full disk the shim overwrites it in place: a read may tear
