@@ -311,3 +311,40 @@ def test_a_rolling_deploy_and_its_rollback_fail_no_request(fleet: Fleet) -> None
     assert serving_hosts(fleet) == sorted(APPS)
     fleet.configure()
     fleet.slipway.deploy(fleet.app)
+
+
+def test_a_canary_splits_traffic_across_the_fleet_and_is_judged_on_every_lb(
+    fleet: Fleet,
+) -> None:
+    canary = {
+        "strategy": "canary",
+        "steps": [10, 50, 100],
+        "step_min_seconds": "3s",
+        "step_min_requests": 30,
+    }
+    analysis = {"latency_quantiles": [0.5, 0.9]}  # p99 takes minutes of traffic to prove
+    with (
+        BackgroundLoad(fleet.url("lb1"), concurrency=3, rate=75) as one,
+        BackgroundLoad(fleet.url("lb2"), concurrency=3, rate=75) as two,
+    ):
+        fleet.configure(deploy=canary, analysis=analysis)
+        out = fleet.slipway.deploy(fleet.app).stdout
+        results = one.stop(), two.stop()
+    assert "no regression through 2 step(s)" in out, out
+    for result in results:
+        assert result.failed == 0 and result.sent > 50, result.summary()
+    verdicts = fleet.slipway.json("analysis", "--app", "hello")["verdicts"]
+    first = next(v for v in verdicts if v["decision"] == "promote")["evidence"]["verdict"]
+    share = first["candidate_requests"] / (first["candidate_requests"] + first["stable_requests"])
+    assert 0.05 < share < 0.15, share  # both lb hosts split 10% the same way
+
+    # errors seen only through lb2: its request log reaches the judge, which rolls back
+    good = fleet.slipway.app_status("hello")["current_release"]
+    with BackgroundLoad(fleet.url("lb2"), concurrency=4, rate=150) as load:
+        fleet.configure(deploy=canary, analysis=analysis, env={"FAIL_RATE": "0.2"})
+        refused = fleet.slipway.deploy(fleet.app, check=False)
+        load.stop()
+    assert refused.returncode == 1 and "error rate" in refused.stderr, refused.stderr
+    assert fleet.release_on("lb1") == fleet.release_on("lb2") == good
+    fleet.configure()
+    fleet.slipway.deploy(fleet.app)
