@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,7 +155,3 @@ class Fleet:
         finally:
             self.bed.down()
         return leftovers
-
-
-def run_quiet(argv: list[str]) -> None:
-    subprocess.run(argv, check=True, capture_output=True, timeout=60)
