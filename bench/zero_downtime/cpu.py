@@ -67,7 +67,7 @@ class ForeignCpu:
                 family = proc.pid == self.me or any(p.pid == self.me for p in proc.parents())
                 where = " ".join(proc.cmdline()) + " " + proc.cwd()
                 self.ours[key] = family or self.marker in where
-            except psutil.Error:
+            except (psutil.Error, OSError):  # an exiting process: /proc/PID/cwd is gone
                 self.ours[key] = False
         return self.ours[key]
 

@@ -23,7 +23,14 @@ from bench.zero_downtime.run import Results
 from bench.zero_downtime.table import Table, lat, pct
 from bench.zero_downtime.timings import tables
 
-__all__ = ["raw", "render_markdown", "render_text", "tables"]
+__all__ = [
+    "markdown_tables",
+    "raw",
+    "render_markdown",
+    "render_text",
+    "tables",
+    "text_tables",
+]
 
 # Above this, the generator could not keep its schedule even with nothing else going on.
 MAX_STEADY_LAG_MS = 10.0
@@ -92,8 +99,9 @@ def plain(text: str) -> str:
     return text.replace("**", "").replace("`", "")
 
 
-def render_text(results: Results, all_tables: list[Table]) -> str:
-    lines = ["Zero-downtime deploys", *context(results), ""]
+def text_tables(all_tables: list[Table]) -> list[str]:
+    """The tables as aligned plain text, each followed by its notes and a blank line."""
+    lines = []
     for table in all_tables:
         rows = [table.headers, *([plain(c) for c in row] for row in table.rows)]
         widths = [max(len(row[i]) for row in rows) for i in range(len(table.headers))]
@@ -108,13 +116,12 @@ def render_text(results: Results, all_tables: list[Table]) -> str:
                 lines.append("  " + "  ".join("-" * w for w in widths))
         lines.extend(f"  {plain(note)}" for note in table.notes)
         lines.append("")
-    if results.leftovers:
-        lines.append(f"WARNING: processes left after `slipway down --all`: {results.leftovers}")
-    return "\n".join(lines)
+    return lines
 
 
-def render_markdown(results: Results, all_tables: list[Table]) -> str:
-    lines = [*(f"- {line}" for line in context(results)), ""]
+def markdown_tables(all_tables: list[Table]) -> list[str]:
+    """The tables as Markdown, each with a bold title and its notes as paragraphs."""
+    lines = []
     for table in all_tables:
         lines += [f"**{table.title}**", ""]
         lines.append("| " + " | ".join(table.headers) + " |")
@@ -127,6 +134,18 @@ def render_markdown(results: Results, all_tables: list[Table]) -> str:
         )
         lines += ["| " + " | ".join(row) + " |" for row in table.rows]
         lines += ["", *(f"{note}\n" for note in table.notes)]
+    return lines
+
+
+def render_text(results: Results, all_tables: list[Table]) -> str:
+    lines = ["Zero-downtime deploys", *context(results), "", *text_tables(all_tables)]
+    if results.leftovers:
+        lines.append(f"WARNING: processes left after `slipway down --all`: {results.leftovers}")
+    return "\n".join(lines)
+
+
+def render_markdown(results: Results, all_tables: list[Table]) -> str:
+    lines = [*(f"- {line}" for line in context(results)), "", *markdown_tables(all_tables)]
     if results.leftovers:
         lines.append(
             f"**Warning:** processes left after `slipway down --all`: {results.leftovers}\n"
