@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what slipway needs from the OS packages, only if missing:
 # haproxy (2.6+) and git always; for the tests (--test) prometheus, alertmanager,
-# chromium, and for the fleet tests sshd, keepalived and the ip tool (hosts are network
+# chromium, and for the fleet tests sshd, keepalived, nft and the ip tool (hosts are network
 # namespaces with a real sshd); wrk for --bench. No service is started by installing them
 # (a policy-rc.d denies it while apt runs, unless the machine has its own): slipway and its
 # tests run sshd and keepalived themselves, inside the hosts' namespaces.
@@ -17,6 +17,7 @@ for extra in "$@"; do
             command -v chromium >/dev/null 2>&1 || need="$need chromium"
             [ -x /usr/sbin/sshd ] || need="$need openssh-server"
             [ -x /usr/sbin/keepalived ] || need="$need keepalived"
+            [ -x /usr/sbin/nft ] || need="$need nftables"
             command -v ssh-keygen >/dev/null 2>&1 || need="$need openssh-client"
             command -v ip >/dev/null 2>&1 || need="$need iproute2"
             ;;

@@ -307,7 +307,8 @@ def test_a_rolling_deploy_and_its_rollback_fail_no_request(fleet: Fleet) -> None
     assert "was interrupted at step 'roll': finishing it" in up, up
     assert result.failed == 0, result.summary()
     assert status["last_deployment"]["outcome"] == "succeeded"
-    assert {i["release"] for i in instances(fleet)} == {status["current_release"]}
+    live = instances(fleet)
+    assert {i["release"] for i in live} == {status["current_release"]}, live
     assert serving_hosts(fleet) == sorted(APPS)
     fleet.configure()
     fleet.slipway.deploy(fleet.app)
@@ -416,3 +417,47 @@ def lb_addresses(fleet: Fleet) -> str:
         ).stdout
         for lb in LBS
     )  # fmt: skip
+
+
+def test_an_instance_port_accepts_only_the_lb_hosts(fleet: Fleet) -> None:
+    serving = [i for i in instances(fleet) if i["role"] == "serving"]
+    target = next(i for i in serving if i["host"] == "app1")
+    address, port = fleet.bed.hosts["app1"].address, int(target["port"])
+
+    def reaches(source: str) -> bool:
+        probe = (
+            "import socket,sys\n"
+            "try:\n"
+            f"    socket.create_connection(({address!r}, {port}), timeout=1).close()\n"
+            "except OSError:\n"
+            "    sys.exit(1)\n"
+        )
+        netns = fleet.bed.hosts[source].netns
+        done = subprocess.run(["ip", "netns", "exec", netns, "python3", "-c", probe], check=False)
+        return done.returncode == 0
+
+    hosts = {h["name"]: h for h in fleet.slipway.json("hosts")}
+    firewall = hosts["app1"]["firewall"]
+    assert firewall["ok"] and port in firewall["ports"], firewall
+    assert reaches("lb1") and reaches("lb2")
+    assert not reaches("app2")  # another app host is nobody the instances must answer
+    assert httpx.get(f"http://{address}:{port}/", timeout=5).status_code == 200  # control
+    # the port of an instance that is gone leaves the set; a new instance's port joins it
+    fleet.configure()
+    fleet.slipway.deploy(fleet.app)
+    after = {h["name"]: h for h in fleet.slipway.json("hosts")}["app1"]["firewall"]
+    now = [int(i["port"]) for i in instances(fleet) if i["host"] == "app1"]
+    assert after["ok"] and set(now) <= set(after["ports"]), (now, after)
+
+
+def test_doctor_checks_every_host_of_the_fleet(fleet: Fleet) -> None:
+    report = fleet.slipway.run("doctor", "--json", check=False)
+    found = {f["check"]: f for f in json.loads(report.stdout)["findings"]}
+    for host in (*LBS, *APPS):
+        assert found[f"{host} agent"]["level"] == "ok", found[f"{host} agent"]
+        assert found[f"{host} clock"]["level"] == "ok", found[f"{host} clock"]  # one machine
+        assert found[f"{host} disk"]["level"] in ("ok", "warn", "fail")
+        assert f"{host} ssh" in found  # the machine's own sshd_config: whatever it allows
+    for host in APPS:
+        assert found[f"{host} firewall"]["level"] == "ok", found[f"{host} firewall"]
+        assert found[f"{host} ports"]["level"] == "ok", found[f"{host} ports"]

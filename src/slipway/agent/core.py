@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from slipway import __version__
-from slipway.agent import keepalived, wire
+from slipway.agent import hostfacts, keepalived, wire
+from slipway.agent.firewall import Firewall
 from slipway.agent.probe import probe
 from slipway.errors import RouterError, SlipwayError, UsageError
 from slipway.paths import Home
@@ -38,6 +39,7 @@ class Agent:
         self._haproxy_binary = haproxy_binary
         self._router: HAProxyRouter | None = None
         self.keepalived = keepalived.Keepalived(home)
+        self.firewall = Firewall(home, self.runtime)
 
     @property
     def router(self) -> HAProxyRouter:
@@ -71,6 +73,11 @@ class Agent:
             "build": build_digest(),
         }
 
+    async def rpc_doctor_facts(self) -> dict[str, Any]:
+        """What `slipway doctor` checks of this host (and its firewall, and its build)."""
+        facts = await asyncio.to_thread(hostfacts.gather, self.home.root)
+        return facts | {"firewall": await self.firewall.verify(), "build": build_digest()}
+
     async def rpc_free_port(self, address: str) -> int:
         with socket.socket() as sock:
             sock.bind((address, 0))
@@ -79,7 +86,10 @@ class Agent:
     # instances ---------------------------------------------------------------------------
 
     async def rpc_instance_start(self, spec: dict[str, Any]) -> list[float] | None:
-        return wire.handle_out(await self.runtime.start(wire.spec_in(spec)))
+        wanted = wire.spec_in(spec)
+        port = wanted.env.get("PORT", "")
+        await self.firewall.refresh(also=int(port) if port.isdigit() else None)  # closed first
+        return wire.handle_out(await self.runtime.start(wanted))
 
     async def rpc_instance_observe(self, instances: list[list[Any]]) -> dict[str, Any]:
         """[[app, id, handle], …] → {id: observed}."""
@@ -94,6 +104,7 @@ class Agent:
         self, app: str, instance: str, handle: list[float] | None, grace: float
     ) -> None:
         await self.runtime.stop(app, instance, wire.handle_in(handle), grace)
+        await self.firewall.refresh()
 
     async def rpc_instance_set_priority(
         self, app: str, instance: str, handle: list[float] | None, nice: int
@@ -230,6 +241,17 @@ class Agent:
             if line.startswith("DroppedLogs:"):
                 return int(line.split(":", 1)[1].strip() or 0)
         return 0
+
+    # the firewall of slipway's ports --------------------------------------------------------
+
+    async def rpc_firewall_apply(self, allowed: list[str]) -> dict[str, Any]:
+        return await self.firewall.apply(allowed)
+
+    async def rpc_firewall_verify(self) -> dict[str, Any]:
+        return await self.firewall.verify()
+
+    async def rpc_firewall_remove(self) -> None:
+        await self.firewall.remove()
 
     # the virtual address (lb hosts) ---------------------------------------------------------
 

@@ -66,10 +66,14 @@ async def serve(home: Home) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     log.info("agent serving %s (pid %s)", path, os.getpid())
-    watch = asyncio.create_task(agent.keepalived.watch())
+    watches = [
+        asyncio.create_task(agent.keepalived.watch()),
+        asyncio.create_task(agent.firewall.watch()),
+    ]
     async with server:
         await stop.wait()
-    watch.cancel()
+    for watch in watches:
+        watch.cancel()
     path.unlink(missing_ok=True)
 
 

@@ -19,7 +19,7 @@ from slipway.api.openapi import openapi
 from slipway.api.params import MAX_ID, MAX_LINES, flag_param, id_param, int_param
 from slipway.api.security import actor, guarded
 from slipway.auth.guard import requires
-from slipway.daemon import host_ops, insight, secret_ops, vip_ops
+from slipway.daemon import fleet_doctor, host_ops, insight, secret_ops, vip_ops
 from slipway.daemon.logs import LogFilter, LogReader
 from slipway.daemon.service import Service, deployment_view
 from slipway.errors import SlipwayError, TooLarge, UsageError
@@ -300,6 +300,9 @@ def api_routes(
         await vip_ops.remove_vip(service)
         return ok(await vip_ops.view(service))
 
+    async def doctor(request: Request) -> Response:
+        return ok(await fleet_doctor.views(service))
+
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(openapi(request.app.routes))
 
@@ -336,6 +339,7 @@ def api_routes(
         route(f"{P}/hosts/scan", host_scan, admin, ["GET"]),
         route(f"{P}/hosts/{{name}}", host, admin, ["PUT", "DELETE"]),
         route(f"{P}/hosts/{{name}}/upgrade", host_upgrade, admin, ["POST"]),
+        route(f"{P}/fleet/doctor", doctor, admin, ["GET"]),
         route(f"{P}/fleet/vip", vip, viewer, ["GET"]),
         route(f"{P}/fleet/vip", vip_change, admin, ["PUT", "DELETE"]),
         *admin_routes(service),

@@ -5,12 +5,19 @@ from __future__ import annotations
 import os
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
 
+from slipway.cli.client import Client
 from slipway.cli.common import home_of, json_option
 from slipway.cli.output import emit_json, out
+from slipway.errors import SlipwayError
+from slipway.paths import Home
+
+if TYPE_CHECKING:
+    from slipway.doctor.checks import Finding
 
 MARKS = {"ok": "[green]✓[/green]", "warn": "[yellow]![/yellow]", "fail": "[red]✗[/red]"}
 
@@ -27,12 +34,14 @@ MARKS = {"ok": "[green]✓[/green]", "warn": "[yellow]![/yellow]", "fail": "[red
 @click.pass_context
 def doctor(ctx: click.Context, sshd_config: Path, as_json: bool) -> None:
     """Check the host and the home: file modes, app users, open ports, the API, SSH,
-    HAProxy and free disk. Exits 1 if anything fails (warnings do not)."""
+    HAProxy and free disk; and every other host of the fleet (agent build, firewall, SSH,
+    open ports, free disk, clock). Exits 1 if anything fails (warnings do not)."""
     from slipway import doctor as checks  # psutil and the router: imported only when needed
 
     home = home_of(ctx)
     haproxy = os.environ.get("SLIPWAY_HAPROXY") or "haproxy"
     findings = checks.run_checks(checks.gather(home.root, sshd_config, haproxy))
+    findings += fleet_findings(home)
     counts: Counter[str] = Counter(finding.level for finding in findings)
     summary = {level: counts[level] for level in ("ok", "warn", "fail")}
     if as_json:
@@ -53,6 +62,20 @@ def doctor(ctx: click.Context, sshd_config: Path, as_json: bool) -> None:
         )
     if summary["fail"]:
         raise click.exceptions.Exit(1)
+
+
+def fleet_findings(home: Home) -> list[Finding]:
+    """Every other host of the fleet, through the daemon (none when it does not run)."""
+    from slipway.doctor.checks import Finding
+    from slipway.doctor.fleet import check_host
+
+    if not home.socket.exists():
+        return []
+    try:
+        hosts: list[dict[str, Any]] = Client(home, timeout=60).get("/fleet/doctor")
+    except SlipwayError as exc:
+        return [Finding("fleet", "warn", f"the fleet was not checked: {exc.message}")]
+    return [finding for view in hosts for finding in check_host(view)]
 
 
 COMMANDS = [doctor]

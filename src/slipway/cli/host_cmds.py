@@ -28,7 +28,7 @@ def hosts(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         emit_json(views)
         return
-    grid = table("host", "address", "roles", "agent", "state", "load", "instances")
+    grid = table("host", "address", "roles", "agent", "state", "load", "instances", "firewall")
     for view in views:
         state = (
             "[green]ready[/green]"
@@ -44,11 +44,20 @@ def hosts(ctx: click.Context, as_json: bool) -> None:
             state,
             load,
             str(view["instances"]),
+            firewall_cell(view.get("firewall")),
         )
     out.print(grid)
     vip: dict[str, Any] = Client(home_of(ctx)).get("/fleet/vip")
     if vip["address"]:
         out.print(vip_line(vip))
+
+
+def firewall_cell(firewall: dict[str, Any] | None) -> str:
+    if not firewall or firewall.get("ok") is None:
+        return "-"
+    if firewall["ok"]:
+        return f"[green]ok[/green] ({len(firewall['ports'])} ports)"
+    return f"[red]{escape(str(firewall.get('problem')))}[/red]"
 
 
 def vip_line(vip: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from slipway import __version__
 from slipway.agent import package
-from slipway.daemon import vip_ops
+from slipway.daemon import firewall_ops, vip_ops
 from slipway.errors import Conflict, HostUnreachable, PreflightError, SlipwayError, UsageError
 from slipway.hosts.model import LOCAL, ROLES, Host, SshTarget
 from slipway.hosts.ssh import SshTransport, fingerprint_of
@@ -92,6 +92,7 @@ async def add_host(service: Service, request: dict[str, Any]) -> Host:
         await service.hub.listen_on(str(facts["client"]))
     if ready.has("lb"):
         await vip_ops.apply_quietly(service)  # one more lb host: every one's peers change
+    await firewall_ops.apply_quietly(service)  # its own, and the others' if it is an lb host
     return ready
 
 
@@ -184,6 +185,7 @@ async def set_roles(service: Service, name: str, roles: list[str]) -> Host:
         await service.fleet.transport(name).call("router.stop", timeout=30.0, _timeout=40.0)
     if host.has("lb") != changed.has("lb"):
         await vip_ops.apply_quietly(service)
+        await firewall_ops.apply_quietly(service)
     return changed
 
 
@@ -216,9 +218,13 @@ async def host_views(service: Service) -> list[dict[str, Any]]:
     views = []
     instances = service.store.instances()
     for host in service.fleet.hosts():
+        firewall = None
         try:
-            facts = await service.fleet.transport(host.name).call("hello", _timeout=3.0)
+            transport = service.fleet.transport(host.name)
+            facts = await transport.call("hello", _timeout=3.0)
             reachable, error = True, None
+            if not host.local:
+                firewall = await transport.call("firewall.verify", _timeout=3.0)
         except SlipwayError as exc:
             facts, reachable, error = host.facts, False, exc.message
         views.append(
@@ -234,6 +240,7 @@ async def host_views(service: Service) -> list[dict[str, Any]]:
                 "memory": facts.get("memory"),
                 "instances": len([i for i in instances if i.host == host.name]),
                 "fingerprint": host.ssh.fingerprint if host.ssh else None,
+                "firewall": firewall,
             }
         )
     return views

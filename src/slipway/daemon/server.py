@@ -19,7 +19,7 @@ import uvicorn
 from slipway import dashboard
 from slipway.api.app import create_app
 from slipway.auth.guard import PeerCredProtocol
-from slipway.daemon import reconcile, vip_ops
+from slipway.daemon import firewall_ops, reconcile, vip_ops
 from slipway.daemon.lifecycle import preflight
 from slipway.daemon.service import Service
 from slipway.daemon.web import bind, create_web_app
@@ -108,6 +108,7 @@ async def serve(
     # the lb tier's virtual address: configured again on every lb host (in the background: an
     # lb host that does not answer must not hold the start), and watched on this host
     vip = asyncio.create_task(vip_ops.apply_quietly(service))
+    firewalls = asyncio.create_task(firewall_ops.apply_quietly(service))
     keepalived = asyncio.create_task(service.agent.keepalived.watch())
     sock = bind_socket(home.socket)
     server: uvicorn.Server | None = None
@@ -177,6 +178,7 @@ async def serve(
             (ingest, "ingest"),
             (alerting, "alerts"),
             (vip, "the virtual address"),
+            (firewalls, "the hosts' firewalls"),
             (keepalived, "the keepalived watch"),
         ):
             task.cancel()
