@@ -18,7 +18,8 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -387,14 +388,17 @@ class Engine:
         return f"started {started} instance(s)" + (f", reusing {reused}" if reused else "")
 
     async def add_servers(self, app: str, instances: list[Instance]) -> None:
-        """Web instances not in HAProxy yet enter it at weight 0 (recorded first)."""
+        """Web instances not in HAProxy yet enter it at weight 0 (recorded first), all at
+        once: one after another, a fleet's deploy grew with its number of hosts."""
+        servers = []
         for instance in instances:
             if instance.is_web and self.s.store.instance(app, instance.id).weight is None:
                 self.s.store.update_instance(app, instance.id, weight=0)
                 assert instance.port is not None
                 address = self.s.host(instance.host).address
-                server = Server(instance.id, instance.port, 0, address)
-                await self.s.router.add_server(self.backend(app), server)
+                servers.append(Server(instance.id, instance.port, 0, address))
+        backend = self.backend(app)
+        await gather_all(self.s.router.add_server(backend, server) for server in servers)
 
     async def plan_instances(self, dep: Deployment, config: AppConfig) -> list[Instance]:
         """Which instances the deployment runs: the live ones of its release it keeps, and
@@ -409,20 +413,31 @@ class Engine:
         hosts = placement.eligible(self.s.hosts(), config.placement, self.skipped(dep))
         names = [h.name for h in hosts]
         kept: list[Instance] = []
-        new: list[tuple[str, int | None, str]] = []
-        taken = {(i.host, i.port) for i in store.instances()}
+        wanted: list[tuple[str, str]] = []  # (process, host)
         for process, count in dep.formation.items():
             if process not in config.processes:
                 continue
             existing = [i for i in live if i.process == process and i.host in names][:count]
             kept.extend(existing)
-            wanted = placement.place(
+            placed = placement.place(
                 process, count - len(existing), names, [i.host for i in existing]
             )
-            for host in wanted:
-                port = await self.unused_port(host, taken) if process == "web" else None
-                new.append((process, port, host))
+            wanted.extend((process, host) for host in placed)
+        ports = await self.ports_for([host for process, host in wanted if process == "web"])
+        new = [(p, ports[h].pop(0) if p == "web" else None, h) for p, h in wanted]
         return store.plan_instances(dep.id, dep.app, dep.to_release, kept, new)
+
+    async def ports_for(self, hosts: list[str]) -> dict[str, list[int]]:
+        """A free port for each entry of `hosts` (a host named twice gets two): the hosts
+        asked all at once, each host one port after another (a port is free until used)."""
+        taken = {(i.host, i.port) for i in self.s.store.instances()}
+
+        async def on(host: str, count: int) -> list[int]:
+            return [await self.unused_port(host, taken) for _ in range(count)]
+
+        counts = Counter(hosts)
+        found = await asyncio.gather(*(on(h, n) for h, n in counts.items()))
+        return dict(zip(counts, found, strict=True))
 
     def skipped(self, dep: Deployment) -> frozenset[str]:
         return frozenset(dep.skip_hosts)
@@ -902,3 +917,12 @@ def build_io_error(
         where=f"release {release} from {source}",
         fix="check that the folder is readable and the disk has room",
     )
+
+
+async def gather_all(calls: Iterable[Awaitable[None]]) -> None:
+    """Every call to its end (none left running behind the caller's back), then the first
+    failure, if any."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -41,7 +41,9 @@ def build(release_dir: Path, dest: Path) -> str:
     site = release_dir / ".venv" / "lib" / f"python{tag}" / "site-packages"
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".tmp")
-    with tarfile.open(tmp, "w:gz") as archive:
+    # gzip's fastest level: ~10x faster to pack than tarfile's default 9 for ~15% more
+    # bytes, which a private network copies in far less time than the difference
+    with tarfile.open(tmp, "w:gz", compresslevel=1) as archive:
         manifest = json.dumps({"python": tag}).encode()
         info = tarfile.TarInfo(MANIFEST)
         info.size = len(manifest)
