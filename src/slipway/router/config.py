@@ -298,10 +298,15 @@ def render(state: RouterState, *, with_servers: bool = True) -> str:
         "    option dontlognull",
         "    option forwardfor",
         "    option idle-close-on-response",  # clean reloads under load
+        # A request that could not reach its server goes to another one (redispatch on
+        # every retry). On a LAN a connect takes well under a millisecond, so 1 s without an
+        # answer means a host gone silent (its link down): each request that meets it is
+        # retried elsewhere after 1 s, until the checks (or 3 failed connects in a row, see
+        # server_options) mark it down on every lb host.
         "    option redispatch 1",
         "    retries 3",
         "    retry-on conn-failure empty-response junk-response",
-        "    timeout connect 3s",
+        "    timeout connect 1s",
         "    timeout client 60s",
         "    timeout server 60s",
         "    timeout http-request 10s",
@@ -377,6 +382,10 @@ def _backend(backend: Backend, with_servers: bool) -> list[str]:
         f"    http-check send meth GET uri {backend.check_path} ver HTTP/1.1 hdr Host {host}",
         "    http-check expect status 200-399",
         f"    timeout check {ms(backend.check_timeout)}",
+        # HAProxy replays a request on an empty or junk answer whatever its method: only the
+        # safe ones may be (a POST its server crashed on may have done its work). A request
+        # that never reached a server (a connect failure) is retried whatever its method.
+        "    http-request disable-l7-retry unless METH_GET || METH_OPTIONS",
         *edge_rules(backend.edge),
     ]
     if with_servers:
