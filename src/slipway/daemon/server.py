@@ -105,12 +105,13 @@ async def serve(
     router_watch = asyncio.create_task(reconcile.watch_router(service))
     ingest = asyncio.create_task(service.hub.run())
     alerting = asyncio.create_task(service.alerting.run())
+    host_watch = asyncio.create_task(service.host_watch.run())
     sock = bind_socket(home.socket)
     server: uvicorn.Server | None = None
 
     async def request_shutdown(stop_all: bool) -> None:
         if stop_all:  # HAProxy is about to stop on purpose: nobody may start it again
-            for task in (monitor, watch, router_watch):
+            for task in (monitor, watch, router_watch, host_watch):
                 task.cancel()
             await reconcile.stop_everything(service)
         assert server is not None
@@ -172,6 +173,7 @@ async def serve(
             (watch, "the instance watch"),
             (ingest, "ingest"),
             (alerting, "alerts"),
+            (host_watch, "the host watch"),
         ):
             task.cancel()
             await stop_task(task, what)
