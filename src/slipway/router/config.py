@@ -177,7 +177,9 @@ def ms(seconds: float) -> str:
 def server_options(backend: Backend, weight: int) -> str:
     """Options of one server. While a server is down (booting), check often so it joins fast.
     Connection errors of real traffic count too: a few in a row mark the server down at once
-    (the requests themselves are retried on another server), not after `fall` checks."""
+    (the requests themselves are retried on another server), not after `fall` checks.
+    Layer 4 on purpose: `observe layer7` would count the app's own 5xx answers, so three in a
+    row (a canary that fails, one bad endpoint) would take a healthy server out of traffic."""
     down = min(backend.check_interval, 0.25)
     return (
         f"weight {weight} check inter {ms(backend.check_interval)} fastinter {ms(down)} "
