@@ -58,6 +58,7 @@ class HostWatch:
         self.note, self.launch = note, launch
         self.states: dict[str, Reach] = {}
         self.to_replace: set[str] = set()  # down hosts whose instances are not replaced yet
+        self.answered: set[str] = set()  # the remote hosts that answered the latest round
 
     def state(self, name: str) -> Reach | None:
         return self.states.get(name)
@@ -90,6 +91,7 @@ class HostWatch:
             del self.states[gone]  # removed from the fleet
         answers = await asyncio.gather(*(self.probe(h.name) for h in remote))
         now = time.time()  # when the answers (or their absence) are known
+        self.answered = {h.name for h, error in zip(remote, answers, strict=True) if not error}
         for host, error in zip(remote, answers, strict=True):
             current = self.states.get(host.name) or first(now)
             witness = Witness.NONE
@@ -106,7 +108,7 @@ class HostWatch:
         try:
             # bounded as a whole: reconnecting to a silent host waits for the SSH connect
             # timeout, longer than a probe may take
-            async with asyncio.timeout(PROBE_TIMEOUT):
+            async with asyncio.timeout(PROBE_TIMEOUT + 0.5):  # the call's own timeout first
                 await self.transport(name).call("hello", _timeout=PROBE_TIMEOUT)
         except SlipwayError as error:
             return error.message
@@ -124,14 +126,13 @@ class HostWatch:
                 return Witness.NONE  # no lb host answers: the control plane may be the one cut off
             if any(stats[i.id].up for i in serving if i.app == app and i.id in stats):
                 return Witness.SERVING
-        if not serving and not await self.lb_answers():
+        if not serving and not self.lb_answers():
             return Witness.NONE
         return Witness.NOT_SERVING
 
-    async def lb_answers(self) -> bool:
-        lbs = [h.name for h in self.hosts() if h.has("lb")]
-        answers = await asyncio.gather(*(self.probe(n) for n in lbs))
-        return any(a is None for a in answers)
+    def lb_answers(self) -> bool:
+        """Whether an lb host answered this round (the control host, when it is one)."""
+        return any(h.local or h.name in self.answered for h in self.hosts() if h.has("lb"))
 
     def changed(self, name: str, before: Reach, after: Reach, now: float) -> None:
         # the apps with something there: running, or waiting to be stopped there
