@@ -19,80 +19,18 @@ import httpx
 import pytest
 
 from slipway.loadgen import BackgroundLoad, Sample
-from tests.integration.conftest import App, Slipway, stop_all, wait_for
+from tests.integration.conftest import wait_for
+from tests.integration.fleetbed import Fleet, instances, running_fleet, serving_hosts
 from tests.integration.testbed import Bed
 
 LBS, APPS = ("lb1", "lb2"), ("app1", "app2", "app3")
-FAST = {
-    "health_timeout": "20s",
-    "drain_timeout": "5s",
-    "stop_grace": "3s",
-    "keep_warm": "5m",
-}
-
-
-class Fleet:
-    def __init__(self, slipway: Slipway, bed: Bed, app: App) -> None:
-        self.slipway, self.bed, self.app = slipway, bed, app
-
-    def url(self, lb: str) -> str:
-        return f"http://{self.bed.hosts[lb].address}:{self.app.port}/"
-
-    def release_on(self, lb: str) -> str:
-        return str(httpx.get(self.url(lb), timeout=5).json()["release"])
-
-    def configure(self, **sections: Any) -> None:
-        env = {"GREETING": f"g{time.monotonic_ns()}"} | sections.pop("env", {})
-        self.app.write_config(
-            listen={"address": "0.0.0.0", "port": self.app.port},
-            scale=sections.pop("scale", {"web": 3}),
-            deploy=FAST | sections.pop("deploy", {}),
-            env=env,
-            **sections,
-        )
-
-    def add(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        host = self.bed.hosts[name]
-        role = "lb" if name.startswith("lb") else "app"
-        return self.slipway.run(
-            "hosts", "add", name, "--address", host.address, "--role", role,
-            "--key", str(self.bed.key), "--remote-home", str(host.home),
-            "--fingerprint", self.bed.fingerprint(name), *args, check=check,
-        )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[Fleet]:
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
     bed = Bed(Path(tempfile.mkdtemp(prefix="swfleet-", dir="/tmp")))
-    work = Path(tempfile.mkdtemp(prefix="swfapp-", dir="/tmp"))
-    slipway = Slipway(home=bed.folder / "control", workdir=work)
-    try:
-        bed.up([*LBS, *APPS])
-        slipway.run("up")
-        slipway.run("hosts", "roles", "local")  # the control host serves nothing
-        app = slipway.make_app()
-        fleet = Fleet(slipway, bed, app)
-        for name in (*LBS, *APPS):
-            fleet.add(name)
-        fleet.configure()
-        slipway.deploy(app)
-        yield fleet
-    finally:
-        leftovers = stop_all(slipway)
-        bed.down()
-        subprocess.run(["rm", "-rf", str(work)], check=False)
-    assert not leftovers, leftovers
-
-
-def instances(fleet: Fleet, settled: bool = True) -> list[dict[str, Any]]:
-    """With `settled`, once retired instances are gone (on hosts that answer)."""
-    return fleet.slipway.ps("hello", settled=settled)
-
-
-def serving_hosts(fleet: Fleet) -> list[str]:
-    return sorted(i["host"] for i in instances(fleet) if i["role"] == "serving")
+    with running_fleet(bed, [*LBS, *APPS], "swfapp-") as running:
+        yield running
 
 
 def test_hosts_are_ready_and_instances_spread_over_the_app_hosts(fleet: Fleet) -> None:

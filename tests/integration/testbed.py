@@ -76,6 +76,10 @@ class Bed:
         run("ip", "-n", netns, "link", "set", "eth0", "up")
         run("ip", "-n", netns, "link", "set", "lo", "up")
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host.root / "host_key"))
+        self.start_sshd(host)
+        return host
+
+    def start_sshd(self, host: BedHost) -> None:
         config = host.root / "sshd_config"
         config.write_text(
             f"Port 22\nHostKey {host.root}/host_key\nPidFile {host.root}/sshd.pid\n"
@@ -84,13 +88,14 @@ class Bed:
             "KbdInteractiveAuthentication no\nUsePAM yes\nUseDNS no\nMaxStartups 100\n"
             "MaxSessions 100\nSetEnv SHLVL=1\nSubsystem sftp /usr/lib/openssh/sftp-server\n"
         )
-        run("ip", "netns", "exec", netns, SSHD, "-f", str(config), "-E", f"{host.root}/sshd.log")
+        (host.root / "sshd.pid").unlink(missing_ok=True)
+        run("ip", "netns", "exec", host.netns, SSHD, "-f", str(config), "-E",
+            f"{host.root}/sshd.log")  # fmt: skip
         deadline = time.monotonic() + 10
         while not (host.root / "sshd.pid").exists():  # written once it listens
             if time.monotonic() > deadline:
-                raise RuntimeError(f"sshd for {name} did not start")
+                raise RuntimeError(f"sshd for {host.name} did not start")
             time.sleep(0.05)
-        return host
 
     def fingerprint(self, name: str) -> str:
         out = run("ssh-keygen", "-lf", str(self.hosts[name].root / "host_key.pub")).stdout
@@ -102,6 +107,29 @@ class Bed:
 
     def mend(self, name: str) -> None:
         run("ip", "link", "set", self.hosts[name].veth, "up")
+
+    def crash(self, name: str) -> None:
+        """Every process of the host killed at once (sshd, the agent, supervisors, apps): its
+        link stays up, so whoever connects to it is refused at once (RST)."""
+        for pid in self.pids(name):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def reboot(self, name: str) -> None:
+        """After `crash`: only sshd comes back, as after a reboot."""
+        self.start_sshd(self.hosts[name])
+
+    def partition(self, name: str, peer: str) -> None:
+        """The host drops every packet from `peer` (e.g. the control plane at the gateway),
+        and talks to every other host as before."""
+        netns = self.hosts[name].netns
+        nft = ("ip", "netns", "exec", netns, "nft")
+        run(*nft, "add table inet swpart")
+        run(*nft, "add chain inet swpart input { type filter hook input priority 0 ; }")
+        run(*nft, f"add rule inet swpart input ip saddr {peer} drop")
+
+    def heal(self, name: str) -> None:
+        run("ip", "netns", "exec", self.hosts[name].netns, "nft", "delete table inet swpart")
 
     def pids(self, name: str) -> list[int]:
         out = run("ip", "netns", "pids", self.hosts[name].netns, check=False).stdout

@@ -201,3 +201,13 @@ def test_threshold_text_keeps_needed_decimals() -> None:
     assert threshold_text(rule(above=0.055)) == "5.50%"
     assert threshold_text(rule(above=0.5)) == "50%"
     assert threshold_text(rule("latency", above=250.5)) == "250.5 ms"
+
+
+def test_hosts_down_counts_and_names_them() -> None:
+    down = rule("hosts_down", above=0)
+    one = Facts({}, 60.0, 0, 0, 0.5, hosts_down=("app3",))
+    assert read(down, one) == Reading(1.0, None, "host app3 down")
+    assert summary(down, read(down, one)) == "host app3 down, alert > 0"
+    two = Facts({}, 60.0, 0, 0, 0.5, hosts_down=("app2", "app3"))
+    assert read(down, two).text == "2 hosts down (app2, app3)"
+    assert read(down, facts()).value == 0.0

@@ -559,6 +559,7 @@ def test_effective_rules_replace_defaults_by_name_or_drop_them() -> None:
         "error rate",
         "latency p99",
         "instances down",
+        "host down",
         "restart loop",
         "disk free",
         "logs dropped",

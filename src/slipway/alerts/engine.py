@@ -37,13 +37,17 @@ MAX_ROUNDS = 10  # notices queued behind a delivered one go out in the same pass
 DOWN_STATES = {"backoff", "blocked", "crashloop", "gone", "stopped"}
 
 Observe = Callable[[Instance], Observed]
+HostsDown = Callable[[AppConfig], list[str]]  # the hosts down that an app runs on or through
 
 
 class Alerting:
-    def __init__(self, home: Home, store: Store, observe: Observe) -> None:
+    def __init__(
+        self, home: Home, store: Store, observe: Observe, hosts_down: HostsDown | None = None
+    ) -> None:
         self.home = home
         self.store = store
         self.observe = observe
+        self.hosts_down = hosts_down or (lambda config: [])
         self.dashboard_url: str | None = None
         # (app, counter) -> (time, total over its instances): increases per window
         self.samples: dict[tuple[str, str], deque[tuple[float, int]]] = {}
@@ -63,6 +67,7 @@ class Alerting:
             config = configs[app.name] = self.store.release(app.name, app.current_release).config
             # what does not depend on a rule's window is read once per app, not per rule
             down = self.instances_down(app.name)
+            hosts_down = tuple(self.hosts_down(config))
             for rule in effective_rules(config.alerts, config.alerting):
                 configured.add((app.name, rule.name))
                 facts = rules.Facts(
@@ -74,6 +79,7 @@ class Alerting:
                         app.name, "log_lines_dropped", rule.window, moment
                     ),
                     disk_free=free,
+                    hosts_down=hosts_down,
                 )
                 self.evaluate_rule(app.name, config, rule, facts, moment)
         for app_name, rule_name in alerts.alerted_rules(self.store):

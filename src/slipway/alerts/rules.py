@@ -22,6 +22,7 @@ class Facts:
     restarts: int  # crash restarts within the window
     disk_free: float  # fraction
     log_lines_dropped: int = 0  # output lines the supervisors could not write, in the window
+    hosts_down: tuple[str, ...] = ()  # hosts down that the app runs on or is routed through
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ def read(rule: AlertRule, facts: Facts) -> Reading:
         return _traffic(rule, facts)
     if rule.metric == "instances_down":
         return Reading(float(facts.instances_down), None, f"{facts.instances_down} down")
+    if rule.metric == "hosts_down":
+        names = facts.hosts_down
+        text = f"host {names[0]} down" if len(names) == 1 else f"{len(names)} hosts down"
+        if len(names) > 1:
+            text += f" ({', '.join(names[:5])}{', …' if len(names) > 5 else ''})"
+        return Reading(float(len(names)), None, text)
     if rule.metric == "restarts":
         return Reading(float(facts.restarts), None, f"{facts.restarts} restarts")
     if rule.metric == "log_lines_dropped":
@@ -96,7 +103,11 @@ def step(rule: AlertRule, current: State, reading: Reading, now: float) -> State
 def summary(rule: AlertRule, reading: Reading) -> str:
     relation = ">" if rule.above is not None else "<"
     where = f" (release {reading.release})" if reading.release else ""
-    window = "" if rule.metric in ("instances_down", "disk_free") else f" over {_span(rule.window)}"
+    window = (
+        ""
+        if rule.metric in ("instances_down", "hosts_down", "disk_free")
+        else f" over {_span(rule.window)}"
+    )
     return f"{reading.text}, alert {relation} {threshold_text(rule)}{window}{where}"
 
 

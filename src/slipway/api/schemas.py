@@ -130,6 +130,7 @@ class DeploymentView(BaseModel):
     outcome: str | None
     error: dict[str, Any] | None
     skip_gates: dict[str, str] = Field(default_factory=dict)
+    skip_hosts: list[str] = Field(default_factory=list)
 
 
 class GateView(BaseModel):

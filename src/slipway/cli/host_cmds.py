@@ -30,11 +30,13 @@ def hosts(ctx: click.Context, as_json: bool) -> None:
         return
     grid = table("host", "address", "roles", "agent", "state", "load", "instances", "firewall")
     for view in views:
-        state = (
-            "[green]ready[/green]"
-            if view["reachable"]
-            else f"[red]{escape(view['error'] or 'down')}[/red]"
-        )
+        state = "[green]ready[/green]"
+        if not view["reachable"]:
+            # down: the lb hosts see none of its instances up either; unreachable: cut off
+            # from the control plane only, or for a few seconds so far
+            color = "red" if view.get("state") == "down" else "yellow"
+            what = view.get("state") or "unreachable"
+            state = f"[{color}]{what}: {escape(view['error'] or '')}[/{color}]"
         load = "-" if view["load"] is None else f"{view['load']:.2f}/{view['cores']}"
         grid.add_row(
             view["name"],

@@ -218,15 +218,22 @@ async def host_views(service: Service) -> list[dict[str, Any]]:
     views = []
     instances = service.store.instances()
     for host in service.fleet.hosts():
+        reach = service.host_watch.state(host.name)
         firewall = None
-        try:
-            transport = service.fleet.transport(host.name)
-            facts = await transport.call("hello", _timeout=3.0)
-            reachable, error = True, None
-            if not host.local:
-                firewall = await transport.call("firewall.verify", _timeout=3.0)
-        except SlipwayError as exc:
-            facts, reachable, error = host.facts, False, exc.message
+        if reach is not None and reach.state != "up":  # no need to wait for it again
+            facts, reachable, error = host.facts, False, reach.error
+        else:
+            try:
+                transport = service.fleet.transport(host.name)
+                facts = await transport.call("hello", _timeout=3.0)
+                reachable, error = True, None
+                if not host.local:
+                    firewall = await transport.call("firewall.verify", _timeout=3.0)
+            except SlipwayError as exc:
+                facts, reachable, error = host.facts, False, exc.message
+        state = "up" if reachable else "unreachable"
+        if reach is not None and reach.state == "down":
+            state = "down"  # unreachable, and the lb hosts see none of its instances up
         views.append(
             {
                 "name": host.name,
@@ -234,6 +241,8 @@ async def host_views(service: Service) -> list[dict[str, Any]]:
                 "roles": sorted(host.roles),
                 "agent": facts.get("version"),
                 "reachable": reachable,
+                "state": state,
+                "since": reach.since if reach is not None and state != "up" else None,
                 "error": error,
                 "load": facts.get("load"),
                 "cores": facts.get("cores"),

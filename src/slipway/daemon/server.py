@@ -110,12 +110,13 @@ async def serve(
     vip = asyncio.create_task(vip_ops.apply_quietly(service))
     firewalls = asyncio.create_task(firewall_ops.apply_quietly(service))
     keepalived = asyncio.create_task(service.agent.keepalived.watch())
+    host_watch = asyncio.create_task(service.host_watch.run())
     sock = bind_socket(home.socket)
     server: uvicorn.Server | None = None
 
     async def request_shutdown(stop_all: bool) -> None:
         if stop_all:  # HAProxy is about to stop on purpose: nobody may start it again
-            for task in (monitor, watch, router_watch, keepalived):
+            for task in (monitor, watch, router_watch, keepalived, host_watch):
                 task.cancel()
             await reconcile.stop_everything(service)
         assert server is not None
@@ -180,6 +181,7 @@ async def serve(
             (vip, "the virtual address"),
             (firewalls, "the hosts' firewalls"),
             (keepalived, "the keepalived watch"),
+            (host_watch, "the host watch"),
         ):
             task.cancel()
             await stop_task(task, what)

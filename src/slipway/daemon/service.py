@@ -21,6 +21,7 @@ from slipway.auth.guard import FailureLimiter
 from slipway.config.load import config_hash, load_config, parse_config
 from slipway.config.schema import AppConfig
 from slipway.daemon.host_ops import agent_zipapp, start_command
+from slipway.daemon.host_watch import HostWatch
 from slipway.daemon.secrets import SecretKeeper
 from slipway.daemon.watch import InstanceWatch
 from slipway.deploy import placement
@@ -89,7 +90,15 @@ class Service:
             self.fleet.transport,
         )
         self.hub = TrafficHub(home, self.store, self.router, self.log_senders)
-        self.alerting = Alerting(home, self.store, self.runtime.cached)
+        self.host_watch = HostWatch(
+            self.store, self.fleet.hosts, self.fleet.transport, self.router, self.note, self.launch
+        )
+        self.alerting = Alerting(
+            home,
+            self.store,
+            self.runtime.cached,
+            lambda config: self.host_watch.down_for(config.placement),
+        )
         self.engine = Engine(self.services)
         self.watch = InstanceWatch(
             self.store, self.runtime, self.router, self.note, self.fleet.addresses
@@ -694,6 +703,7 @@ def deployment_view(d: Deployment) -> schemas.DeploymentView:
         outcome=d.outcome,
         error=d.error,
         skip_gates=d.skip_gates,
+        skip_hosts=d.skip_hosts,
     )
 
 

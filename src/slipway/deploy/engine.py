@@ -835,7 +835,14 @@ class Engine:
         if key not in self.stopping:
             task = asyncio.create_task(self.stop_process(instance))
             self.stopping[key] = task
-            task.add_done_callback(lambda _: self.stopping.pop(key, None))
+            task.add_done_callback(lambda done: self._stopped(key, done))
+
+    def _stopped(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
+        """A stop that failed (its host unreachable) is tried again by housekeeping while
+        the instance stays 'stopping': said once per try, without a traceback."""
+        self.stopping.pop(key, None)
+        if not task.cancelled() and isinstance(task.exception(), SlipwayError):
+            log.warning("%s/%s not stopped yet: %s", *key, task.exception())
 
     async def stop_process(self, instance: Instance) -> None:
         """If the daemon dies meanwhile, the instance stays 'stopping': the restarted daemon

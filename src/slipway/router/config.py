@@ -177,12 +177,17 @@ def ms(seconds: float) -> str:
 def server_options(backend: Backend, weight: int) -> str:
     """Options of one server. While a server is down (booting), check often so it joins fast.
     Connection errors of real traffic count too: a few in a row mark the server down at once
-    (the requests themselves are retried on another server), not after `fall` checks."""
+    (the requests themselves are retried on another server), not after `fall` checks.
+    Layer 4 on purpose: `observe layer7` would count the app's own 5xx answers, so three in a
+    row (a canary that fails, one bad endpoint) would take a healthy server out of traffic.
+    A server marked down has its requests in flight cut (`shutdown-sessions`): one sent to a
+    host that died waits for no answer until `timeout server`; cut, a GET is replayed on
+    another server (retry-on empty-response) and any other method fails at once (502)."""
     down = min(backend.check_interval, 0.25)
     return (
         f"weight {weight} check inter {ms(backend.check_interval)} fastinter {ms(down)} "
         f"downinter {ms(down)} rise {backend.rise} fall {backend.fall} "
-        "observe layer4 error-limit 3 on-error mark-down"
+        "observe layer4 error-limit 3 on-error mark-down on-marked-down shutdown-sessions"
     )
 
 
@@ -298,10 +303,15 @@ def render(state: RouterState, *, with_servers: bool = True) -> str:
         "    option dontlognull",
         "    option forwardfor",
         "    option idle-close-on-response",  # clean reloads under load
+        # A request that could not reach its server goes to another one (redispatch on
+        # every retry). On a LAN a connect takes well under a millisecond, so 1 s without an
+        # answer means a host gone silent (its link down): each request that meets it is
+        # retried elsewhere after 1 s, until the checks (or 3 failed connects in a row, see
+        # server_options) mark it down on every lb host.
         "    option redispatch 1",
         "    retries 3",
         "    retry-on conn-failure empty-response junk-response",
-        "    timeout connect 3s",
+        "    timeout connect 1s",
         "    timeout client 60s",
         "    timeout server 60s",
         "    timeout http-request 10s",
@@ -377,6 +387,10 @@ def _backend(backend: Backend, with_servers: bool) -> list[str]:
         f"    http-check send meth GET uri {backend.check_path} ver HTTP/1.1 hdr Host {host}",
         "    http-check expect status 200-399",
         f"    timeout check {ms(backend.check_timeout)}",
+        # HAProxy replays a request on an empty or junk answer whatever its method: only the
+        # safe ones may be (a POST its server crashed on may have done its work). A request
+        # that never reached a server (a connect failure) is retried whatever its method.
+        "    http-request disable-l7-retry unless METH_GET || METH_OPTIONS",
         *edge_rules(backend.edge),
     ]
     if with_servers:
