@@ -105,6 +105,7 @@ async def serve(
     router_watch = asyncio.create_task(reconcile.watch_router(service))
     ingest = asyncio.create_task(service.hub.run())
     alerting = asyncio.create_task(service.alerting.run())
+    replication = asyncio.create_task(service.replicator.run())
     sock = bind_socket(home.socket)
     server: uvicorn.Server | None = None
 
@@ -172,6 +173,7 @@ async def serve(
             (watch, "the instance watch"),
             (ingest, "ingest"),
             (alerting, "alerts"),
+            (replication, "replication"),
         ):
             task.cancel()
             await stop_task(task, what)

@@ -20,6 +20,7 @@ from slipway.audit.log import AuditLog
 from slipway.auth.guard import FailureLimiter
 from slipway.config.load import config_hash, load_config, parse_config
 from slipway.config.schema import AppConfig
+from slipway.daemon import replica_ops
 from slipway.daemon.host_ops import agent_zipapp, start_command
 from slipway.daemon.secrets import SecretKeeper
 from slipway.daemon.watch import InstanceWatch
@@ -94,6 +95,7 @@ class Service:
         self.watch = InstanceWatch(
             self.store, self.runtime, self.router, self.note, self.fleet.addresses
         )
+        self.replicator = replica_ops.replicator(self)  # copies of this home on another host
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.started_at = time.time()
         self.http_url: str | None = None  # the dashboard and /metrics, when served
@@ -126,6 +128,8 @@ class Service:
         task = asyncio.create_task(self.engine.run(deployment.id))
         self.tasks[deployment.id] = task
         task.add_done_callback(lambda _: self.tasks.pop(deployment.id, None))
+        task.add_done_callback(lambda _: self.replicator.kick())  # a copy at every deploy
+        self.replicator.kick()
 
     async def deploy(self, request: schemas.DeployRequest, who: str) -> Deployment:
         app_dir = Path(request.app_dir).absolute()
