@@ -36,6 +36,9 @@ def hosts(ctx: click.Context, as_json: bool) -> None:
             else f"[red]{escape(view['error'] or 'down')}[/red]"
         )
         load = "-" if view["load"] is None else f"{view['load']:.2f}/{view['cores']}"
+        replica = view.get("replica")
+        if replica:  # the control plane's copy is kept there
+            state += f", {replica_note(replica)}"
         grid.add_row(
             view["name"],
             view["address"],
@@ -46,6 +49,13 @@ def hosts(ctx: click.Context, as_json: bool) -> None:
             str(view["instances"]),
         )
     out.print(grid)
+
+
+def replica_note(replica: dict[str, Any]) -> str:
+    if replica["state"] == "failing":
+        return f"[red]control replica failing: {escape(replica['error'] or '')}[/red]"
+    behind = replica.get("behind")
+    return "control replica" + ("" if behind is None else f" ({behind:.1f}s behind)")
 
 
 @hosts.command()

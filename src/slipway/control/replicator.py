@@ -70,7 +70,8 @@ def save_settings(home: Home, settings: Settings | None) -> None:
 def fingerprint(home: Home, store: Store) -> tuple[Any, ...]:
     """Cheap: changes to the state, the audit log, the keys, certs and release archives."""
     stats = []
-    watched = [home.root / LOG_NAME, home.root / HEAD_NAME, home.secrets_key, home.root / SETTINGS]
+    watched = [home.db, home.db.with_name(home.db.name + "-wal"), home.root / LOG_NAME]
+    watched += [home.root / HEAD_NAME, home.secrets_key, home.root / SETTINGS]
     watched += sorted((home.root / "certs").glob("*"))
     watched += sorted((home.root / "apps").glob("*/artifacts/*.sha256"))
     for path in watched:

@@ -209,6 +209,7 @@ async def host_views(service: Service) -> list[dict[str, Any]]:
     """Every host with its roles, agent version, whether it answers, load, instances."""
     views = []
     instances = service.store.instances()
+    replica = service.replicator.view()
     for host in service.fleet.hosts():
         try:
             facts = await service.fleet.transport(host.name).call("hello", _timeout=3.0)
@@ -228,6 +229,7 @@ async def host_views(service: Service) -> list[dict[str, Any]]:
                 "memory": facts.get("memory"),
                 "instances": len([i for i in instances if i.host == host.name]),
                 "fingerprint": host.ssh.fingerprint if host.ssh else None,
+                "replica": replica if replica.get("host") == host.name else None,
             }
         )
     return views

@@ -3,6 +3,8 @@ now, and its state. The task itself is slipway.control.replicator."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 from slipway.control.replica import ReplicaStore, SftpReplica
@@ -21,6 +23,8 @@ from slipway.hosts.ssh import SshTransport
 
 if TYPE_CHECKING:
     from slipway.daemon.service import Service
+
+log = logging.getLogger("slipway.replica")
 
 
 def replicator(service: Service) -> Replicator:
@@ -92,3 +96,14 @@ def stop(service: Service) -> dict[str, Any]:
 async def ship_now(service: Service) -> dict[str, Any]:
     await service.replicator.cycle(force=True)
     return service.replicator.view()
+
+
+async def last_copy(service: Service, timeout: float = 10.0) -> None:
+    """On a graceful stop: the replica gets what changed since its last copy (bounded)."""
+    if service.replicator.settings is None:
+        return
+    try:
+        async with asyncio.timeout(timeout):
+            await service.replicator.cycle()
+    except (SlipwayError, TimeoutError) as exc:
+        log.warning("the last copy to the replica before stopping failed: %s", exc)

@@ -19,7 +19,7 @@ import uvicorn
 from slipway import dashboard
 from slipway.api.app import create_app
 from slipway.auth.guard import PeerCredProtocol
-from slipway.daemon import reconcile
+from slipway.daemon import reconcile, replica_ops
 from slipway.daemon.lifecycle import preflight
 from slipway.daemon.service import Service
 from slipway.daemon.web import bind, create_web_app
@@ -182,6 +182,7 @@ async def serve(
             task.cancel()
         await service.engine.close()
         service.denials.flush()  # refusals still being counted reach the audit log
+        await replica_ops.last_copy(service)
         service.store.close()
         home.socket.unlink(missing_ok=True)
         home.pidfile.unlink(missing_ok=True)
