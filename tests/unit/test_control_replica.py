@@ -192,9 +192,19 @@ def test_the_replicator_ships_changes_only_and_shows_a_failure(tmp_path: Path) -
         replica.is_cut = False
         shipped = await rep.cycle()
         assert shipped is not None and shipped.seq == 2 and rep.view()["state"] == "ok"
+        rep.confirmed_at = 0.0  # time to ask whether the replica still holds the copy
+        replica.files.clear()  # the replica host lost its folder
+        again_shipped = await rep.cycle()
+        assert again_shipped is not None and again_shipped.seq == 3
+        replica.is_cut = True
+        rep.confirmed_at = 0.0
+        with pytest.raises(ReplicaError):  # nothing changed, but the replica is gone
+            await rep.cycle()
+        assert rep.view()["state"] == "failing"
+        replica.is_cut = False
         again = Replicator(home, store, audit, lambda host: replica, dict)  # a restart
         shipped = await again.cycle(force=True)
-        assert shipped is not None and shipped.seq == 3  # after the replica's newest
+        assert shipped is not None and shipped.seq == 4  # after the replica's newest
 
     run(scenario())
     store.close()

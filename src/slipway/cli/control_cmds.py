@@ -45,7 +45,10 @@ def show_replica(view: dict[str, Any]) -> None:
     )
     if view["seq"] is not None:
         size = (view["bytes"] or 0) / 1024
-        out.print(f"  last copy: snapshot {view['seq']}, {ago(view['shipped_at'])}, {size:.0f} KiB")
+        took = "" if view.get("took") is None else f" in {view['took']:.2f}s"
+        out.print(
+            f"  last copy: snapshot {view['seq']}, {ago(view['shipped_at'])}, {size:.0f} KiB{took}"
+        )
     if view["error"]:
         out.print(
             f"  [red]failing {ago(view['failing_since'])} ({view['failures']} tries): "

@@ -1,12 +1,14 @@
 """Where the sealed copies live on the replica host: a folder, `control-replica` in the
 agent's home there, reached over the host's SSH connection (SFTP). Snapshots are
-`snap-SEQ.swcr`, blobs `blobs/DIGEST.swcr`; every file is written under a temporary name and
-renamed, so a reader never sees half of one. A folder on this machine implements the same
-protocol for tests."""
+`snap-SEQ.swcr`, blobs `blobs/ID.swcr` (ID: a keyed hash of the content's digest). Every file
+is written under a temporary name and renamed, so a reader never sees half of one. A folder
+on this machine implements the same protocol for tests."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
 import re
 import shutil
@@ -16,7 +18,7 @@ from typing import Protocol
 
 import asyncssh
 
-from slipway.control.sealed import ReplicaError
+from slipway.control.sealed import ReplicaError, ReplicaKey
 
 FOLDER = "control-replica"
 SNAPSHOT = re.compile(r"^snap-(\d{12})\.swcr$")
@@ -28,8 +30,13 @@ def snapshot_name(seq: int) -> str:
     return f"snap-{seq:012d}.swcr"
 
 
-def blob_name(digest: str) -> str:
-    return f"blobs/{digest}.swcr"
+def blob_id(key: ReplicaKey, digest: str) -> str:
+    """A blob's name there: keyed, so the name does not reveal the digest of its content."""
+    return hmac.new(key.raw, digest.encode(), hashlib.sha256).hexdigest()
+
+
+def blob_name(blob: str) -> str:
+    return f"blobs/{blob}.swcr"
 
 
 def seqs(names: list[str]) -> list[int]:

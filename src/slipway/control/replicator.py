@@ -33,6 +33,7 @@ DEFAULT_EVERY, MIN_EVERY, MAX_EVERY = 5.0, 0.5, 3600.0
 DEFAULT_KEEP, MAX_KEEP = 3, 100
 MAX_SNAPSHOT = 1 << 30  # a sealed snapshot (without its blobs) larger than this is refused
 RETRY_MAX = 30.0
+CONFIRM_EVERY = 30.0
 
 
 @dataclass(frozen=True)
@@ -123,12 +124,13 @@ async def ship(
             known_blobs.update(n.removesuffix(".swcr") for n in await replica.list("blobs"))
         sent = 0
         for digest, path in taken.blobs.items():
-            if digest in known_blobs:
+            blob_id = names.blob_id(key, digest)
+            if blob_id in known_blobs:
                 continue
             blob = work / "blob.swcr"
             size += await asyncio.to_thread(seal, key, path, blob)
-            await replica.put(blob, names.blob_name(digest))
-            known_blobs.add(digest)
+            await replica.put(blob, names.blob_name(blob_id))
+            known_blobs.add(blob_id)
             sent += 1
         await replica.put(sealed, names.snapshot_name(seq))
         for old in names.seqs(await replica.list())[: -settings.keep]:
@@ -163,6 +165,8 @@ class Replicator:
         self.error: str | None = None
         self.failing_since: float | None = None
         self.failures = 0
+        self.confirmed_at = 0.0  # when the replica was last seen holding the last copy
+        self.took: float | None = None  # seconds the last copy took
 
     @property
     def key_path(self) -> Path:
@@ -208,7 +212,8 @@ class Replicator:
         async with self._lock:
             started = time.time()
             changed = fingerprint(self.home, self.store)
-            if not force and changed == self.shipped_print and self.error is None:
+            unchanged = not force and changed == self.shipped_print and self.error is None
+            if unchanged and await self._still_there(settings, started):
                 self.current_at = started
                 return None
             try:
@@ -220,11 +225,27 @@ class Replicator:
                 self._failed(settings, str(exc))
                 raise ReplicaError(f"the snapshot could not be made: {exc}") from None
             self.shipped, self.shipped_print = shipped, changed
-            self.current_at = shipped.taken_at
+            self.current_at, self.confirmed_at = shipped.taken_at, time.time()
+            self.took = time.time() - started
             if self.error is not None:
                 log.warning("the replica on %s is current again", settings.host)
             self.error, self.failing_since, self.failures = None, None, 0
             return shipped
+
+    async def _still_there(self, settings: Settings, now: float) -> bool:
+        """Nothing changed: the replica is current, if it still holds the last copy (asked
+        every CONFIRM_EVERY seconds: a replica host lost while nothing changes is shown)."""
+        if now - self.confirmed_at < CONFIRM_EVERY:
+            return True
+        try:
+            present = names.seqs(await self.open_replica(settings.host).list())
+        except SlipwayError as exc:
+            self._failed(settings, exc.message)
+            raise
+        if self.shipped is None or self.shipped.seq not in present:
+            return False  # copied again
+        self.confirmed_at = now
+        return True
 
     async def _ship(self, settings: Settings) -> Shipped:
         if not self.key_path.exists():
@@ -274,6 +295,7 @@ class Replicator:
             "seq": shipped.seq if shipped else None,
             "shipped_at": shipped.taken_at if shipped else None,
             "bytes": shipped.bytes if shipped else None,
+            "took": self.took,
             "error": self.error,
             "failing_since": self.failing_since,
             "failures": self.failures,

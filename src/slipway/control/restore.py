@@ -78,7 +78,8 @@ async def _fetch_one(
     for blob in manifest["blobs"]:
         dest = folder / "snap" / "blobs" / snapshot.blob_path(blob["path"])
         dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        await replica.get(names.blob_name(blob["digest"]), folder / "blob.swcr")
+        blob_id = names.blob_id(key, blob["digest"])
+        await replica.get(names.blob_name(blob_id), folder / "blob.swcr")
         unseal(key, folder / "blob.swcr", dest)
         if snapshot.sha256(dest) != blob["digest"]:
             raise ReplicaError(f"{blob['path']} on the replica does not match its digest")
