@@ -208,3 +208,19 @@ def test_the_replicator_ships_changes_only_and_shows_a_failure(tmp_path: Path) -
 
     run(scenario())
     store.close()
+
+
+def test_settings_and_paths_out_of_bounds_are_refused() -> None:
+    from slipway.daemon.replica_ops import check_settings
+    from slipway.errors import UsageError
+
+    assert check_settings("rep1", None, None) == Settings("rep1", 5.0, 3)
+    for every, keep in ((0.1, 3), (float("nan"), 3), (float("inf"), 3), (5.0, 0), (5.0, 101)):
+        with pytest.raises(UsageError):
+            check_settings("rep1", every, keep)
+    for bad in ("../etc/passwd", "/etc/passwd", "apps/../../x", ""):
+        with pytest.raises(ReplicaError, match="outside the home"):
+            snapshot.blob_path(bad)
+    assert snapshot.blob_path("apps/shop/artifacts/r1.tar.gz") == Path(
+        "apps/shop/artifacts/r1.tar.gz"
+    )

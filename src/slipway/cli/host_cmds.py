@@ -61,7 +61,13 @@ def replica_note(replica: dict[str, Any]) -> str:
 @hosts.command()
 @click.argument("name")
 @click.option("--address", required=True, help="Its private address: instances listen there.")
-@click.option("--role", "roles", type=ROLE, multiple=True, required=True, help="app and/or lb.")
+@click.option(
+    "--role",
+    "roles",
+    type=ROLE,
+    multiple=True,
+    help="app and/or lb (none: it runs nothing, e.g. it keeps the control plane's replica).",
+)
 @click.option(
     "--key", type=click.Path(dir_okay=False), help="SSH private key (default: ssh-agent)."
 )

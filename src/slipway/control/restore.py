@@ -101,7 +101,7 @@ def repoint_ssh_keys(home: Home, folder: Path, manifest: dict[str, Any]) -> list
                 continue
             keys_dir.mkdir(exist_ok=True, mode=0o700)
             dest = keys_dir / f"{entry['host']}.key"
-            shutil.copyfile(folder / entry["member"], dest)
+            shutil.copyfile(folder / snapshot.blob_path(entry["member"]), dest)
             dest.chmod(0o600)
             stored.save(store, replace(host, ssh=replace(host.ssh, key=str(dest))))
             moved.append(entry["host"])
