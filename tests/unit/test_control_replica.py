@@ -16,7 +16,7 @@ from slipway.control import replica as names
 from slipway.control import sealed, snapshot
 from slipway.control.replicator import KEY_FILE, Replicator, Settings, load_settings, ship
 from slipway.control.restore import restore
-from slipway.control.sealed import ReplicaError, ReplicaKey
+from slipway.control.sealed import ReplicaError, ReplicaKey, read_key
 from slipway.daemon.secrets import SecretKeeper
 from slipway.errors import Conflict
 from slipway.paths import Home
@@ -196,6 +196,8 @@ def test_the_replicator_ships_changes_only_and_shows_a_failure(tmp_path: Path) -
         replica.files.clear()  # the replica host lost its folder
         again_shipped = await rep.cycle()
         assert again_shipped is not None and again_shipped.seq == 3
+        done = await restore(Home(tmp_path / "copy"), replica, read_key(home.root / KEY_FILE))
+        assert done["seq"] == 3  # with every blob sent again
         replica.is_cut = True
         rep.confirmed_at = 0.0
         with pytest.raises(ReplicaError):  # nothing changed, but the replica is gone
@@ -224,3 +226,33 @@ def test_settings_and_paths_out_of_bounds_are_refused() -> None:
     assert snapshot.blob_path("apps/shop/artifacts/r1.tar.gz") == Path(
         "apps/shop/artifacts/r1.tar.gz"
     )
+
+
+def test_blobs_no_kept_snapshot_needs_are_removed_once_every_kept_one_is_known(
+    tmp_path: Path,
+) -> None:
+    home, store, audit, _ = populated(tmp_path / "home")
+    key, replica, known = ReplicaKey.generate(), FakeReplica(), set[str]()
+    referenced: dict[int, set[str]] = {}
+    settings = Settings("rep1", 1.0, 2)
+    archive = home.app_dir("shop") / "artifacts" / "r1.tar.gz"
+    r1 = names.blob_name(names.blob_id(key, snapshot.sha256(archive)))
+    stray = names.blob_name("f" * 64)
+    replica.files[names.snapshot_name(1)] = b"made by a daemon before a restart"
+    replica.files[stray] = b"a blob only it knew"
+
+    def shipped(seq: int) -> None:
+        run(ship(home, audit, replica, key, seq, settings, {}, known, referenced))
+
+    shipped(2)
+    assert r1 in replica.files and stray in replica.files  # snapshot 1's blobs are unknown
+    shipped(3)  # every kept snapshot is known now: the stray blob goes
+    assert stray not in replica.files and r1 in replica.files
+    archive.unlink()  # the release was pruned
+    archive.with_name("r1.tar.gz.sha256").unlink()
+    shipped(4)
+    assert r1 in replica.files  # snapshot 3 still needs it
+    shipped(5)
+    assert r1 not in replica.files
+    store.close()
+    assert run(restore(Home(tmp_path / "new"), replica, key))["seq"] == 5

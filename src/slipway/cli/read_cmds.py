@@ -28,6 +28,7 @@ def status(ctx: click.Context, app: str | None, as_json: bool) -> None:
     if app:
         name = resolve_app(client, app)
         data["apps"] = [a for a in data["apps"] if a["name"] == name]
+    data["replica"] = client.get("/control/replica")  # the control plane's copy
     if as_json:
         emit_json(data)
         return
@@ -37,9 +38,8 @@ def status(ctx: click.Context, app: str | None, as_json: bool) -> None:
         f"daemon pid {daemon['pid']}, up {duration(time.time() - daemon['started_at'])}; "
         f"HAProxy {haproxy}; home {daemon['home']}"
     )
-    replica = client.get("/control/replica")
-    if replica["state"] != "off":
-        show_replica(replica)
+    if data["replica"]["state"] != "off":
+        show_replica(data["replica"])
     if not data["apps"]:
         out.print("no apps yet: `slipway deploy` in an app's folder")
     for view in data["apps"]:

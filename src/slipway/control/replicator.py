@@ -101,6 +101,7 @@ async def ship(
     settings: Settings,
     ssh_keys: dict[str, str],
     known_blobs: set[str],
+    referenced: dict[int, set[str]] | None = None,
 ) -> Shipped:
     """Take a snapshot, send the blobs the replica lacks, then the snapshot (so a snapshot
     on the replica always has its blobs), then drop snapshots beyond `keep`."""
@@ -122,9 +123,10 @@ async def ship(
             )
         if not known_blobs:
             known_blobs.update(n.removesuffix(".swcr") for n in await replica.list("blobs"))
-        sent = 0
+        sent, ids = 0, set()
         for digest, path in taken.blobs.items():
             blob_id = names.blob_id(key, digest)
+            ids.add(blob_id)
             if blob_id in known_blobs:
                 continue
             blob = work / "blob.swcr"
@@ -133,11 +135,33 @@ async def ship(
             known_blobs.add(blob_id)
             sent += 1
         await replica.put(sealed, names.snapshot_name(seq))
-        for old in names.seqs(await replica.list())[: -settings.keep]:
+        kept = names.seqs(await replica.list())
+        for old in kept[: -settings.keep]:
             await replica.remove(names.snapshot_name(old))
+        if referenced is not None:
+            referenced[seq] = ids
+            await prune_blobs(replica, kept[-settings.keep :], referenced, known_blobs)
         return Shipped(seq, taken.taken_at, size, sent)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+async def prune_blobs(
+    replica: ReplicaStore, kept: list[int], referenced: dict[int, set[str]], known: set[str]
+) -> None:
+    """Remove the blobs no kept snapshot refers to (a pruned release's archive, a segment
+    retention removed), once every kept snapshot was made by this daemon (it knows their
+    blobs); before that, nothing is removed."""
+    for seq in [s for s in referenced if s not in kept]:
+        del referenced[seq]
+    if any(seq not in referenced for seq in kept):
+        return
+    needed = set().union(*(referenced[seq] for seq in kept))
+    for name in await replica.list("blobs"):
+        blob_id = name.removesuffix(".swcr")
+        if name.endswith(".swcr") and blob_id not in needed:
+            await replica.remove(names.blob_name(blob_id))
+            known.discard(blob_id)
 
 
 class Replicator:
@@ -159,6 +183,7 @@ class Replicator:
         self._lock = asyncio.Lock()
         self.next_seq: int | None = None
         self.known_blobs: set[str] = set()
+        self.referenced: dict[int, set[str]] = {}  # snapshot seq -> the blobs it needs
         self.shipped: Shipped | None = None
         self.shipped_print: tuple[Any, ...] | None = None
         self.current_at: float | None = None  # every change before this is on the replica
@@ -181,6 +206,7 @@ class Replicator:
         self.settings = settings
         self.next_seq, self.shipped, self.shipped_print = None, None, None
         self.known_blobs.clear()
+        self.referenced.clear()
         self.error, self.failing_since, self.failures = None, None, 0
         self.kick()
 
@@ -243,6 +269,7 @@ class Replicator:
             self._failed(settings, exc.message)
             raise
         if self.shipped is None or self.shipped.seq not in present:
+            self.known_blobs.clear()  # the replica lost its copies: its blobs too, maybe
             return False  # copied again
         self.confirmed_at = now
         return True
@@ -266,6 +293,7 @@ class Replicator:
             settings,
             self.ssh_keys(),
             self.known_blobs,
+            self.referenced,
         )
         self.next_seq += 1
         return shipped
