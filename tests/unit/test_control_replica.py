@@ -256,3 +256,27 @@ def test_blobs_no_kept_snapshot_needs_are_removed_once_every_kept_one_is_known(
     assert r1 not in replica.files
     store.close()
     assert run(restore(Home(tmp_path / "new"), replica, key))["seq"] == 5
+
+
+def test_a_replica_far_behind_is_an_alert_and_none_is_not() -> None:
+    from slipway.alerts import rules
+    from slipway.config.alerts import DEFAULT_RULES
+
+    [rule] = [r for r in DEFAULT_RULES if r.metric == "control_replica_behind"]
+
+    def facts(behind: float | None) -> rules.Facts:
+        return rules.Facts({}, 60.0, 0, 0, 0.5, replica_behind=behind)
+
+    assert rule.breached(rules.read(rule, facts(120.0)).value or 0)
+    assert "120s behind" in rules.summary(rule, rules.read(rule, facts(120.0)))
+    assert not rule.breached(rules.read(rule, facts(2.0)).value or 0)
+    assert rules.read(rule, facts(None)).value == 0.0  # not replicated: resolves
+
+
+def test_behind_counts_from_the_start_until_a_first_copy(tmp_path: Path) -> None:
+    home, store, audit, _ = populated(tmp_path / "home")
+    rep = Replicator(home, store, audit, lambda host: FakeReplica(is_cut=True), dict)
+    assert rep.behind() is None
+    rep.configure(Settings("rep1"))
+    assert rep.behind(rep.started_at + 90) == 90  # never copied: as far behind as it runs
+    store.close()

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -157,10 +158,10 @@ async def prune_blobs(
     if any(seq not in referenced for seq in kept):
         return
     needed = set().union(*(referenced[seq] for seq in kept))
-    for name in await replica.list("blobs"):
+    for name in await replica.list("blobs"):  # with what a copy cut short left (.tmp)
         blob_id = name.removesuffix(".swcr")
-        if name.endswith(".swcr") and blob_id not in needed:
-            await replica.remove(names.blob_name(blob_id))
+        if blob_id not in needed:
+            await replica.remove(f"blobs/{name}")
             known.discard(blob_id)
 
 
@@ -172,8 +173,8 @@ class Replicator:
         home: Home,
         store: Store,
         audit: AuditLog,
-        open_replica: Any,  # (host name) -> ReplicaStore
-        ssh_keys: Any,  # () -> {host: key file}
+        open_replica: Callable[[str], ReplicaStore],  # the replica on that host
+        ssh_keys: Callable[[], dict[str, str]],  # host -> the key file it is reached with
     ) -> None:
         self.home, self.store, self.audit = home, store, audit
         self.open_replica = open_replica
@@ -192,6 +193,7 @@ class Replicator:
         self.failures = 0
         self.confirmed_at = 0.0  # when the replica was last seen holding the last copy
         self.took: float | None = None  # seconds the last copy took
+        self.started_at = time.time()  # nothing of this daemon's reached the replica before
 
     @property
     def key_path(self) -> Path:
@@ -207,6 +209,7 @@ class Replicator:
         self.next_seq, self.shipped, self.shipped_print = None, None, None
         self.known_blobs.clear()
         self.referenced.clear()
+        self.started_at, self.current_at = time.time(), None
         self.error, self.failing_since, self.failures = None, None, 0
         self.kick()
 
@@ -306,12 +309,19 @@ class Replicator:
         self.failures += 1
         self.known_blobs.clear()  # ask the replica again what it has
 
+    def behind(self, now: float | None = None) -> float | None:
+        """Seconds of changes the replica may lack (None: not replicated)."""
+        if self.settings is None:
+            return None
+        moment = time.time() if now is None else now
+        return max(0.0, moment - (self.current_at or self.started_at))
+
     def view(self, now: float | None = None) -> dict[str, Any]:
         moment = time.time() if now is None else now
         settings = self.settings
         if settings is None:
             return {"state": "off"}
-        behind = None if self.current_at is None else max(0.0, moment - self.current_at)
+        behind = self.behind(moment)
         state = "failing" if self.error else ("ok" if self.current_at else "starting")
         shipped = self.shipped
         return {

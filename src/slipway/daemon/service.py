@@ -96,6 +96,7 @@ class Service:
             self.store, self.runtime, self.router, self.note, self.fleet.addresses
         )
         self.replicator = replica_ops.replicator(self)  # copies of this home on another host
+        self.alerting.replica_behind = self.replicator.behind
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.started_at = time.time()
         self.http_url: str | None = None  # the dashboard and /metrics, when served
