@@ -135,7 +135,7 @@ def ship(ctx: click.Context, as_json: bool) -> None:
     type=click.Path(dir_okay=False),
     help=f"The file holding the replica key (default: ${KEY_ENV}).",
 )
-@click.option("--seq", type=click.IntRange(1), help="This snapshot, not the newest.")
+@click.option("--seq", type=click.IntRange(1, 10**12 - 1), help="This snapshot, not the newest.")
 @json_option
 @click.pass_context
 def restore(
