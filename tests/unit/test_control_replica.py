@@ -280,3 +280,21 @@ def test_behind_counts_from_the_start_until_a_first_copy(tmp_path: Path) -> None
     rep.configure(Settings("rep1"))
     assert rep.behind(rep.started_at + 90) == 90  # never copied: as far behind as it runs
     store.close()
+
+
+def test_the_replica_as_the_cli_shows_it(capsys: pytest.CaptureFixture[str]) -> None:
+    from slipway.cli.control_cmds import show_replica
+    from slipway.cli.host_cmds import replica_note
+
+    home_view = {
+        "state": "failing", "host": "rep1", "every": 5.0, "keep": 3, "behind": 42.0,
+        "seq": 7, "shipped_at": 1.0, "bytes": 26_000, "took": 0.24,
+        "error": "host rep1 does not answer", "failing_since": 2.0, "failures": 4,
+    }  # fmt: skip
+    show_replica(home_view)
+    show_replica({"state": "off"})
+    shown = capsys.readouterr().out
+    assert "replica on rep1" in shown and "42.0s behind" in shown and "snapshot 7" in shown
+    assert "does not answer" in shown and "not replicated" in shown
+    assert "failing" in replica_note(home_view)
+    assert "(1.5s behind)" in replica_note(home_view | {"state": "ok", "behind": 1.5})
