@@ -157,6 +157,11 @@ def remove(ctx: click.Context, name: str) -> None:
     """Drain a host, then remove it: its roles go, each app's instances move to other hosts
     (with the usual zero-downtime path), then it leaves the fleet."""
     client = Client(home_of(ctx), timeout=300)
+    if client.get("/control/replica").get("host") == name:  # refused before anything moves
+        raise UsageError(
+            f"host {name} keeps the control plane's replica",
+            fix="`slipway control replicate --to OTHER` (or `--off`) first",
+        )
     client.request("PUT", f"/hosts/{name}", {"roles": []})
     for app in sorted({i["app"] for i in client.get("/instances") if i.get("host") == name}):
         status = client.get(f"/apps/{app}")

@@ -196,6 +196,12 @@ async def remove_host(service: Service, name: str) -> None:
         )
     if host.has("lb"):
         raise Conflict(f"host {name} is an lb host", fix=f"`slipway hosts roles {name}` first")
+    replica = service.replicator.settings
+    if replica is not None and replica.host == name:
+        raise Conflict(
+            f"host {name} keeps the control plane's replica",
+            fix="`slipway control replicate --to OTHER` (or `--off`) first",
+        )
     try:
         assert host.ssh is not None
         await stop_agent(SshTransport(host), host.ssh)
