@@ -96,6 +96,8 @@ def test_the_control_plane_is_restored_on_another_home_while_the_fleet_serves() 
             old.run("tokens", "create", "--name", "ci", "--role", "deployer")
             hosts = {h["name"]: h for h in old.json("hosts")}
             assert hosts["rep1"]["replica"]["state"] == "ok", hosts["rep1"]
+            refused = old.run("hosts", "remove", "rep1", check=False)
+            assert "keeps the control plane's replica" in refused.stderr + refused.stdout
             made = marks(old.home, 3 * EVERY + SHIP_ALLOWANCE)
             copy = old.json("control", "status")
             pid = int((old.home / "daemon.pid").read_text())
