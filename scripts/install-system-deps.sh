@@ -1,8 +1,10 @@
 #!/bin/sh
 # Installs what slipway needs from the OS packages, only if missing:
 # haproxy (2.6+) and git always; for the tests (--test) prometheus, alertmanager,
-# chromium, and for the fleet tests sshd and the ip tool (hosts are network
-# namespaces with a real sshd); wrk for --bench.
+# chromium, and for the fleet tests sshd, keepalived and the ip tool (hosts are network
+# namespaces with a real sshd); wrk for --bench. No service is started by installing them
+# (a policy-rc.d denies it while apt runs, unless the machine has its own): slipway and its
+# tests run sshd and keepalived themselves, inside the hosts' namespaces.
 set -eu
 need=""
 command -v haproxy >/dev/null 2>&1 || need="$need haproxy"
@@ -14,6 +16,7 @@ for extra in "$@"; do
             command -v prometheus-alertmanager >/dev/null 2>&1 || need="$need prometheus-alertmanager"
             command -v chromium >/dev/null 2>&1 || need="$need chromium"
             [ -x /usr/sbin/sshd ] || need="$need openssh-server"
+            [ -x /usr/sbin/keepalived ] || need="$need keepalived"
             command -v ssh-keygen >/dev/null 2>&1 || need="$need openssh-client"
             command -v ip >/dev/null 2>&1 || need="$need iproute2"
             ;;
@@ -31,5 +34,10 @@ if [ "$(id -u)" != 0 ]; then
     sudo="sudo"
 fi
 echo "installing from apt:$need"
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod 755 /usr/sbin/policy-rc.d
+    trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $need >/dev/null

@@ -11,14 +11,14 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from slipway.loadgen import BackgroundLoad
+from slipway.loadgen import BackgroundLoad, Sample
 from tests.integration.conftest import App, Slipway, stop_all, wait_for
 from tests.integration.testbed import Bed
 
@@ -311,3 +311,108 @@ def test_a_rolling_deploy_and_its_rollback_fail_no_request(fleet: Fleet) -> None
     assert serving_hosts(fleet) == sorted(APPS)
     fleet.configure()
     fleet.slipway.deploy(fleet.app)
+
+
+def test_a_canary_splits_traffic_across_the_fleet_and_is_judged_on_every_lb(
+    fleet: Fleet,
+) -> None:
+    canary = {
+        "strategy": "canary",
+        "steps": [10, 50, 100],
+        "step_min_seconds": "3s",
+        "step_min_requests": 30,
+    }
+    analysis = {"latency_quantiles": [0.5, 0.9]}  # p99 takes minutes of traffic to prove
+    with (
+        BackgroundLoad(fleet.url("lb1"), concurrency=3, rate=75) as one,
+        BackgroundLoad(fleet.url("lb2"), concurrency=3, rate=75) as two,
+    ):
+        fleet.configure(deploy=canary, analysis=analysis)
+        out = fleet.slipway.deploy(fleet.app).stdout
+        results = one.stop(), two.stop()
+    assert "no regression through 2 step(s)" in out, out
+    for result in results:
+        assert result.failed == 0 and result.sent > 50, result.summary()
+    verdicts = fleet.slipway.json("analysis", "--app", "hello")["verdicts"]
+    first = next(v for v in verdicts if v["decision"] == "promote")["evidence"]["verdict"]
+    share = first["candidate_requests"] / (first["candidate_requests"] + first["stable_requests"])
+    assert 0.05 < share < 0.15, share  # both lb hosts split 10% the same way
+
+    # errors seen only through lb2: its request log reaches the judge, which rolls back
+    good = fleet.slipway.app_status("hello")["current_release"]
+    with BackgroundLoad(fleet.url("lb2"), concurrency=4, rate=150) as load:
+        fleet.configure(deploy=canary, analysis=analysis, env={"FAIL_RATE": "0.2"})
+        refused = fleet.slipway.deploy(fleet.app, check=False)
+        load.stop()
+    assert refused.returncode == 1 and "error rate" in refused.stderr, refused.stderr
+    assert fleet.release_on("lb1") == fleet.release_on("lb2") == good
+    fleet.configure()
+    fleet.slipway.deploy(fleet.app)
+
+
+def test_the_virtual_address_moves_off_an_lb_host_that_fails(fleet: Fleet) -> None:
+    address = f"{fleet.bed.subnet}.100"
+    url = f"http://{address}:{fleet.app.port}/"
+
+    def vip() -> dict[str, Any]:
+        return dict(fleet.slipway.json("hosts", "vip"))
+
+    def held_by_one() -> str | None:
+        holders = vip()["holders"]
+        return str(holders[0]) if len(holders) == 1 else None
+
+    def after(fault: Callable[[str], None], what: str) -> tuple[str, str]:
+        """Under load through the address: the fault on its holder; the address moves to
+        the other lb host, and every request sent a few seconds after the fault succeeds."""
+        holder = wait_for(held_by_one, 20, "one lb host to hold the address", every=0.2)
+        samples: list[Sample] = []
+        with BackgroundLoad(url, concurrency=2, rate=50, samples=samples):
+            wait_for(lambda: any(s.status == 200 for s in samples), 10, "traffic via the address")
+            struck = time.monotonic()
+            fault(holder)
+            moved = wait_for(lambda: (held_by_one() or holder) != holder and held_by_one(), 15,
+                             f"the address to move ({what})")  # fmt: skip
+            wait_for(lambda: time.monotonic() > struck + SETTLE + 2, SETTLE + 15, "more load")
+        failed = [s for s in samples if s.status != 200]
+        late = [s for s in samples if s.t > struck + SETTLE]
+        assert len(late) > 20 and all(s.status == 200 for s in late), (what, late[:3])
+        assert all(s.t >= struck for s in failed), failed[:3]  # none before the fault
+        return holder, str(moved)
+
+    SETTLE = 5.0  # seconds: 3 adverts of 0.5 s and the skew, with room for a busy machine
+    shown = fleet.slipway.run("hosts", "vip", f"{address}/24").stdout
+    assert f"virtual address {address}/24" in shown, shown
+    try:
+        first, second = after(fleet.bed.cut, "its link down")
+        fleet.bed.mend(first)
+        assert held_by_one() == second  # nopreempt: the address does not move back
+
+        def crash(name: str) -> None:  # the lb host's every process but sshd: HAProxy too
+            for pid in fleet.bed.pids(name):
+                if "sshd" not in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
+                    os.kill(pid, signal.SIGKILL)
+
+        _, back = after(crash, "its HAProxy, keepalived and agent killed")
+        assert back == first
+        # the crashed host is brought back (agent, HAProxy, keepalived) and stands by
+        wait_for(
+            lambda: all(s["running"] for s in vip()["hosts"].values()),
+            60,
+            "keepalived to run again on both lb hosts",
+            every=0.5,
+        )
+        assert "standby" in fleet.slipway.run("hosts").stdout
+    finally:
+        fleet.slipway.run("hosts", "vip", "--remove")
+    assert vip()["address"] is None
+    wait_for(lambda: "inet " + address not in lb_addresses(fleet), 10, "the address gone")
+
+
+def lb_addresses(fleet: Fleet) -> str:
+    return "".join(
+        subprocess.run(
+            ["ip", "-n", fleet.bed.hosts[lb].netns, "-o", "-4", "addr"],
+            capture_output=True, text=True, check=False,
+        ).stdout
+        for lb in LBS
+    )  # fmt: skip

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from slipway import __version__
-from slipway.agent import wire
+from slipway.agent import keepalived, wire
 from slipway.agent.probe import probe
 from slipway.errors import RouterError, SlipwayError, UsageError
 from slipway.paths import Home
 from slipway.releases import artifact
+from slipway.router import vrrp
 from slipway.router.haproxy import HAProxyRouter, find_haproxy
 from slipway.runtime.local import LocalRuntime
 
@@ -36,6 +37,7 @@ class Agent:
         self.runtime = LocalRuntime(home)
         self._haproxy_binary = haproxy_binary
         self._router: HAProxyRouter | None = None
+        self.keepalived = keepalived.Keepalived(home)
 
     @property
     def router(self) -> HAProxyRouter:
@@ -228,6 +230,28 @@ class Agent:
             if line.startswith("DroppedLogs:"):
                 return int(line.split(":", 1)[1].strip() or 0)
         return 0
+
+    # the virtual address (lb hosts) ---------------------------------------------------------
+
+    async def rpc_vip_apply(
+        self, vip: dict[str, Any], name: str, me: str, peers: list[str], priority: int
+    ) -> str:
+        """Run keepalived for the virtual address on the interface that has `me`; returns
+        that interface."""
+        address = vrrp.Vip.from_dict(vip)
+        interface = await asyncio.to_thread(keepalived.interface_of, me)
+        config = vrrp.render(
+            address, name, interface, me, peers, priority, self.keepalived.check_command()
+        )
+        await self.keepalived.apply(config)
+        return interface
+
+    async def rpc_vip_state(self, address: str) -> dict[str, bool]:
+        holds = await asyncio.to_thread(keepalived.holds, address)
+        return {"running": self.keepalived.pid() is not None, "holds": holds}
+
+    async def rpc_vip_stop(self) -> None:
+        await self.keepalived.stop()
 
 
 @functools.cache

@@ -66,8 +66,10 @@ async def serve(home: Home) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     log.info("agent serving %s (pid %s)", path, os.getpid())
+    watch = asyncio.create_task(agent.keepalived.watch())
     async with server:
         await stop.wait()
+    watch.cancel()
     path.unlink(missing_ok=True)
 
 

@@ -20,7 +20,7 @@ from slipway.api.openapi import openapi
 from slipway.api.params import MAX_ID, MAX_LINES, flag_param, id_param, int_param
 from slipway.api.security import actor, guarded
 from slipway.auth.guard import requires
-from slipway.daemon import host_ops, insight, secret_ops
+from slipway.daemon import host_ops, insight, secret_ops, vip_ops
 from slipway.daemon.logs import LogFilter, LogReader
 from slipway.daemon.service import Service, deployment_view
 from slipway.errors import SlipwayError, TooLarge, UsageError
@@ -291,6 +291,16 @@ def api_routes(
         upgraded = await host_ops.upgrade_host(service, request.path_params["name"])
         return ok({"name": upgraded.name, "agent": upgraded.agent_version})
 
+    async def vip(request: Request) -> Response:
+        return ok(await vip_ops.view(service))
+
+    async def vip_change(request: Request) -> Response:
+        if request.method == "PUT":
+            payload = await body(request, schemas.VipRequest)
+            return ok(await vip_ops.set_vip(service, payload.model_dump()))
+        await vip_ops.remove_vip(service)
+        return ok(await vip_ops.view(service))
+
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(openapi(request.app.routes))
 
@@ -327,6 +337,8 @@ def api_routes(
         route(f"{P}/hosts/scan", host_scan, admin, ["GET"]),
         route(f"{P}/hosts/{{name}}", host, admin, ["PUT", "DELETE"]),
         route(f"{P}/hosts/{{name}}/upgrade", host_upgrade, admin, ["POST"]),
+        route(f"{P}/fleet/vip", vip, viewer, ["GET"]),
+        route(f"{P}/fleet/vip", vip_change, admin, ["PUT", "DELETE"]),
         *admin_routes(service),
         *control_routes(service),
         route(f"{P}/openapi.json", openapi_json, viewer),

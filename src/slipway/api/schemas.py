@@ -43,6 +43,12 @@ class RolesRequest(RequestBody):
     roles: list[str] = Field(max_length=2)
 
 
+class VipRequest(RequestBody):
+    address: str = Field(max_length=64)  # 10.0.0.100/24
+    router_id: int = Field(default=51, ge=1, le=255)
+    advert: float = Field(default=0.5, ge=0.1, le=10.0)  # seconds
+
+
 class SecretValue(RequestBody):
     value: str  # in the request body only: never in a URL, argv or log
 

@@ -49,6 +49,62 @@ def hosts(ctx: click.Context, as_json: bool) -> None:
             str(view["instances"]),
         )
     out.print(grid)
+    vip: dict[str, Any] = Client(home_of(ctx)).get("/fleet/vip")
+    if vip["address"]:
+        out.print(vip_line(vip))
+
+
+def vip_line(vip: dict[str, Any]) -> str:
+    holders = vip["holders"]
+    if len(holders) == 1:
+        held = f"held by [green]{holders[0]}[/green]"
+    elif holders:
+        held = f"[red]held by {', '.join(holders)} at once[/red]"
+    else:
+        held = "[red]held by no lb host[/red]"
+    standby = sorted(n for n, s in vip["hosts"].items() if s.get("running") and not s["holds"])
+    return (
+        f"virtual address {vip['address']}: {held}"
+        + (f"; standby {', '.join(standby)}" if standby else "")
+        + f" (takes over in ~{vip['takeover_seconds']}s)"
+    )
+
+
+@hosts.command("vip")
+@click.argument("address", required=False)
+@click.option("--router-id", default=51, show_default=True, help="VRRP router id (1-255).")
+@click.option(
+    "--advert", default=0.5, show_default=True, help="Seconds between VRRP advertisements."
+)
+@click.option("--remove", is_flag=True, help="Stop keepalived on the lb hosts: no address.")
+@json_option
+@click.pass_context
+def vip_command(
+    ctx: click.Context,
+    address: str | None,
+    router_id: int,
+    advert: float,
+    remove: bool,
+    as_json: bool,
+) -> None:
+    """The lb tier's virtual address (keepalived on every lb host): set, show, or --remove.
+    ADDRESS is a free address in the lb hosts' network with its prefix, e.g. 10.0.0.100/24."""
+    client = Client(home_of(ctx), timeout=60)
+    if remove:
+        view = client.request("DELETE", "/fleet/vip")
+    elif address:
+        body = {"address": address, "router_id": router_id, "advert": advert}
+        view = client.request("PUT", "/fleet/vip", body)
+    else:
+        view = client.get("/fleet/vip")
+    if as_json:
+        emit_json(view)
+    elif not view["address"]:
+        out.print("no virtual address (set one: slipway hosts vip 10.0.0.100/24)")
+    else:
+        out.print(vip_line(view))
+        for name, error in view.get("failed", {}).items():
+            out.print(f"[red]{name}: {escape(error)}[/red]")
 
 
 def replica_note(replica: dict[str, Any]) -> str:

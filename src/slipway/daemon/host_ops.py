@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from slipway import __version__
 from slipway.agent import package
+from slipway.daemon import vip_ops
 from slipway.errors import Conflict, HostUnreachable, PreflightError, SlipwayError, UsageError
 from slipway.hosts.model import LOCAL, ROLES, Host, SshTarget
 from slipway.hosts.ssh import SshTransport, fingerprint_of
@@ -89,6 +90,8 @@ async def add_host(service: Service, request: dict[str, Any]) -> Host:
     service.fleet.forget(name)
     if ready.has("lb") and facts.get("client"):
         await service.hub.listen_on(str(facts["client"]))
+    if ready.has("lb"):
+        await vip_ops.apply_quietly(service)  # one more lb host: every one's peers change
     return ready
 
 
@@ -177,7 +180,10 @@ async def set_roles(service: Service, name: str, roles: list[str]) -> Host:
                    host.facts)  # fmt: skip
     stored.save(service.store, changed)
     if host.has("lb") and not changed.has("lb"):
+        await vip_ops.stop_everywhere(service, [changed])  # gives the address away first
         await service.fleet.transport(name).call("router.stop", timeout=30.0, _timeout=40.0)
+    if host.has("lb") != changed.has("lb"):
+        await vip_ops.apply_quietly(service)
     return changed
 
 

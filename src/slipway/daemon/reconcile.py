@@ -13,6 +13,7 @@ import logging
 import os
 import time
 
+from slipway.daemon import vip_ops
 from slipway.daemon.service import Service
 from slipway.deploy.planning import resumed_after_restart, warm_release
 from slipway.deploy.routing import backend_for
@@ -269,6 +270,7 @@ async def stop_everything(service: Service) -> None:
     instance stops with its grace period. Recorded as stopped, so `slipway up` restores."""
     for task in list(service.tasks.values()):
         task.cancel()
+    await vip_ops.stop_everywhere(service)  # `slipway up` configures it again
     await service.router.stop()
     store = service.store
     live = [i for i in store.instances() if i.status != "stopped"]

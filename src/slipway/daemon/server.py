@@ -19,7 +19,7 @@ import uvicorn
 from slipway import dashboard
 from slipway.api.app import create_app
 from slipway.auth.guard import PeerCredProtocol
-from slipway.daemon import reconcile, replica_ops
+from slipway.daemon import reconcile, replica_ops, vip_ops
 from slipway.daemon.lifecycle import preflight
 from slipway.daemon.service import Service
 from slipway.daemon.web import bind, create_web_app
@@ -105,13 +105,17 @@ async def serve(
     router_watch = asyncio.create_task(reconcile.watch_router(service))
     ingest = asyncio.create_task(service.hub.run())
     alerting = asyncio.create_task(service.alerting.run())
+    # the lb tier's virtual address: configured again on every lb host (in the background: an
+    # lb host that does not answer must not hold the start), and watched on this host
+    vip = asyncio.create_task(vip_ops.apply_quietly(service))
+    keepalived = asyncio.create_task(service.agent.keepalived.watch())
     replication = asyncio.create_task(service.replicator.run())
     sock = bind_socket(home.socket)
     server: uvicorn.Server | None = None
 
     async def request_shutdown(stop_all: bool) -> None:
         if stop_all:  # HAProxy is about to stop on purpose: nobody may start it again
-            for task in (monitor, watch, router_watch):
+            for task in (monitor, watch, router_watch, keepalived):
                 task.cancel()
             await reconcile.stop_everything(service)
         assert server is not None
@@ -173,6 +177,8 @@ async def serve(
             (watch, "the instance watch"),
             (ingest, "ingest"),
             (alerting, "alerts"),
+            (vip, "the virtual address"),
+            (keepalived, "the keepalived watch"),
             (replication, "replication"),
         ):
             task.cancel()

@@ -73,3 +73,19 @@ def _host(row: sqlite3.Row) -> Host:
         agent_version=row["agent_version"],
         facts=json.loads(row["facts"]),
     )
+
+
+def vip(store: Store) -> dict[str, object] | None:
+    """The lb tier's virtual address, if one is set (`slipway hosts vip`)."""
+    row = store.conn.execute("SELECT value FROM meta WHERE key = 'vip'").fetchone()
+    return dict(json.loads(row["value"])) if row else None
+
+
+def set_vip(store: Store, value: dict[str, object] | None) -> None:
+    with store.tx() as c:
+        if value is None:
+            c.execute("DELETE FROM meta WHERE key = 'vip'")
+        else:
+            c.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('vip', ?)", (json.dumps(value),)
+            )
