@@ -711,3 +711,53 @@ class FakeTransport:
 
     async def close(self) -> None:
         return None
+
+
+# the control plane's replica --------------------------------------------------------------
+
+
+@dataclass
+class FakeReplica:
+    """The replica host's folder, in memory (slipway.control.replica.ReplicaStore). `cut`:
+    every call fails as an unreachable host's would."""
+
+    where: str = "fake replica"
+    files: dict[str, bytes] = field(default_factory=dict)
+    is_cut: bool = False
+    puts: list[str] = field(default_factory=list)
+
+    def _check(self) -> None:
+        if self.is_cut:
+            from slipway.control.sealed import ReplicaError
+
+            raise ReplicaError(f"{self.where} does not answer")
+
+    async def list(self, folder: str = "") -> list[str]:
+        await _io()
+        self._check()
+        prefix = f"{folder}/" if folder else ""
+        return sorted(
+            n[len(prefix) :]
+            for n in self.files
+            if n.startswith(prefix) and "/" not in n[len(prefix) :]
+        )
+
+    async def put(self, local: Path, name: str) -> None:
+        await _io()
+        self._check()
+        self.files[name] = local.read_bytes()
+        self.puts.append(name)
+
+    async def get(self, name: str, local: Path) -> None:
+        await _io()
+        self._check()
+        if name not in self.files:
+            from slipway.control.sealed import ReplicaError
+
+            raise ReplicaError(f"the replica has no {name}")
+        local.write_bytes(self.files[name])
+
+    async def remove(self, name: str) -> None:
+        await _io()
+        self._check()
+        self.files.pop(name, None)

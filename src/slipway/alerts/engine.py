@@ -49,6 +49,8 @@ class Alerting:
         self.observe = observe
         self.hosts_down = hosts_down or (lambda config: [])
         self.dashboard_url: str | None = None
+        # the control plane's replica, seconds behind (None: not replicated); set by the daemon
+        self.replica_behind: Callable[[], float | None] = lambda: None
         # (app, counter) -> (time, total over its instances): increases per window
         self.samples: dict[tuple[str, str], deque[tuple[float, int]]] = {}
         self._refreshed: dict[tuple[str, str], float] = {}
@@ -61,6 +63,7 @@ class Alerting:
         configs: dict[str, AppConfig] = {}
         configured: set[tuple[str, str]] = set()
         free = disk_free(self.home)
+        behind = self.replica_behind()
         for app in self.store.apps():
             if app.current_release is None:
                 continue
@@ -80,6 +83,7 @@ class Alerting:
                     ),
                     disk_free=free,
                     hosts_down=hosts_down,
+                    replica_behind=behind,
                 )
                 self.evaluate_rule(app.name, config, rule, facts, moment)
         for app_name, rule_name in alerts.alerted_rules(self.store):

@@ -23,6 +23,7 @@ class Facts:
     disk_free: float  # fraction
     log_lines_dropped: int = 0  # output lines the supervisors could not write, in the window
     hosts_down: tuple[str, ...] = ()  # hosts down that the app runs on or is routed through
+    replica_behind: float | None = None  # the control plane's replica; None: not replicated
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,11 @@ def read(rule: AlertRule, facts: Facts) -> Reading:
     if rule.metric == "log_lines_dropped":
         dropped = facts.log_lines_dropped
         return Reading(float(dropped), None, f"{dropped} output lines dropped (log not writable)")
+    if rule.metric == "control_replica_behind":
+        behind = facts.replica_behind
+        if behind is None:  # nothing to be behind: an alert that fired resolves
+            return Reading(0.0, None, "the control plane is not replicated")
+        return Reading(behind, None, f"the control plane's replica is {behind:.0f}s behind")
     return Reading(facts.disk_free, None, f"{facts.disk_free:.1%} free")
 
 
@@ -103,11 +109,8 @@ def step(rule: AlertRule, current: State, reading: Reading, now: float) -> State
 def summary(rule: AlertRule, reading: Reading) -> str:
     relation = ">" if rule.above is not None else "<"
     where = f" (release {reading.release})" if reading.release else ""
-    window = (
-        ""
-        if rule.metric in ("instances_down", "hosts_down", "disk_free")
-        else f" over {_span(rule.window)}"
-    )
+    instant = ("instances_down", "hosts_down", "disk_free", "control_replica_behind")
+    window = "" if rule.metric in instant else f" over {_span(rule.window)}"
     return f"{reading.text}, alert {relation} {threshold_text(rule)}{window}{where}"
 
 

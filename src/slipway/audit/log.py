@@ -282,6 +282,12 @@ class AuditLog:
                     f"the audit log could not be written: {exc}", self.path, fix
                 ) from exc
 
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Nothing is appended meanwhile: a copy of the files taken inside is one chain."""
+        with self._lock:
+            yield
+
     def segments(self) -> list[Path]:
         """The archived segments, oldest first, then audit.log (which may not exist yet)."""
         return [path for _, path in self._archived()] + [self.path]

@@ -38,6 +38,9 @@ def hosts(ctx: click.Context, as_json: bool) -> None:
             what = view.get("state") or "unreachable"
             state = f"[{color}]{what}: {escape(view['error'] or '')}[/{color}]"
         load = "-" if view["load"] is None else f"{view['load']:.2f}/{view['cores']}"
+        replica = view.get("replica")
+        if replica:  # the control plane's copy is kept there
+            state += f", {replica_note(replica)}"
         grid.add_row(
             view["name"],
             view["address"],
@@ -115,10 +118,23 @@ def vip_command(
             out.print(f"[red]{name}: {escape(error)}[/red]")
 
 
+def replica_note(replica: dict[str, Any]) -> str:
+    if replica["state"] == "failing":
+        return f"[red]control replica failing: {escape(replica['error'] or '')}[/red]"
+    behind = replica.get("behind")
+    return "control replica" + ("" if behind is None else f" ({behind:.1f}s behind)")
+
+
 @hosts.command()
 @click.argument("name")
 @click.option("--address", required=True, help="Its private address: instances listen there.")
-@click.option("--role", "roles", type=ROLE, multiple=True, required=True, help="app and/or lb.")
+@click.option(
+    "--role",
+    "roles",
+    type=ROLE,
+    multiple=True,
+    help="app and/or lb (none: it runs nothing, e.g. it keeps the control plane's replica).",
+)
 @click.option(
     "--key", type=click.Path(dir_okay=False), help="SSH private key (default: ssh-agent)."
 )
@@ -208,6 +224,11 @@ def remove(ctx: click.Context, name: str) -> None:
     """Drain a host, then remove it: its roles go, each app's instances move to other hosts
     (with the usual zero-downtime path), then it leaves the fleet."""
     client = Client(home_of(ctx), timeout=300)
+    if client.get("/control/replica").get("host") == name:  # refused before anything moves
+        raise UsageError(
+            f"host {name} keeps the control plane's replica",
+            fix="`slipway control replicate --to OTHER` (or `--off`) first",
+        )
     client.request("PUT", f"/hosts/{name}", {"roles": []})
     for app in sorted({i["app"] for i in client.get("/instances") if i.get("host") == name}):
         status = client.get(f"/apps/{app}")

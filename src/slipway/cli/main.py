@@ -11,6 +11,7 @@ from slipway.cli import (
     app_cmds,
     audit_cmds,
     canary_cmds,
+    control_cmds,
     daemon_cmds,
     doctor_cmds,
     gate_cmds,
@@ -61,6 +62,7 @@ for module in (
     token_cmds,
     audit_cmds,
     doctor_cmds,
+    control_cmds,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

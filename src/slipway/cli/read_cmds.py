@@ -13,6 +13,7 @@ from rich.markup import escape
 from slipway.cli.canary_cmds import show_canary
 from slipway.cli.client import Client
 from slipway.cli.common import app_option, home_of, json_option, resolve_app
+from slipway.cli.control_cmds import show_replica
 from slipway.cli.output import ago, clock, duration, emit_json, out, table
 
 
@@ -27,6 +28,7 @@ def status(ctx: click.Context, app: str | None, as_json: bool) -> None:
     if app:
         name = resolve_app(client, app)
         data["apps"] = [a for a in data["apps"] if a["name"] == name]
+    data["replica"] = client.get("/control/replica")  # the control plane's copy
     if as_json:
         emit_json(data)
         return
@@ -36,6 +38,8 @@ def status(ctx: click.Context, app: str | None, as_json: bool) -> None:
         f"daemon pid {daemon['pid']}, up {duration(time.time() - daemon['started_at'])}; "
         f"HAProxy {haproxy}; home {daemon['home']}"
     )
+    if data["replica"]["state"] != "off":
+        show_replica(data["replica"])
     if not data["apps"]:
         out.print("no apps yet: `slipway deploy` in an app's folder")
     for view in data["apps"]:

@@ -22,6 +22,7 @@ Metric = Literal[
     "restarts",
     "disk_free",
     "log_lines_dropped",
+    "control_replica_behind",
 ]
 Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")
@@ -37,6 +38,7 @@ UNITS: dict[str, str] = {
     "restarts": "crash restarts within `window`",
     "disk_free": "a fraction of the state folder's disk, e.g. 0.1 for 10% free",
     "log_lines_dropped": "instance output lines that could not be written within `window`",
+    "control_replica_behind": "seconds since the control plane's replica was last current",
 }
 
 
@@ -85,6 +87,7 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
     _rule("restart loop", "restarts", above=3, window=300, severity="critical"),
     _rule("disk free", "disk_free", below=0.1, for_=60),
     _rule("logs dropped", "log_lines_dropped", above=0, window=300),
+    _rule("control replica behind", "control_replica_behind", above=60, for_=60),
 )
 
 

@@ -204,6 +204,12 @@ async def remove_host(service: Service, name: str) -> None:
         )
     if host.has("lb"):
         raise Conflict(f"host {name} is an lb host", fix=f"`slipway hosts roles {name}` first")
+    replica = service.replicator.settings
+    if replica is not None and replica.host == name:
+        raise Conflict(
+            f"host {name} keeps the control plane's replica",
+            fix="`slipway control replicate --to OTHER` (or `--off`) first",
+        )
     try:
         assert host.ssh is not None
         await stop_agent(SshTransport(host), host.ssh)
@@ -217,6 +223,7 @@ async def host_views(service: Service) -> list[dict[str, Any]]:
     """Every host with its roles, agent version, whether it answers, load, instances."""
     views = []
     instances = service.store.instances()
+    replica = service.replicator.view()
     for host in service.fleet.hosts():
         reach = service.host_watch.state(host.name)
         firewall = None
@@ -250,6 +257,7 @@ async def host_views(service: Service) -> list[dict[str, Any]]:
                 "instances": len([i for i in instances if i.host == host.name]),
                 "fingerprint": host.ssh.fingerprint if host.ssh else None,
                 "firewall": firewall,
+                "replica": replica if replica.get("host") == host.name else None,
             }
         )
     return views

@@ -19,7 +19,7 @@ import uvicorn
 from slipway import dashboard
 from slipway.api.app import create_app
 from slipway.auth.guard import PeerCredProtocol
-from slipway.daemon import firewall_ops, reconcile, vip_ops
+from slipway.daemon import firewall_ops, reconcile, replica_ops, vip_ops
 from slipway.daemon.lifecycle import preflight
 from slipway.daemon.service import Service
 from slipway.daemon.web import bind, create_web_app
@@ -111,6 +111,7 @@ async def serve(
     firewalls = asyncio.create_task(firewall_ops.apply_quietly(service))
     keepalived = asyncio.create_task(service.agent.keepalived.watch())
     host_watch = asyncio.create_task(service.host_watch.run())
+    replication = asyncio.create_task(service.replicator.run())
     sock = bind_socket(home.socket)
     server: uvicorn.Server | None = None
 
@@ -182,6 +183,7 @@ async def serve(
             (firewalls, "the hosts' firewalls"),
             (keepalived, "the keepalived watch"),
             (host_watch, "the host watch"),
+            (replication, "replication"),
         ):
             task.cancel()
             await stop_task(task, what)
@@ -190,6 +192,7 @@ async def serve(
             task.cancel()
         await service.engine.close()
         service.denials.flush()  # refusals still being counted reach the audit log
+        await replica_ops.last_copy(service)
         service.store.close()
         home.socket.unlink(missing_ok=True)
         home.pidfile.unlink(missing_ok=True)

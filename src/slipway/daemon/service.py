@@ -20,6 +20,7 @@ from slipway.audit.log import AuditLog
 from slipway.auth.guard import FailureLimiter
 from slipway.config.load import config_hash, load_config, parse_config
 from slipway.config.schema import AppConfig
+from slipway.daemon import replica_ops
 from slipway.daemon.host_ops import agent_zipapp, start_command
 from slipway.daemon.host_watch import HostWatch
 from slipway.daemon.secrets import SecretKeeper
@@ -103,6 +104,8 @@ class Service:
         self.watch = InstanceWatch(
             self.store, self.runtime, self.router, self.note, self.fleet.addresses
         )
+        self.replicator = replica_ops.replicator(self)  # copies of this home on another host
+        self.alerting.replica_behind = self.replicator.behind
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.started_at = time.time()
         self.http_url: str | None = None  # the dashboard and /metrics, when served
@@ -135,6 +138,8 @@ class Service:
         task = asyncio.create_task(self.engine.run(deployment.id))
         self.tasks[deployment.id] = task
         task.add_done_callback(lambda _: self.tasks.pop(deployment.id, None))
+        task.add_done_callback(lambda _: self.replicator.kick())  # a copy at every deploy
+        self.replicator.kick()
 
     async def deploy(self, request: schemas.DeployRequest, who: str) -> Deployment:
         app_dir = Path(request.app_dir).absolute()
