@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench deps system-deps clean
+.PHONY: demo test check lint unit integration bench deps system-deps clean
 
 deps: system-deps $(STAMP)
 
@@ -25,7 +25,10 @@ lint: deps
 	$(BIN)/mypy
 
 unit: deps
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -n 2 tests/unit
+
+# The inner loop: lint, types and the unit tests (no daemon, no HAProxy), about a minute.
+check: lint unit
 
 integration: deps
 	@./scripts/install-system-deps.sh --test

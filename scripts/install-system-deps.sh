@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what slipway needs from the OS packages, only if missing:
-# haproxy (2.6+) and git always; prometheus, alertmanager and chromium for the tests
-# (--test); wrk for --bench.
+# haproxy (2.6+) and git always; for the tests (--test) prometheus, alertmanager,
+# chromium, and for the fleet tests sshd and the ip tool (hosts are network
+# namespaces with a real sshd); wrk for --bench.
 set -eu
 need=""
 command -v haproxy >/dev/null 2>&1 || need="$need haproxy"
@@ -12,6 +13,9 @@ for extra in "$@"; do
             command -v prometheus >/dev/null 2>&1 || need="$need prometheus"
             command -v prometheus-alertmanager >/dev/null 2>&1 || need="$need prometheus-alertmanager"
             command -v chromium >/dev/null 2>&1 || need="$need chromium"
+            [ -x /usr/sbin/sshd ] || need="$need openssh-server"
+            command -v ssh-keygen >/dev/null 2>&1 || need="$need openssh-client"
+            command -v ip >/dev/null 2>&1 || need="$need iproute2"
             ;;
         --bench) command -v wrk >/dev/null 2>&1 || need="$need wrk" ;;
     esac

@@ -205,13 +205,13 @@ class Slipway:
     def leftovers(self) -> list[psutil.Process]:
         """Processes of this (unique, temporary) home: daemon, HAProxy, shims, instances."""
         home, found = str(self.home), []
-        for proc in psutil.process_iter(["cmdline", "cwd", "status"]):
-            try:
-                if proc.info["status"] == psutil.STATUS_ZOMBIE:
+        for proc in psutil.process_iter():
+            try:  # field by field: an exiting process can raise FileNotFoundError for cwd
+                if proc.status() == psutil.STATUS_ZOMBIE:
                     continue
-                cmdline = " ".join(proc.info["cmdline"] or [])
-                cwd = proc.info["cwd"] or ""
-            except psutil.Error:
+                cmdline = " ".join(proc.cmdline())
+                cwd = proc.cwd()
+            except (psutil.Error, OSError):
                 continue
             if home in cmdline or cwd.startswith(home):
                 found.append(proc)

@@ -107,7 +107,8 @@ class Server(ThreadingHTTPServer):
         self.stopping = threading.Event()
         self.busy = 0
         self.busy_lock = threading.Lock()
-        super().__init__(("127.0.0.1", port), Handler)
+        # $HOST: the address slipway gives it (its host's private address in a fleet)
+        super().__init__((os.environ.get("HOST", "127.0.0.1"), port), Handler)
 
     def server_bind(self) -> None:
         # Without TCP_NODELAY, headers and body go in two sends and Nagle stalls each request.
@@ -143,7 +144,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
     thread.start()
-    print(f"hello {RELEASE} listening on 127.0.0.1:{port}", flush=True)
+    print(f"hello {RELEASE} listening on {server.server_address[0]}:{port}", flush=True)
     while not stop.wait(0.5):  # a bare wait() can miss the signal (seen under load)
         pass
     print("SIGTERM: finishing in-flight requests", flush=True)

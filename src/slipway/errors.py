@@ -109,6 +109,13 @@ class Interrupted(SlipwayError):
     exit_code = 3
 
 
+class HostUnreachable(SlipwayError):
+    """A host's agent cannot be reached (SSH down, host down, partition)."""
+
+    kind = "host_unreachable"
+    http_status = 503
+
+
 class DaemonNotRunning(SlipwayError):
     kind = "daemon_not_running"
 
@@ -132,6 +139,7 @@ ERROR_KINDS: dict[str, type[SlipwayError]] = {
         RuntimeFailure,
         StorageError,
         Interrupted,
+        HostUnreachable,
         DaemonNotRunning,
         PreflightError,
     )

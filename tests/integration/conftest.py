@@ -144,6 +144,9 @@ class Slipway:
             )
         return proc
 
+    def cli(self) -> list[str]:
+        return [sys.executable, "-m", "slipway"]
+
     def json(self, *args: str, cwd: Path | None = None) -> Any:
         return json.loads(self.run(*args, "--json", cwd=cwd).stdout)
 
@@ -194,13 +197,15 @@ class Slipway:
         """Processes started for this home: shims, app instances, HAProxy, the daemon."""
         found = []
         home = str(self.home)
-        for proc in psutil.process_iter(["pid", "cmdline", "cwd", "status"]):
+        for proc in psutil.process_iter():
+            # Read each field here, not through process_iter(attrs): a process that exits
+            # in between can raise a bare FileNotFoundError from /proc/PID/cwd there.
             try:
-                if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                if proc.status() == psutil.STATUS_ZOMBIE:
                     continue
-                cmdline = " ".join(proc.info["cmdline"] or [])
-                cwd = proc.info["cwd"] or ""
-            except psutil.Error:
+                cmdline = " ".join(proc.cmdline())
+                cwd = proc.cwd()
+            except (psutil.Error, OSError):
                 continue
             if home in cmdline or cwd.startswith(home):
                 found.append(proc)

@@ -35,7 +35,7 @@ NEVER_CALLED = {"/v1/shutdown"}  # an admin would stop the daemon under test
 
 def every_route() -> list[tuple[str, str, str]]:
     """(method, path, role) of each API route, read from the real route table."""
-    stub = SimpleNamespace(store=None, runtime=SimpleNamespace(instance_dir=None))
+    stub = SimpleNamespace(store=None, runtime=None)
     found = []
     for route in api_routes(stub, None):  # type: ignore[arg-type]
         path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: SAMPLE[str(m.group(1))], route.path)

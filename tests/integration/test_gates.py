@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
+from slipway.loadgen import BackgroundLoad
 from tests.integration.conftest import App, Slipway, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -249,7 +251,7 @@ def public_requests(slipway: Slipway, app: App) -> int:
 def test_the_performance_gate_fails_a_slower_candidate_without_touching_the_public_listener(
     running: Slipway,
 ) -> None:
-    perf: Any = {"requests": 300, "warmup": 20, "concurrency": 8, "max_p95_increase": 0.2}
+    perf: Any = {"requests": 1000, "warmup": 20, "concurrency": 8, "max_p95_increase": 0.2}
     app = running.make_app(**{"gates.performance": perf}, env={"EXTRA_LATENCY_MS": "10"})
     running.deploy(app)
     for _ in range(5):
@@ -260,13 +262,21 @@ def test_the_performance_gate_fails_a_slower_candidate_without_touching_the_publ
     proc = running.deploy(app, check=False)
     assert proc.returncode == 1
     assert "gate 'performance' failed" in proc.stderr
+    assert "latency p95" in proc.stderr and "e-value" in proc.stderr
     gate = running.json("gates", "--app", app.name)[0]
-    ratio = gate["evidence"]["ratios"]["p95"]
-    assert 2.0 < ratio < 4.0, gate["evidence"]
-    assert gate["evidence"]["candidate"]["requests"] == 300
-    assert gate["evidence"]["stable"]["requests"] == 300
+    evidence = gate["evidence"]
+    assert evidence["decision"] == "fail"
+    assert 2.0 < evidence["ratios"]["p95"] < 4.0, evidence
+    p95 = evidence["checks"][0]
+    assert p95["metric"] == "latency p95" and p95["verdict"] == "slower"
+    assert p95["e_slower"] >= p95["fail_at"]
+    # It stopped once decided: about 11 blocks of 40 pairs, far from the budget.
+    assert evidence["candidate"]["requests"] == evidence["stable"]["requests"] == evidence["pairs"]
+    assert 440 <= evidence["pairs"] < 1000
     assert release_serving(app) == "r1"
     assert running_releases(running, app) == {"r1"}
+    shown = running.run("gates", "--app", app.name).stdout
+    assert "latency p95" in shown and "decision: fail after" in shown
 
     # An identical release passes (the same load, the same latency).
     app.write_config(**{"gates.performance": perf}, env={"EXTRA_LATENCY_MS": "10"})
@@ -274,17 +284,45 @@ def test_the_performance_gate_fails_a_slower_candidate_without_touching_the_publ
     assert release_serving(app) == "r3"
     gate = running.json("gates", "--app", app.name)[0]
     assert gate["status"] == "passed"
+    assert gate["evidence"]["decision"] == "pass"
 
     # A check measures a new build the same way, then stops it: nothing else changes.
     before = {i["id"]: i["weight"] for i in running.ps(app.name)}
     gates = check(running, app, ok=True)
-    assert gates["performance"]["evidence"]["stable"]["requests"] == 300
+    used = gates["performance"]["evidence"]["stable"]["requests"]
+    assert 0 < used <= 1000
     assert {i["id"]: i["weight"] for i in running.ps(app.name)} == before
     assert running.app_status(app.name)["current_release"] == "r3"
 
-    # 640 gate requests per deploy or check went straight to the instances: the public
+    # The gates' requests (a few thousand) went straight to the instances: the public
     # listener counted only the 5 sent above, the 2 of release_serving() and the one sent
     # now (which proves the log was read up to here).
     httpx.get(app.url, timeout=5)
     wait_for(lambda: public_requests(running, app) >= 8, 20, "the 8th public request counted")
     assert public_requests(running, app) == 8
+
+
+def test_the_performance_gate_under_a_saturating_load_passes_an_identical_release(
+    running: Slipway,
+) -> None:
+    """The host at peak: a neighbour app behind the same HAProxy takes as much load as the
+    machine can serve while hello is checked. An identical release passes (the noise
+    lands on both releases); a slower one still fails."""
+    neighbour = running.make_app("neighbour")
+    running.deploy(neighbour)
+    perf: Any = {"requests": 2000, "warmup": 100, "on_inconclusive": "fail"}
+    app = running.make_app(**{"gates.performance": perf})
+    running.deploy(app)
+    with BackgroundLoad(neighbour.url, concurrency=32, client="raw") as load:
+        wait_for(lambda: load.result is None and psutil.cpu_percent(0.5) > 80, 10, "a busy CPU")
+        gates = check(running, app, ok=True)
+        slower = {"EXTRA_LATENCY_MS": "20"}
+        app.write_config(**{"gates.performance": perf}, env={"GREETING": "hello"} | slower)
+        failed = check(running, app, ok=False)
+    served = load.result
+    assert served is not None and served.sent > 1000, "the neighbour was under load"
+    evidence = gates["performance"]["evidence"]
+    assert gates["performance"]["status"] == "passed", gates["performance"]["summary"]
+    assert evidence["decision"] == "pass"
+    assert failed["performance"]["status"] == "failed"
+    assert failed["performance"]["evidence"]["decision"] == "fail"

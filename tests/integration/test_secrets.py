@@ -203,13 +203,14 @@ def test_a_root_daemon_runs_the_app_as_its_user_and_keeps_state_private(
     missing = running.make_app(run={"user": "no-such-user-here"})
     failed = running.deploy(missing, check=False)
     assert failed.returncode == 1 and "does not exist on this host" in failed.stderr
-    # The system's Python: the release's virtualenv points at the Python that runs slipway,
-    # which here lives under /root (0700), where no other user may execute anything.
+    # The system's Python (for the app and its release's virtualenv): the Python that runs
+    # slipway lives under /root (0700) here, where no other user may execute anything.
     app = running.make_app(
         name="privy",
         run={"user": "nobody"},
         scale={"web": 1},
         processes={"web": "/usr/bin/python3 app.py --port $PORT"},
+        build={"python": "/usr/bin/python3"},
     )
     assert set_secret(running, app, "X_TOKEN", "unused-value").returncode == 0
     running.deploy(app)

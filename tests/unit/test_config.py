@@ -142,7 +142,7 @@ def test_unknown_top_level_key_names_line_and_lists_valid_keys() -> None:
     assert err.where == f"{CONFIG_FILE}:1: nmae"
     assert "unknown key 'nmae'" in err.message
     assert err.fix is not None
-    assert "deploy, edge, env, gates, healthcheck, listen, logs, name, processes, run" in err.fix
+    assert "edge, env, gates, healthcheck, listen, logs, name, placement, processes" in err.fix
 
 
 def test_unknown_key_in_table_names_key_path_line_and_that_tables_keys() -> None:

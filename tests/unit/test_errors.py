@@ -11,6 +11,7 @@ from slipway.errors import (
     Conflict,
     DaemonNotRunning,
     DeployError,
+    HostUnreachable,
     Interrupted,
     NotFound,
     PreflightError,
@@ -37,6 +38,7 @@ ALL_ERRORS = [
     RuntimeFailure,
     StorageError,
     Interrupted,
+    HostUnreachable,
     DaemonNotRunning,
     PreflightError,
 ]

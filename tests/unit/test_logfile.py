@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from slipway.runtime.logfile import LOG_NAME, LogWriter, log_files, read_from, tail
+from slipway.runtime.logfile import (
+    LOG_NAME,
+    Cursor,
+    LogWriter,
+    after,
+    log_files,
+    page,
+    read_from,
+    tail,
+)
 
 
 def write_lines(directory: Path, count: int, max_bytes: int, keep: int) -> None:
@@ -148,3 +158,62 @@ def test_a_full_disk_drops_lines_counts_them_and_says_so_afterwards(tmp_path: Pa
     assert "No space left on device" in str(records[0]["m"])
     assert records[1]["m"] == "kept"
     assert writer.dropped == 2 and writer.error is None
+
+
+def read_all_pages(
+    directory: Path, since: float | None = None, max_bytes: int = 64
+) -> tuple[list[object], int, int]:
+    """Every message a paged reading gives, where it says the current file ends, and pages."""
+    seen: list[object] = []
+    cursor: Cursor | None = None
+    pages = 0
+    while True:
+        records, cursor, end = page(directory, cursor, since, max_bytes)
+        seen.extend(messages(records))
+        pages += 1
+        assert pages < 1000
+        if cursor is None:
+            return seen, end, pages
+
+
+def test_pages_give_every_line_once_in_order_across_rotated_files(tmp_path: Path) -> None:
+    write_lines(tmp_path, 40, max_bytes=150, keep=5)  # a few lines per file
+    seen, end, pages = read_all_pages(tmp_path)
+    assert seen == messages(tail(tmp_path, 1000))  # the same as reading it all at once
+    assert end == (tmp_path / LOG_NAME).stat().st_size  # where following starts
+    assert pages > len(log_files(tmp_path))  # small pages: several per file
+
+
+def test_pages_since_skip_files_last_written_before_it(tmp_path: Path) -> None:
+    write_lines(tmp_path, 40, max_bytes=150, keep=5)
+    newest_rotated = tmp_path / f"{LOG_NAME}.1"
+    os.utime(tmp_path / f"{LOG_NAME}.2", (100.0, 100.0))
+    for index in range(3, 6):
+        os.utime(tmp_path / f"{LOG_NAME}.{index}", (50.0, 50.0))
+    seen, _, _ = read_all_pages(tmp_path, since=200.0)
+    expected = messages([*read_from(newest_rotated, 0)[0], *read_from(tmp_path / LOG_NAME, 0)[0]])
+    assert seen == expected
+
+
+def test_a_line_longer_than_a_page_is_read_whole(tmp_path: Path) -> None:
+    writer = LogWriter(tmp_path, max_bytes=1_000_000, keep=1)
+    writer.write(1.0, "out", "x" * 500)
+    writer.write(2.0, "out", "short")
+    writer.close()
+    seen, _, _ = read_all_pages(tmp_path, max_bytes=64)
+    assert seen == ["x" * 500, "short"]
+
+
+def test_after_reads_new_lines_and_starts_over_after_a_rotation(tmp_path: Path) -> None:
+    write_lines(tmp_path, 2, max_bytes=1_000_000, keep=1)
+    records, end = after(tmp_path, 0, max_bytes=1 << 20)
+    assert messages(records) == ["line 000", "line 001"]
+    assert after(tmp_path, end, max_bytes=1 << 20) == ([], end)
+    (tmp_path / LOG_NAME).rename(tmp_path / f"{LOG_NAME}.1")  # rotated
+    write_lines(tmp_path, 1, max_bytes=1_000_000, keep=1)
+    records, _ = after(tmp_path, end, max_bytes=1 << 20)
+    assert messages(records) == ["line 000"]
+
+
+def test_after_on_a_folder_without_logs_is_empty(tmp_path: Path) -> None:
+    assert after(tmp_path / "gone", 0, max_bytes=100) == ([], 0)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import shutil
 import time
@@ -24,6 +23,7 @@ from slipway.config.schema import AppConfig
 from slipway.metrics import history
 from slipway.paths import Home
 from slipway.runtime.base import Observed
+from slipway.store import alerts
 from slipway.store.records import Instance
 from slipway.store.store import Store
 
@@ -76,9 +76,7 @@ class Alerting:
                     disk_free=free,
                 )
                 self.evaluate_rule(app.name, config, rule, facts, moment)
-        for app_name, rule_name in self.store.conn.execute(
-            "SELECT app, rule FROM alerts"
-        ).fetchall():
+        for app_name, rule_name in alerts.alerted_rules(self.store):
             if (app_name, rule_name) not in configured:
                 notifiers = configs[app_name].alerting.notify if app_name in configs else []
                 self.resolve_removed(app_name, rule_name, notifiers, moment)
@@ -88,29 +86,33 @@ class Alerting:
     ) -> None:
         reading = rules.read(rule, facts)
         text = rules.summary(rule, reading)
-        row = self.store.conn.execute(
-            "SELECT state, since, release FROM alerts WHERE app = ? AND rule = ?",
-            (app, rule.name),
-        ).fetchone()
-        current = rules.State(row[0], row[1]) if row else rules.State("ok", now)
+        row = alerts.alert(self.store, app, rule.name)
+        current = rules.State(row.state, row.since) if row else rules.State("ok", now)
         new = rules.step(rule, current, reading, now)
         if row is not None and new.state == current.state:
-            with self.store.tx() as c:  # the latest reading, for `slipway alerts`
-                c.execute(
-                    "UPDATE alerts SET value = ?, summary = ?, severity = ? "
-                    "WHERE app = ? AND rule = ?",
-                    (reading.value, text, rule.severity, app, rule.name),
-                )
+            # the latest reading, for `slipway alerts`
+            alerts.update_reading(
+                self.store,
+                app,
+                rule.name,
+                value=reading.value,
+                summary=text,
+                severity=rule.severity,
+            )
             if new.state == "firing":
-                self.refresh_alertmanager(app, config, rule, reading, row[2], new.since, now)
+                self.refresh_alertmanager(app, config, rule, reading, row.release, new.since, now)
             return
-        with self.store.tx() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO alerts (app, rule, severity, state, since, value, summary, "
-                "release) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (app, rule.name, rule.severity, new.state, new.since, reading.value, text,
-                 reading.release),
-            )  # fmt: skip
+        record = alerts.AlertRecord(
+            app,
+            rule.name,
+            rule.severity,
+            new.state,
+            new.since,
+            reading.value,
+            text,
+            reading.release,
+        )
+        alerts.put_alert(self.store, record)
         if row is None and new.state == "ok":
             return
         event = new.state
@@ -133,7 +135,7 @@ class Alerting:
                 started_at=new.since if event == "firing" else current.since,
                 resolved_at=now if event == "resolved" else None,
                 # the release the alert fired with: Alertmanager identifies alerts by labels
-                release=row[2] if event == "resolved" and row else reading.release,
+                release=row.release if event == "resolved" and row else reading.release,
                 dashboard_url=self.app_url(app),
             )
             self.enqueue(config.alerting.notify, notice, now)
@@ -141,18 +143,14 @@ class Alerting:
     def resolve_removed(self, app: str, rule: str, notifiers: list[Notifier], now: float) -> None:
         """A rule no longer in the app's config: its alert ends, and whoever was told it fired
         is told it resolved."""
-        row = self.store.conn.execute(
-            "SELECT severity, state, since, release FROM alerts WHERE app = ? AND rule = ?",
-            (app, rule),
-        ).fetchone()
-        with self.store.tx() as c:
-            c.execute("DELETE FROM alerts WHERE app = ? AND rule = ?", (app, rule))
-        if row is None or row[1] != "firing":
+        row = alerts.alert(self.store, app, rule)
+        alerts.delete_alert(self.store, app, rule)
+        if row is None or row.state != "firing":
             return
         text = f"{rule}: the rule was removed from the app's config"
-        self.record_event(app, rule, row[0], "resolved", now, None, text)
-        notice = Notice(app, rule, row[0], "resolved", "removed", None, 0.0, text, row[2], now,
-                        row[3], self.app_url(app))  # fmt: skip
+        self.record_event(app, rule, row.severity, "resolved", now, None, text)
+        notice = Notice(app, rule, row.severity, "resolved", "removed", None, 0.0, text, row.since,
+                        now, row.release, self.app_url(app))  # fmt: skip
         self.enqueue(notifiers, notice, now)
 
     def record_event(
@@ -165,12 +163,7 @@ class Alerting:
         value: float | None,
         summary: str,
     ) -> None:
-        with self.store.tx() as c:
-            c.execute(
-                "INSERT INTO alert_events (app, rule, severity, state, at, value, summary) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (app, rule, severity, state, at, value, summary),
-            )
+        alerts.add_alert_event(self.store, app, rule, severity, state, at, value, summary)
 
     def instances_down(self, app: str) -> int:
         live = [i for i in self.store.instances(app) if i.status not in ("stopping", "stopped")]
@@ -203,22 +196,8 @@ class Alerting:
     # notifications --------------------------------------------------------------------
 
     def enqueue(self, notifiers: list[Notifier], notice: Notice, now: float) -> None:
-        with self.store.tx() as c:
-            for notifier in notifiers:
-                if not wants(notifier, notice):
-                    continue
-                c.execute(
-                    "INSERT INTO notifications (app, rule, notifier, notice, state, next_try, "
-                    "created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                    (
-                        notice.app,
-                        notice.rule,
-                        notifier.model_dump_json(by_alias=True),
-                        json.dumps(asdict(notice)),
-                        now,
-                        now,
-                    ),
-                )
+        wanted = [n for n in notifiers if wants(n, notice)]
+        alerts.add_notifications(self.store, wanted, notice, now)
 
     async def deliver_due(self, client: httpx.AsyncClient, now: float | None = None) -> int:
         """Try every notification that is due, in order per notifier and alert: a resolved
@@ -234,16 +213,10 @@ class Alerting:
 
     async def _deliver_heads(self, client: httpx.AsyncClient, moment: float) -> int:
         """The oldest pending notification of each (alert, notifier), when due."""
-        heads = self.store.conn.execute(
-            "SELECT id, notifier, notice, attempts, created_at FROM notifications WHERE id IN "
-            "(SELECT MIN(id) FROM notifications WHERE state = 'pending' "
-            "GROUP BY app, rule, notifier) AND next_try <= ? ORDER BY id",
-            (moment,),
-        ).fetchall()
         sent = 0
-        for row_id, notifier_json, notice_json, attempts, created in heads:
-            notifier = Notifier.model_validate_json(notifier_json)
-            notice = Notice(**json.loads(notice_json))
+        for head in alerts.due_notifications(self.store, moment):
+            row_id, attempts, created = head.id, head.attempts, head.created_at
+            notifier, notice = head.notifier(), head.notice()
             try:
                 await deliver(notifier, notice, client)
             except Exception as exc:  # whatever fails, the notice is kept
@@ -269,12 +242,15 @@ class Alerting:
         error: str | None,
         sent_at: float | None,
     ) -> None:
-        with self.store.tx() as c:
-            c.execute(
-                "UPDATE notifications SET state = ?, attempts = ?, next_try = ?, last_error = ?, "
-                "sent_at = ? WHERE id = ?",
-                (state, attempts, next_try, error, sent_at, row_id),
-            )
+        alerts.record_attempt(
+            self.store,
+            row_id,
+            state=state,
+            attempts=attempts,
+            next_try=next_try,
+            error=error,
+            sent_at=sent_at,
+        )
 
     def refresh_alertmanager(
         self,
@@ -293,15 +269,8 @@ class Alerting:
             self._refreshed.setdefault(key, now)
             return
         self._refreshed[key] = now
-        waiting = {
-            row[0]
-            for row in self.store.conn.execute(
-                "SELECT notifier FROM notifications WHERE app = ? AND rule = ? "
-                "AND state = 'pending'",
-                key,
-            )
-        }
-        targets = [n for n in targets if n.model_dump_json(by_alias=True) not in waiting]
+        # a notice still waiting to reach a target will tell it the alert fires
+        targets = alerts.without_pending(self.store, app, rule.name, targets)
         notice = Notice(
             app,
             rule.name,
@@ -320,55 +289,24 @@ class Alerting:
     # views ----------------------------------------------------------------------------
 
     def view(self, app: str | None, limit: int = 200) -> dict[str, Any]:
-        where, args = ("WHERE app = ?", (app,)) if app else ("", ())
-        alerts = [
-            dict(
-                zip(
-                    ("app", "rule", "severity", "state", "since", "value", "summary", "release"),
-                    row,
-                    strict=True,
-                )
-            )
-            for row in self.store.conn.execute(
-                "SELECT app, rule, severity, state, since, value, summary, release FROM alerts "
-                f"{where} ORDER BY app, rule",
-                args,
-            )
+        states = [asdict(a) for a in alerts.alerts(self.store, app)]
+        events = [asdict(e) for e in alerts.alert_events(self.store, app, limit)]
+        notifications = [
+            {
+                "app": n.app,
+                "rule": n.rule,
+                "notifier": safe_label(n.notifier),
+                "type": n.notifier.type,
+                "event": n.event,
+                "state": n.state,
+                "attempts": n.attempts,
+                "last_error": n.last_error,
+                "created_at": n.created_at,
+                "sent_at": n.sent_at,
+            }
+            for n in alerts.notifications(self.store, app, limit)
         ]
-        events = [
-            dict(
-                zip(
-                    ("app", "rule", "severity", "state", "at", "value", "summary"), row, strict=True
-                )
-            )
-            for row in self.store.conn.execute(
-                "SELECT app, rule, severity, state, at, value, summary FROM alert_events "
-                f"{where} ORDER BY id DESC LIMIT ?",
-                (*args, limit),
-            )
-        ]
-        notifications = []
-        for row in self.store.conn.execute(
-            "SELECT app, rule, notifier, notice, state, attempts, last_error, created_at, "
-            f"sent_at FROM notifications {where} ORDER BY id DESC LIMIT ?",
-            (*args, limit),
-        ):
-            notifier = Notifier.model_validate_json(row[2])
-            notifications.append(
-                {
-                    "app": row[0],
-                    "rule": row[1],
-                    "notifier": safe_label(notifier),
-                    "type": notifier.type,
-                    "event": json.loads(row[3]).get("state"),
-                    "state": row[4],
-                    "attempts": row[5],
-                    "last_error": row[6],
-                    "created_at": row[7],
-                    "sent_at": row[8],
-                }
-            )
-        return {"alerts": alerts, "events": events, "notifications": notifications}
+        return {"alerts": states, "events": events, "notifications": notifications}
 
     # the loop -------------------------------------------------------------------------
 

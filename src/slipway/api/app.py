@@ -19,7 +19,7 @@ from slipway.api.openapi import openapi
 from slipway.api.params import MAX_ID, MAX_LINES, flag_param, id_param, int_param
 from slipway.api.security import actor, guarded
 from slipway.auth.guard import requires
-from slipway.daemon import insight, secret_ops
+from slipway.daemon import host_ops, insight, secret_ops
 from slipway.daemon.logs import LogFilter, LogReader
 from slipway.daemon.service import Service, deployment_view
 from slipway.errors import SlipwayError, TooLarge, UsageError
@@ -114,7 +114,7 @@ def create_app(service: Service, request_shutdown: Callable[[bool], Awaitable[No
 def api_routes(
     service: Service, request_shutdown: Callable[[bool], Awaitable[None]]
 ) -> list[Route]:
-    reader = LogReader(service.store, service.runtime.instance_dir)
+    reader = LogReader(service.store, service.runtime)
 
     async def status(request: Request) -> Response:
         return ok(await service.status())
@@ -261,6 +261,35 @@ def api_routes(
         insight.require_app(service.store, app)
         return ok(service.alerting.view(app))
 
+    async def hosts(request: Request) -> Response:
+        return ok(await host_ops.host_views(service))
+
+    async def host_add(request: Request) -> Response:
+        payload = await body(request, schemas.HostRequest)
+        added = await host_ops.add_host(service, payload.model_dump())
+        return ok({"name": added.name, "agent": added.agent_version, "facts": added.facts}, 201)
+
+    async def host_scan(request: Request) -> Response:
+        q = request.query_params
+        address = q.get("address", "")
+        if not address or len(address) > 255:
+            raise UsageError("give the host's address: ?address=IP", where="address")
+        port = int_param(q, "port", 22, 1, 65535, "port=22")
+        return ok(await host_ops.scan(address, port))
+
+    async def host(request: Request) -> Response:
+        name = request.path_params["name"]
+        if request.method == "DELETE":
+            await host_ops.remove_host(service, name)
+            return ok({"removed": name})
+        payload = await body(request, schemas.RolesRequest)
+        changed = await host_ops.set_roles(service, name, payload.roles)
+        return ok({"name": changed.name, "roles": sorted(changed.roles)})
+
+    async def host_upgrade(request: Request) -> Response:
+        upgraded = await host_ops.upgrade_host(service, request.path_params["name"])
+        return ok({"name": upgraded.name, "agent": upgraded.agent_version})
+
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(openapi(request.app.routes))
 
@@ -292,6 +321,11 @@ def api_routes(
         route(f"{P}/apps/{{app}}/metrics", metrics, viewer),
         route(f"{P}/apps/{{app}}/requests", requests, viewer),
         route(f"{P}/shutdown", shutdown, admin, ["POST"]),
+        route(f"{P}/hosts", hosts, viewer, ["GET"]),
+        route(f"{P}/hosts/add", host_add, admin, ["POST"]),
+        route(f"{P}/hosts/scan", host_scan, admin, ["GET"]),
+        route(f"{P}/hosts/{{name}}", host, admin, ["PUT", "DELETE"]),
+        route(f"{P}/hosts/{{name}}/upgrade", host_upgrade, admin, ["POST"]),
         *admin_routes(service),
         route(f"{P}/openapi.json", openapi_json, viewer),
     ]

@@ -21,6 +21,26 @@ class DeployRequest(RequestBody):
     git_rev: str | None = None
     skip_gates: dict[str, str] = Field(default_factory=dict)  # gate name -> reason
     check: bool = False  # run every gate, deploy nothing
+    skip_hosts: dict[str, str] = Field(default_factory=dict)  # host name -> reason
+
+
+class HostRequest(RequestBody):
+    """`slipway hosts add`: the host, where it listens, how to reach it."""
+
+    name: str = Field(max_length=63)
+    address: str = Field(max_length=64)  # its private address: instances listen there
+    roles: list[str] = Field(max_length=2)
+    fingerprint: str = Field(pattern=r"^SHA256:[A-Za-z0-9+/=]{20,64}$")
+    ssh_address: str | None = Field(default=None, max_length=255)
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = Field(default="root", max_length=32)
+    key: str | None = Field(default=None, max_length=4096)  # a private key file's path
+    home: str = Field(default="/var/lib/slipway", max_length=512)
+    python: str = Field(default="/usr/bin/python3", max_length=512)
+
+
+class RolesRequest(RequestBody):
+    roles: list[str] = Field(max_length=2)
 
 
 class SecretValue(RequestBody):
@@ -53,6 +73,7 @@ class ShutdownRequest(RequestBody):
 class InstanceView(BaseModel):
     id: str
     app: str
+    host: str = "local"
     release: str
     process: str
     port: int | None

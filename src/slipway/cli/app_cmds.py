@@ -114,7 +114,14 @@ def start_deploy(
     metavar="NAME",
     help="Deploy without this gate (repeatable); needs --reason, recorded with the deployment.",
 )
-@click.option("--reason", help="Why skipping the gate(s) is safe; shown in `slipway releases`.")
+@click.option(
+    "--skip-host",
+    "skip_hosts",
+    multiple=True,
+    metavar="HOST",
+    help="Deploy without this unreachable host (repeatable); needs --reason, recorded.",
+)
+@click.option("--reason", help="Why skipping the gate(s) or host(s) is safe; it is recorded.")
 @click.option("--detach", is_flag=True, help="Start the deploy and return at once.")
 @json_option
 @click.pass_context
@@ -123,16 +130,20 @@ def deploy(
     app_dir: str,
     git_rev: str | None,
     skip: tuple[str, ...],
+    skip_hosts: tuple[str, ...],
     reason: str | None,
     detach: bool,
     as_json: bool,
 ) -> None:
     """Build a release, run its gates and move traffic to it with zero downtime."""
-    if reason and not skip:
-        raise UsageError("--reason is given without --skip-gate", fix="name the gate to skip")
+    if reason and not (skip or skip_hosts):
+        raise UsageError(
+            "--reason is given without --skip-gate or --skip-host", fix="name what to skip"
+        )
     # A skip without a reason is refused by the daemon, which records the reasons.
     skips = dict.fromkeys(skip, reason or "")
-    client, deployment = start_deploy(ctx, app_dir, git_rev, skip_gates=skips)
+    hosts = dict.fromkeys(skip_hosts, reason or "")
+    client, deployment = start_deploy(ctx, app_dir, git_rev, skip_gates=skips, skip_hosts=hosts)
     if detach:
         _detached(deployment, as_json)
         return

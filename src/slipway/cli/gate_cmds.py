@@ -74,6 +74,9 @@ def show_gates(results: list[dict[str, Any]], details: bool) -> None:
             out.print(f"[yellow]{r['gate']}[/yellow] skipped by {r['who']}: {escape(r['reason'])}")
         if r["status"] == "skipped" and r["reason"] is None and len(r["summary"]) > 110:
             out.print(f"[yellow]{r['gate']}[/yellow]: {escape(r['summary'])}")
+        if r["kind"] == "performance" and "checks" in r["evidence"]:
+            show_performance(r)
+            continue
         if r["status"] != "failed":
             continue
         out.print(f"[red]{r['gate']}[/red]: {escape(r['summary'])}")
@@ -85,6 +88,32 @@ def show_gates(results: list[dict[str, Any]], details: bool) -> None:
             out.print(f"  reproduce: {escape(r['reproduce'])}")
         if r["log_path"]:
             out.print(f"  full output: {r['log_path']}")
+
+
+def show_performance(r: dict[str, Any]) -> None:
+    """The performance gate's evidence: the decision, and each check with its numbers."""
+    evidence = r["evidence"]
+    color = {"passed": "green", "failed": "red"}.get(r["status"], "yellow")
+    out.print(f"[{color}]{r['gate']}[/{color}]: {escape(r['summary'])}")
+    if evidence.get("warning"):
+        out.print(f"  [yellow]warning[/yellow]: {escape(evidence['warning'])}")
+    sides = [("candidate", evidence.get("candidate")), ("stable", evidence.get("stable"))]
+    for name, side in sides:
+        if side:
+            out.print(
+                f"  {name}: {side['requests']} requests, p50 {side['p50']} ms, p95 "
+                f"{side['p95']} ms, p99 {side['p99']} ms, errors {side['errors']}"
+            )
+    for check in evidence["checks"]:
+        mark = {"slower": "[red]✗[/red]", "within": "[green]✓[/green]"}.get(check["verdict"], "?")
+        out.print(f"  {mark} {escape(check['metric'])}: {escape(check['text'])}")
+    out.print(
+        f"  decision: {evidence['decision']} after {evidence['pairs']} pairs (budget "
+        f"{evidence['budget']}, warm-up {evidence['warmup']}, alpha {evidence['alpha']}, "
+        f"on_inconclusive = {evidence['on_inconclusive']}, measurements: {evidence['attempts']})"
+    )
+    if r["reproduce"] and r["status"] == "failed":
+        out.print(f"  reproduce: {escape(r['reproduce'])}")
 
 
 COMMANDS = [check, gates]

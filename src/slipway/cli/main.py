@@ -14,6 +14,7 @@ from slipway.cli import (
     daemon_cmds,
     doctor_cmds,
     gate_cmds,
+    host_cmds,
     observe_cmds,
     read_cmds,
     secret_cmds,
@@ -51,6 +52,7 @@ def cli(ctx: click.Context, home: str | None) -> None:
 for module in (
     daemon_cmds,
     app_cmds,
+    host_cmds,
     gate_cmds,
     canary_cmds,
     read_cmds,

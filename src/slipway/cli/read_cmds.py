@@ -142,6 +142,7 @@ def ps(ctx: click.Context, app: str | None, as_json: bool) -> None:
     grid = table(
         "APP",
         "INSTANCE",
+        "HOST",
         "RELEASE",
         "ROLE",
         "STATE",
@@ -157,6 +158,7 @@ def ps(ctx: click.Context, app: str | None, as_json: bool) -> None:
         grid.add_row(
             i["app"],
             i["id"],
+            i.get("host", "local"),
             i["release"],
             i["role"],
             i["state"],

@@ -6,9 +6,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from slipway.config.types import DAY, Duration, Strict, Timeout, http_url, within
+from slipway.gates.pairtest import QUANTILE_OF as QUANTILES
+from slipway.gates.pairtest import block_pairs, min_pairs_to_decide
 
 Level = Literal["low", "medium", "high"]
 GATE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
@@ -36,20 +38,26 @@ class TestGate(Strict):
 
 
 class PerformanceGate(Strict):
-    """The same load, interleaved, on the candidate's and the stable release's instances."""
+    """The same load, in pairs, on the candidate's and the stable release's instances, judged
+    by a sequential test (gates/pairtest.py); docs/config.md says how."""
 
-    requests: int = Field(default=2000, ge=50, le=1_000_000)  # per release, after warmup
-    warmup: int = Field(
-        default=300, ge=0, le=1_000_000
-    )  # per release, not counted: fresh processes
-    concurrency: int = Field(default=20, ge=1, le=1000)
     paths: list[str] = Field(default_factory=lambda: ["/"])
     max_p50_increase: float | None = Field(default=None, ge=0)
     max_p95_increase: float | None = Field(default=0.20, ge=0)
     max_p99_increase: float | None = Field(default=None, ge=0)
-    # Smaller differences are noise on a busy machine, never a regression.
+    # Smaller differences are timer noise, never a regression: whichever allows more counts.
     min_latency_increase: Annotated[Duration, within(0, 60)] = 0.002
     max_error_rate: float = Field(default=0.001, ge=0, le=1)
+    # The chance that a release no slower than allowed fails, at most; also the chance that
+    # one slower than allowed passes, for each watched quantile.
+    alpha: float = Field(default=0.01, gt=0, le=0.2)
+    # An undecided test after the budget: fail, pass with a warning, or measure once more
+    # (then fail if still undecided). Never a silent pass.
+    on_inconclusive: Literal["fail", "warn", "retry"] = "retry"
+    # After the fields above, so that its validator sees them.
+    requests: int = Field(default=2000, ge=100, le=1_000_000, validate_default=True)  # budget
+    warmup: int = Field(default=300, ge=0, le=1_000_000)  # not counted: fresh processes
+    concurrency: int = Field(default=20, ge=1, le=1000)
     timeout: Timeout = 300.0
 
     @field_validator("paths")
@@ -61,6 +69,34 @@ class PerformanceGate(Strict):
             if not path.startswith("/") or any(c.isspace() for c in path):
                 raise ValueError(f'"{path}" must be a URL path starting with "/", no spaces')
         return value
+
+    @field_validator("requests")
+    @classmethod
+    def _enough(cls, value: int, info: ValidationInfo) -> int:
+        """A budget too small to ever decide can only be inconclusive: refused."""
+        alpha = info.data.get("alpha")
+        if alpha is None:  # alpha itself was invalid: that error is reported
+            return value
+        watched = {
+            name: q
+            for name, q in QUANTILES.items()
+            if info.data.get(f"max_{name}_increase") is not None
+        }
+        for name, q in watched.items():
+            needed = min_pairs_to_decide(q, alpha, len(watched) + 1)
+            if value < needed:
+                raise ValueError(
+                    f"{value} requests can never decide on {name} at alpha {alpha:g}: at least "
+                    f"{needed} are needed (blocks of {block_pairs(q)} pairs); raise requests, "
+                    f"raise alpha, or remove max_{name}_increase"
+                )
+        return value
+
+    def watched(self) -> dict[str, float]:
+        """The quantiles compared with the stable release, and their allowed increases."""
+        limits = {"p50": self.max_p50_increase, "p95": self.max_p95_increase,
+                  "p99": self.max_p99_increase}  # fmt: skip
+        return {name: value for name, value in limits.items() if value is not None}
 
 
 class SecretsGate(Strict):

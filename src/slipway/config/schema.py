@@ -110,8 +110,11 @@ class HealthCheck(Strict):
         return value
 
 
+UNAVAILABLE = re.compile(r"^([1-9][0-9]{0,2}) *(hosts?|instances?)?$")
+
+
 class Deploy(Strict):
-    strategy: Literal["bluegreen", "canary"] = "bluegreen"
+    strategy: Literal["bluegreen", "canary", "rolling"] = "bluegreen"
     health_timeout: Timeout = 60.0
     drain_timeout: Annotated[Duration, within(0, DAY)] = 30.0  # 0: retire without draining
     stop_grace: Annotated[Duration, within(0, 3600)] = 10.0  # 0: SIGKILL at once
@@ -123,6 +126,30 @@ class Deploy(Strict):
     step_min_requests: int = Field(default=200, ge=0, le=100_000_000)
     step_timeout: Timeout = 600.0
     on_inconclusive: Literal["abort", "pause"] = "abort"
+    # rolling only: how much may be out of service at once, 2 (instances) or "1 host"
+    max_unavailable: int | str = 1
+
+    @field_validator("max_unavailable")
+    @classmethod
+    def _max_unavailable(cls, value: int | str) -> int | str:
+        if isinstance(value, int):
+            if not 1 <= value <= 1000:
+                raise ValueError('at least 1 instance at a time, e.g. 1 or "1 host"')
+            return value
+        if UNAVAILABLE.match(value.strip()) is None:
+            raise ValueError(
+                f'"{value}" is neither a number of instances (2) nor of hosts ("1 host")'
+            )
+        return value.strip()
+
+    @property
+    def unavailable(self) -> tuple[int, Literal["instances", "hosts"]]:
+        """max_unavailable as (how many, of what)."""
+        if isinstance(self.max_unavailable, int):
+            return self.max_unavailable, "instances"
+        found = UNAVAILABLE.match(self.max_unavailable)
+        assert found is not None
+        return int(found[1]), "hosts" if (found[2] or "").startswith("host") else "instances"
 
     @field_validator("steps")
     @classmethod
@@ -251,6 +278,22 @@ def _too_long(size: int) -> str:
     )
 
 
+class Placement(Strict):
+    """Where the app's instances run: on the hosts with one of `roles`, or on the named
+    `hosts`. Without hosts added to the fleet, that is the control host."""
+
+    roles: list[Literal["app", "lb"]] = Field(default_factory=lambda: ["app"], min_length=1)  # type: ignore[arg-type]
+    hosts: list[str] = Field(default_factory=list, max_length=256)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.match(r"^[a-z][a-z0-9-]{0,62}$", name):
+                raise ValueError(f'"{name}" is not a host name (as in `slipway hosts`)')
+        return value
+
+
 class AppConfig(Strict):
     name: str
     listen: Listen = Field(default_factory=Listen)
@@ -269,6 +312,7 @@ class AppConfig(Strict):
     alerting: Alerting = Field(default_factory=Alerting)
     gates: Gates = Field(default_factory=Gates)
     edge: Edge = Field(default_factory=Edge)
+    placement: Placement = Field(default_factory=Placement)
 
     @field_validator("name")
     @classmethod

@@ -40,7 +40,7 @@ web = 1
 # GREETING = "hello"
 
 [deploy]
-strategy = "bluegreen"
+strategy = "bluegreen"   # or "canary"; "rolling" (max_unavailable = 1) without room for two
 health_timeout = "60s"   # how long new instances may take to become healthy
 drain_timeout = "30s"    # how long in-flight requests may take to finish on the old release
 stop_grace = "10s"       # SIGTERM, then SIGKILL after this long

@@ -144,26 +144,20 @@ def step_of(params: Mapping[str, str], since: float, now: float) -> int | None:
 
 def markers(store: Store, app: str, since: float) -> list[dict[str, Any]]:
     """Deployments, rollbacks and canary steps in the window, for the charts."""
-    rows = store.conn.execute(
-        "SELECT id, kind, strategy, from_release, to_release, started_at, finished_at, outcome "
-        "FROM deployments WHERE app = ? AND (finished_at IS NULL OR finished_at >= ?) "
-        "AND kind IN ('deploy', 'rollback') ORDER BY id",
-        (app, since),
-    ).fetchall()
     out = []
-    for row in rows:
-        kind = "rollback" if row[1] == "rollback" else f"deploy ({row[2]})"
-        outcome = row[7] or "in progress"
+    for d in store.deploys_and_rollbacks_since(app, since):
+        kind = "rollback" if d.kind == "rollback" else f"deploy ({d.strategy})"
+        outcome = d.outcome or "in progress"
         out.append(
             {
-                "deployment": row[0],
-                "kind": row[1],
-                "release": row[4],
-                "from_release": row[3],
-                "started_at": row[5],
-                "finished_at": row[6],
+                "deployment": d.id,
+                "kind": d.kind,
+                "release": d.to_release,
+                "from_release": d.from_release,
+                "started_at": d.started_at,
+                "finished_at": d.finished_at,
                 "outcome": outcome,
-                "label": f"{kind} {row[4]}: {outcome}",
+                "label": f"{kind} {d.to_release}: {outcome}",
             }
         )
     return out

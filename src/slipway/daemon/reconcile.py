@@ -16,8 +16,10 @@ import time
 from slipway.daemon.service import Service
 from slipway.deploy.planning import resumed_after_restart, warm_release
 from slipway.deploy.routing import backend_for
-from slipway.errors import DeployError, SlipwayError
+from slipway.errors import DeployError, HostUnreachable, SlipwayError
 from slipway.metrics import discovery
+from slipway.runtime.base import Handle
+from slipway.runtime.fleet import UNREACHABLE
 from slipway.store.records import Instance
 
 log = logging.getLogger("slipway.reconcile")
@@ -62,32 +64,48 @@ async def on_start(service: Service) -> None:
 
 
 async def sweep_unrecorded(service: Service) -> int:
-    """Stop every shim of this home that no live instance record names: nothing may run
-    that the daemon cannot show or stop (e.g. shims started by a daemon killed before it
-    recorded them, whose deployment was then rolled back). Returns how many it stopped."""
+    """Stop every shim, on every host that answers, that no live instance record names:
+    nothing may run that the daemon cannot show or stop (e.g. shims started by a daemon
+    killed before it recorded them, whose deployment was then rolled back). Returns how many
+    it stopped."""
     store, stopped = service.store, 0
-    for app, instance_id, handle in service.runtime.supervised():
-        record = store.find_instance(app, instance_id)
-        if record is not None and record.status != "stopped":
-            if record.handle != handle:  # started, but its pid never recorded: adopt it
-                store.update_instance(
-                    app, instance_id, shim_pid=handle.pid, shim_ctime=handle.ctime
-                )
-            continue
-        log.warning("stopping %s/%s: it runs but no live instance names it", app, instance_id)
-        grace = service.engine.grace_for(record) if record else 10.0
-        await service.runtime.stop(app, instance_id, handle, grace)
-        stopped += 1
+    for host in service.fleet.hosts():
+        try:
+            running = await service.runtime.supervised(host.name)
+        except HostUnreachable:
+            continue  # swept when it answers again
+        for app, instance_id, handle in running:
+            record = store.find_instance(app, instance_id)
+            if record is not None and record.status != "stopped":
+                if record.handle != handle:  # started, but its pid never recorded: adopt it
+                    store.update_instance(
+                        app, instance_id, shim_pid=handle.pid, shim_ctime=handle.ctime
+                    )
+                continue
+            log.warning("stopping %s/%s on %s: nothing names it", app, instance_id, host.name)
+            grace = service.engine.grace_for(record) if record else 10.0
+            await service.runtime.stop(unnamed(app, instance_id, host.name, handle), grace)
+            stopped += 1
     return stopped
 
 
+def unnamed(app: str, instance_id: str, host: str, shim: Handle) -> Instance:
+    """An instance as found running, without (a live) record."""
+    return Instance(app, instance_id, "?", "?", None, "stopped", shim.pid, shim.ctime, None,
+                    0.0, host=host)  # fmt: skip
+
+
 async def sync_router(service: Service) -> None:
-    """Start or adopt HAProxy, then make its runtime servers match the recorded ones."""
+    """Start or adopt HAProxy on every lb host, then make its runtime servers match the
+    recorded ones (raises before it lowers, on each)."""
     store = service.store
     await service.router.ensure(service.engine.router_state())
+    addresses = service.fleet.addresses()
     for app in store.apps():
         if app.routing is not None:
-            await service.router.sync(backend_for(app.name, app.routing, store.instances(app.name)))
+            backend = backend_for(app.name, app.routing, store.instances(app.name), addresses)
+            await service.router.sync(backend)
+    service.router.missed.clear()
 
 
 def wanted_running(service: Service, instance: Instance) -> bool:
@@ -116,10 +134,12 @@ async def heal_instances(service: Service) -> None:
             log.info("retiring %s/%s", instance.app, instance.id)
             await service.engine.retire_instance(instance)
             continue
-        observed = service.runtime.observe(instance.app, instance.id, instance.handle)
+        observed = await service.runtime.observe_one(instance)
+        if observed.state == UNREACHABLE:
+            continue  # a host cut off may well still serve: nothing is torn down or doubled
         if observed.alive:
             # e.g. booted at a lower priority by a daemon that died before it was healthy
-            service.runtime.set_priority(instance.app, instance.id, instance.handle, 0)
+            await service.runtime.set_priority(instance, 0)
             continue
         # what its app left running keeps serving until the new shim replaces it (the shim
         # stops an instance's leftovers itself, right before it starts the app again)
@@ -188,8 +208,8 @@ async def monitor(service: Service) -> None:
             if time.monotonic() - swept > SWEEP_EVERY:
                 swept = time.monotonic()
                 await sweep_unrecorded(service)
-            if not service.router.running():
-                log.warning("HAProxy is not running: starting it with the recorded servers")
+            if service.router.missed or not await service.router.running():
+                log.warning("an lb host is not current: bringing it to the recorded servers")
                 await sync_router(service)
             await heal_instances(service)
             store = service.store
@@ -208,15 +228,15 @@ async def watch_router(service: Service) -> None:
     round to find its listener back."""
     loop = asyncio.get_running_loop()
     while True:
-        pid = service.router.master_pid()
-        if pid is None:  # not started yet, or being started: housekeeping sees to it
+        pid = service.local_haproxy_pid()
+        if pid is None:  # none here, not started yet, or being started: housekeeping sees to it
             await asyncio.sleep(ROUTER_POLL)
             continue
         try:
             fd = os.pidfd_open(pid)
         except OSError:  # gone already, or a kernel without pidfds: poll instead
             await asyncio.sleep(ROUTER_POLL)
-            if service.router.master_pid() == pid:
+            if service.local_haproxy_pid() == pid:
                 continue
             fd = None
         if fd is not None:

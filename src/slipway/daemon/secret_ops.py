@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from slipway.config.schema import APP_NAME, ENV_NAME
+from slipway.deploy.planning import first_step, rolled_or_not
 from slipway.errors import UsageError
 from slipway.store import security
 from slipway.store.records import Deployment
@@ -78,6 +79,7 @@ def release_with_new_secrets(
         status="ready",
     )
     service.store.update_release(app_name, release.id, build_seconds=0.0)
+    strategy = rolled_or_not(current.config)
     deployment = service.store.start_deployment(
         app_name,
         kind="config",
@@ -85,7 +87,8 @@ def release_with_new_secrets(
         to_release=release.id,
         formation=app.formation,
         who=who,
-        state="start",
+        state=first_step("config", strategy),
+        strategy=strategy,
     )
     service.engine.event(deployment, "start", "info", f"secret {name} changed: {release.id}")
     service.launch(deployment)

@@ -50,7 +50,7 @@ def setup_logging() -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    for noisy in ("httpx", "httpcore", "uvicorn.access"):
+    for noisy in ("httpx", "httpcore", "uvicorn.access", "asyncssh"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -86,12 +86,15 @@ async def serve(
     home.pidfile.write_text(str(os.getpid()))
     service = Service(home, binary)
     await service.hub.start()
-    service.services.log_target = service.hub.log_target
+    service.fleet.ingest_port = service.hub.port
+    for lb in service.fleet.with_role("lb"):  # remote lb hosts send request logs here
+        if not lb.local and lb.facts.get("client"):
+            await service.hub.listen_on(str(lb.facts["client"]))
     log.info(
-        "slipway daemon starting (pid %s, home %s, request logs on udp %s)",
+        "slipway daemon starting (pid %s, home %s, request logs on udp port %s)",
         os.getpid(),
         home.root,
-        service.hub.log_target,
+        service.hub.port,
     )
     try:
         await reconcile.on_start(service)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from slipway import __version__
+from slipway.agent.core import Agent
 from slipway.alerts.engine import Alerting
 from slipway.api import schemas
 from slipway.audit.denials import FoldedDenials
@@ -19,21 +20,33 @@ from slipway.audit.log import AuditLog
 from slipway.auth.guard import FailureLimiter
 from slipway.config.load import config_hash, load_config, parse_config
 from slipway.config.schema import AppConfig
+from slipway.daemon.host_ops import agent_zipapp, start_command
 from slipway.daemon.secrets import SecretKeeper
 from slipway.daemon.watch import InstanceWatch
+from slipway.deploy import placement
 from slipway.deploy.engine import Engine, Services
-from slipway.deploy.planning import plan_formation, rollback_target, undone_on_failure
+from slipway.deploy.planning import (
+    first_step,
+    plan_formation,
+    rollback_target,
+    rolled_or_not,
+    undone_on_failure,
+)
 from slipway.deploy.routing import router_state, routing_of
 from slipway.errors import DeployError, NotFound, SlipwayError, StorageError, UsageError
+from slipway.hosts.fleet import Fleet, RemoteFactory
+from slipway.hosts.model import LOCAL, Host
+from slipway.hosts.ssh import SshTransport
+from slipway.hosts.transport import Transport
 from slipway.metrics.hub import TrafficHub
 from slipway.paths import Home
 from slipway.releases.build import git, resolve_git_rev, working_tree_sha
 from slipway.router.certs import check_tls_files
 from slipway.router.config import check_listeners
-from slipway.router.haproxy import HAProxyRouter
 from slipway.router.stats import ServerStat
+from slipway.router.tier import TierRouter
 from slipway.runtime import users
-from slipway.runtime.local import LocalRuntime
+from slipway.runtime.fleet import FleetRuntime
 from slipway.store import security, traffic
 from slipway.store.records import (
     App,
@@ -49,28 +62,58 @@ log = logging.getLogger("slipway.daemon")
 
 
 class Service:
-    def __init__(self, home: Home, haproxy_binary: str) -> None:
+    def __init__(
+        self, home: Home, haproxy_binary: str, remote: RemoteFactory | None = None
+    ) -> None:
         self.home = home
         self.store = Store(home.db)
-        self.runtime = LocalRuntime(home)
-        self.router = HAProxyRouter(home, haproxy_binary)
+        # The composition root: this host's agent in this process, the fleet's transports,
+        # and the runtime and lb tier that reach every host through them.
+        self.agent = Agent(home, haproxy_binary)
+        self.fleet = Fleet(self.store, self.agent, remote or self.reach)
+        self.runtime = FleetRuntime(self.fleet.transport)
+        self.router = TierRouter(self.fleet.lb_members, home.root / "certs", self.excused_hosts)
+        self.agent_build: str | None = None  # the digest of the agent zipapp remote hosts run
         self.secrets = SecretKeeper(home.secrets_key, self.store)
         self.audit = AuditLog(home.root)
         self.denials = FoldedDenials(self.audit)  # refused requests, one entry a source a minute
         self.csrf_key = secrets.token_bytes(32)  # a restart asks the dashboard for a new one
         self.limiter = FailureLimiter()  # shared by the unix socket and the TCP listener
-        self.services = Services(home, self.store, self.runtime, self.router, self.secrets)
-        self.hub = TrafficHub(home, self.store, self.router)
-        self.alerting = Alerting(
-            home, self.store, lambda i: self.runtime.observe(i.app, i.id, i.handle)
+        self.services = Services(
+            home,
+            self.store,
+            self.runtime,
+            self.router,
+            self.secrets,
+            self.fleet.hosts,
+            self.fleet.transport,
         )
+        self.hub = TrafficHub(home, self.store, self.router, self.log_senders)
+        self.alerting = Alerting(home, self.store, self.runtime.cached)
         self.engine = Engine(self.services)
-        self.watch = InstanceWatch(self.store, self.runtime, self.router, self.note)
+        self.watch = InstanceWatch(
+            self.store, self.runtime, self.router, self.note, self.fleet.addresses
+        )
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.started_at = time.time()
         self.http_url: str | None = None  # the dashboard and /metrics, when served
         self.recovered: list[str] = []  # what start-up did with interrupted deployments
         self.rewarmed: set[tuple[str, str]] = set()  # (app, release) started warm again
+
+    @staticmethod
+    def reach(host: Host) -> Transport:
+        assert host.ssh is not None
+        return SshTransport(host, start_command(host.ssh))
+
+    def local_haproxy_pid(self) -> int | None:
+        """The control host's HAProxy master, when this host is an lb host."""
+        if not self.fleet.host(LOCAL).has("lb"):
+            return None
+        return self.agent.router.master_pid()
+
+    def log_senders(self) -> set[str]:
+        """Addresses request logs may come from: this host, and every lb host."""
+        return {"127.0.0.1", *(h.address for h in self.fleet.with_role("lb"))}
 
     def note(self, app: str, status: str, message: str) -> None:
         """Something the daemon did on its own to an app (not part of a deployment)."""
@@ -97,6 +140,7 @@ class Service:
         self.check_routing(config)
         users.check_run_user(config.run.user, config.build.interpreter(), self.home.root)
         check_skips(config, request.skip_gates)
+        await self.check_hosts(config, request.skip_hosts)
         missing = self.secrets.missing(config.name, config.secrets)
         if missing:
             raise DeployError(
@@ -132,7 +176,12 @@ class Service:
             state="build",
             strategy=strategy,
             skip_gates=request.skip_gates,
+            skip_hosts=sorted(request.skip_hosts),
         )
+        for host, reason in sorted(request.skip_hosts.items()):
+            self.engine.event(
+                deployment, "build", "info", f"deploying without host {host}: {reason}"
+            )
         if strategy != config.deploy.strategy and not request.check:
             self.engine.event(
                 deployment,
@@ -144,6 +193,52 @@ class Service:
         self.launch(deployment)
         return deployment
 
+    async def check_hosts(self, config: AppConfig, skips: dict[str, str]) -> None:
+        """Every host the deploy needs (where the app may run, and the lb tier) answers, or
+        was named with --skip-host and a reason; otherwise nothing is built."""
+        hosts = {h.name: h for h in self.fleet.hosts()}
+        for name, reason in skips.items():
+            if name not in hosts or name == LOCAL:
+                raise UsageError(
+                    f"--skip-host {name}: no such remote host",
+                    fix=f"hosts: {', '.join(sorted(hosts))}",
+                )
+            if not reason.strip():
+                raise UsageError(f"--skip-host {name} needs a reason", fix='add --reason "…"')
+        needed = {h.name for h in placement.eligible(list(hosts.values()), config.placement,
+                                                      frozenset(skips))}  # fmt: skip
+        needed |= {h.name for h in self.fleet.with_role("lb") if h.name not in skips}
+
+        build = agent_zipapp(self)[1]
+
+        async def answers(name: str) -> str | None:
+            try:
+                facts = await self.fleet.transport(name).call("hello", _timeout=3.0)
+            except SlipwayError as error:
+                return error.message
+            if name != LOCAL and facts.get("build") != build:
+                return (
+                    f"its agent is another build ({facts.get('version')}, "
+                    f"{str(facts.get('build'))[:12]}) than this slipway's ({build[:12]}): "
+                    f"run `slipway hosts upgrade {name}`"
+                )
+            return None
+
+        results = await asyncio.gather(*(answers(n) for n in sorted(needed)))
+        down = [(n, why) for n, why in zip(sorted(needed), results, strict=True) if why]
+        if down:
+            name, why = down[0]
+            raise DeployError(
+                f"host {name} does not answer ({why}); nothing was built or started",
+                where=f"host {name}",
+                fix=f'bring it back, or deploy without it: --skip-host {name} --reason "…"',
+                data={"hosts": dict(down)},
+            )
+
+    def excused_hosts(self) -> set[str]:
+        """Hosts the deployments in flight were told to go on without."""
+        return {h for d in self.store.active_deployments() for h in d.skip_hosts}
+
     def check_routing(self, config: AppConfig) -> None:
         """A new config must not clash with the listeners of the other apps."""
         wanted = {config.name: routing_of(config)}
@@ -152,7 +247,7 @@ class Service:
             apps = [*self.store.apps(), placeholder]
         else:
             apps = self.store.apps()
-        state = router_state(str(self.router.admin_socket), apps, [], override=wanted)
+        state = router_state("", apps, [], override=wanted)
         check_listeners(state.backends)
         check_tls_files(config.edge.tls_cert, config.edge.tls_key)
 
@@ -191,6 +286,7 @@ class Service:
         formation = {p: n for p, n in app.formation.items() if p in target.config.processes}
         for process in target.config.processes:
             formation.setdefault(process, target.config.scale.get(process, 1))
+        strategy = rolled_or_not(self.current_config(app_name))
         deployment = self.store.start_deployment(
             app_name,
             kind="rollback",
@@ -198,7 +294,8 @@ class Service:
             to_release=target.id,
             formation=formation,
             who=who,
-            state="start",
+            state=first_step("rollback", strategy),
+            strategy=strategy,
         )
         self.launch(deployment)
         return deployment
@@ -390,7 +487,10 @@ class Service:
                 http_url=self.http_url,
                 recovered=self.recovered,
             ),
-            router=schemas.RouterView(running=self.router.running(), pid=self.router.master_pid()),
+            router=schemas.RouterView(
+                running=await self.router.running(),
+                pid=self.local_haproxy_pid(),
+            ),
             apps=[await self.app_view(a.name) for a in self.store.apps()],
         )
 
@@ -461,6 +561,7 @@ class Service:
                 stats[name] = await self.router.stats(name)
             except SlipwayError:
                 stats[name] = {}
+        await self.runtime.observe(instances)  # one call per host; the views read the cache
         views = []
         for instance in instances:
             app_stats = stats.get(instance.app, {})
@@ -471,7 +572,7 @@ class Service:
     def instance_view(
         self, instance: Instance, stat: ServerStat | None, total_weight: int
     ) -> schemas.InstanceView:
-        observed = self.runtime.observe(instance.app, instance.id, instance.handle)
+        observed = self.runtime.cached(instance)
         state = observed.state if instance.status != "stopping" else "stopping"
         if instance.status == "stopping":
             role = "retiring"
@@ -490,6 +591,7 @@ class Service:
         return schemas.InstanceView(
             id=instance.id,
             app=instance.app,
+            host=instance.host,
             release=instance.release,
             process=instance.process,
             port=instance.port,

@@ -17,11 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import httpx
-
 from slipway.config.schema import AppConfig
-from slipway.deploy import health
-from slipway.errors import SlipwayError
+from slipway.errors import HostUnreachable, SlipwayError
 from slipway.router.base import Router
 from slipway.runtime.base import Runtime
 from slipway.store.records import Instance
@@ -41,24 +38,31 @@ class Watched:
 
 
 class InstanceWatch:
-    def __init__(self, store: Store, runtime: Runtime, router: Router, say: Say) -> None:
+    def __init__(
+        self,
+        store: Store,
+        runtime: Runtime,
+        router: Router,
+        say: Say,
+        addresses: Callable[[], dict[str, str]],
+    ) -> None:
         self.store, self.runtime, self.router, self.say = store, runtime, router, say
+        self.addresses = addresses
         self.watched: dict[tuple[str, str], Watched] = {}
         self.configs: dict[tuple[str, str], AppConfig] = {}
         self.restarted_at: dict[str, float] = {}  # per app
 
     async def run(self) -> None:
-        async with httpx.AsyncClient() as client:
-            while True:
-                await asyncio.sleep(TICK)
-                try:
-                    await self.look(client, time.monotonic())
-                except SlipwayError as exc:
-                    log.error("watching instances failed: %s", exc)
-                except Exception:
-                    log.exception("watching instances crashed")
+        while True:
+            await asyncio.sleep(TICK)
+            try:
+                await self.look(time.monotonic())
+            except SlipwayError as exc:
+                log.error("watching instances failed: %s", exc)
+            except Exception:
+                log.exception("watching instances crashed")
 
-    async def look(self, client: httpx.AsyncClient, now: float) -> None:
+    async def look(self, now: float) -> None:
         serving = [
             i
             for i in self.store.instances()
@@ -68,9 +72,11 @@ class InstanceWatch:
         for gone in self.watched.keys() - keys:
             del self.watched[gone]
         due = [i for i in serving if self.state(i).next_probe <= now]
-        results = await asyncio.gather(*(self.probe(client, i) for i in due))
+        addresses = self.addresses()
+        results = await asyncio.gather(*(self.probe(i, addresses) for i in due))
         for instance, ok in zip(due, results, strict=True):
-            await self.judge(instance, ok, serving, now)
+            if ok is not None:  # None: its host does not answer; not the instance's doing
+                await self.judge(instance, ok, serving, now)
 
     def state(self, instance: Instance) -> Watched:
         return self.watched.setdefault((instance.app, instance.id), Watched())
@@ -81,12 +87,17 @@ class InstanceWatch:
             self.configs[key] = self.store.release(instance.app, instance.release).config
         return self.configs[key]
 
-    async def probe(self, client: httpx.AsyncClient, instance: Instance) -> bool:
+    async def probe(self, instance: Instance, addresses: dict[str, str]) -> bool | None:
         check = self.config(instance).healthcheck
         watched = self.state(instance)
         watched.next_probe = time.monotonic() + check.interval
-        assert instance.port is not None
-        ok, watched.last = await health.probe(client, instance.port, check.path, check.timeout)
+        address = addresses.get(instance.host, "127.0.0.1")
+        try:
+            ok, watched.last = await self.runtime.probe(
+                instance, address, check.path, check.timeout
+            )
+        except HostUnreachable:
+            return None  # a partition is not a hung instance: it keeps serving through HAProxy
         return ok
 
     async def judge(
@@ -110,7 +121,7 @@ class InstanceWatch:
         if limit and silent >= limit and now - last_restart >= limit:
             self.restarted_at[instance.app] = now
             watched.failing_since = now
-            killed = self.runtime.restart_process(instance.app, instance.id, instance.handle)
+            killed = await self.runtime.restart_process(instance)
             if killed:
                 self.say(instance.app, "fail", f"{name} did not answer for {silent:.0f}s: "
                          "restarted (its supervisor starts it again)")  # fmt: skip

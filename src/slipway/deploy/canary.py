@@ -21,6 +21,7 @@ from slipway.judge.histogram import Histogram
 from slipway.judge.verdict import Arm, Evidence, Progress, Settings, Verdict, judge
 from slipway.metrics import prometheus as prom
 from slipway.metrics.ingest import Second
+from slipway.runtime.fleet import UNREACHABLE
 from slipway.store import traffic
 from slipway.store.records import Deployment, Instance
 
@@ -100,7 +101,7 @@ class CanaryRun:
             outcome = await self.obey(*command)
             if outcome is not None:
                 return outcome
-        self.check_candidates()
+        await self.check_candidates()
         ongoing_loss = self.update_arms()
         progress = Progress(
             step_requests=self.step_requests,
@@ -241,21 +242,31 @@ class CanaryRun:
                 fix='deploy with strategy = "bluegreen" instead',
             )
         stable_weight, candidate_weight = split_weights(self.share, len(stables), len(candidates))
-        router = self.engine.s.router
-        for instance, weight in [
-            *((c, candidate_weight) for c in candidates),
-            *((s, stable_weight) for s in stables),
-        ]:
-            self.store.update_instance(self.dep.app, instance.id, weight=weight)
-            await router.set_weight(self.dep.app, instance.id, weight)
+        # one switch on every lb host, raises first (a step only ever moves weight to the
+        # candidate, so its servers go first)
+        weights = {c.id: candidate_weight for c in candidates} | {
+            s.id: stable_weight for s in stables
+        }
+        before = {i.id: i.weight or 0 for i in [*candidates, *stables]}
+        await self.engine.s.router.set_weights(self.dep.app, weights, before)
+        for name, weight in weights.items():
+            self.store.update_instance(self.dep.app, name, weight=weight)
 
-    def check_candidates(self) -> None:
+    async def check_candidates(self) -> None:
         """A candidate instance that crashed is a failed canary, whatever the statistics say."""
-        runtime = self.engine.s.runtime
-        for instance in self.candidates():
-            observed = runtime.observe(self.dep.app, instance.id, instance.handle)
+        candidates = self.candidates()
+        seen = await self.engine.s.runtime.observe(candidates)
+        for instance in candidates:
+            observed = seen[instance.id]
+            if observed.state == UNREACHABLE:
+                raise DeployError(
+                    f"host {instance.host} of candidate instance {instance.id} does not answer; "
+                    "the canary was stopped and the stable release takes all traffic back",
+                    where=f"host {instance.host}",
+                    fix="check the host with `slipway hosts`, then deploy again",
+                )
             if not observed.alive or observed.restarts > 0 or observed.crashloop:
-                raise self.engine.instance_failure(
+                raise await self.engine.instance_failure(
                     instance, "crashed during the canary", observed.last_exit
                 )
 

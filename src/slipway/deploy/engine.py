@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from slipway import faults
 from slipway.config.load import config_hash, load_config
 from slipway.config.schema import AppConfig
 from slipway.daemon.secrets import SecretKeeper
-from slipway.deploy import health
+from slipway.deploy import health, placement
 from slipway.deploy.planning import (
     next_state,
     releases_to_prune,
@@ -36,23 +37,39 @@ from slipway.deploy.planning import (
     warm_release,
 )
 from slipway.deploy.routing import backend_for, router_state, routing_of
-from slipway.errors import DISK_FULL, BuildError, DeployError, SlipwayError, disk_error
+from slipway.errors import (
+    DISK_FULL,
+    BuildError,
+    DeployError,
+    HostUnreachable,
+    SlipwayError,
+    disk_error,
+)
 from slipway.gates.base import Targets
 from slipway.gates.runner import GateRun, gates_of
+from slipway.hosts.model import Host, local_host
+from slipway.hosts.transport import Transport
 from slipway.paths import Home
+from slipway.releases import artifact
 from slipway.releases import build as builder
 from slipway.router.base import Router
 from slipway.router.config import SERVING_WEIGHT, Backend, RouterState, Server
+from slipway.router.stats import ServerStat
 from slipway.runtime import users
-from slipway.runtime.base import InstanceSpec, Runtime
-from slipway.runtime.local import free_port
+from slipway.runtime.base import InstanceSpec, Observed, Runtime
+from slipway.runtime.fleet import UNREACHABLE
 from slipway.secrets.redact import redactor
-from slipway.store.records import Deployment, Instance
+from slipway.store.records import Deployment, Instance, Release
 from slipway.store.store import Store
 
 log = logging.getLogger("slipway.deploy")
 PROBE_EVERY = 0.05
+DRAIN_POLL_EVERY = 0.05  # how often the drain step looks at the old servers
 LOG_LINES_ON_FAILURE = 20
+
+
+class SwitchRefused(DeployError):
+    """An lb host refused the shift; it was undone on all of them: nothing shifted."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +94,23 @@ class Services:
     runtime: Runtime
     router: Router
     secrets: SecretKeeper
-    log_target: str | None = None  # where HAProxy sends per-request log lines
+    hosts: Callable[[], list[Host]] = lambda: [local_host()]
+    transport: Callable[[str], Transport] | None = None  # to ship releases to other hosts
+
+    def host(self, name: str) -> Host:
+        found = next((h for h in self.hosts() if h.name == name), None)
+        if found is None:
+            raise DeployError(f"host '{name}' is not in the fleet", fix="see `slipway hosts`")
+        return found
+
+    def agent(self, name: str) -> Transport:
+        if self.transport is None:
+            raise DeployError(f"no way to reach host '{name}'", where=f"host {name}")
+        return self.transport(name)
+
+    def home_on(self, host: Host) -> Home:
+        """This home's layout on `host` (the agent's home there)."""
+        return self.home if host.ssh is None else Home(Path(host.ssh.home))
 
 
 class Engine:
@@ -180,14 +213,17 @@ class Engine:
             return
         self.event(dep, dep.state, "fail", error.message, error.to_dict())
         await self.drop_unbuilt(dep, error)
-        if not undone_on_failure(dep.state):
+        if not undone_on_failure(dep.state) and not isinstance(error, SwitchRefused):
             # All traffic is already on the new release; what is left over gets retired by
             # the daemon's housekeeping. Record the failure; do not undo the switch.
             self.s.store.finish_deployment(dep.id, "failed", error.to_dict())
             self.wake_watchers()
             return
         try:
-            await self.undo(dep)
+            if dep.state in ("roll", "unroll"):
+                await self.unroll(dep)
+            else:
+                await self.undo(dep)
         except SlipwayError as undo_error:
             self.event(
                 dep, "abort", "fail", f"cleanup failed: {undo_error.message}", undo_error.to_dict()
@@ -218,27 +254,37 @@ class Engine:
             for i in store.instances(dep.app)
             if i.release == app.current_release and i.is_web and i.weight is not None
         ]
-        for instance in stable:
-            if instance.weight != SERVING_WEIGHT:
-                store.update_instance(dep.app, instance.id, weight=SERVING_WEIGHT)
-                await self.s.router.set_weight(dep.app, instance.id, SERVING_WEIGHT)
         created = [
             i
             for i in store.instances(dep.app)
             if i.id in dep.instances and i.created_at >= dep.started_at
         ]
-        for instance in created:
-            if instance.weight:
-                store.update_instance(dep.app, instance.id, weight=0)
-                await self.s.router.set_weight(dep.app, instance.id, 0)
+        # one switch, stable first: the stable release takes all traffic back
+        back = {i.id: SERVING_WEIGHT for i in stable if i.weight != SERVING_WEIGHT}
+        back |= {i.id: 0 for i in created if i.weight}
+        if back:
+            before = {i.id: i.weight or 0 for i in [*stable, *created] if i.id in back}
+            for name, weight in back.items():
+                store.update_instance(dep.app, name, weight=weight)
+            await self.s.router.set_weights(dep.app, back, before)
         created = [store.instance(dep.app, i.id) for i in created]
-        await asyncio.gather(*(self.retire_instance(i) for i in created))
+        # every stop is tried, even when one fails (its host unreachable: it stays
+        # 'stopping', and housekeeping stops it when the host answers)
+        stops = await asyncio.gather(
+            *(self.retire_instance(i) for i in created), return_exceptions=True
+        )
         if app.current_release:
             current = store.release(dep.app, app.current_release).config
             store.update_app(dep.app, routing=routing_of(current))
         elif not store.instances(dep.app):
             store.update_app(dep.app, routing=None)
         await self.s.router.ensure(self.router_state())
+        failed = [e for e in stops if isinstance(e, BaseException)]
+        for error in failed:
+            if not isinstance(error, SlipwayError):
+                raise error
+        if failed:
+            raise failed[0]
         if created:
             self.event(
                 dep,
@@ -273,12 +319,13 @@ class Engine:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waiter, timeout)
 
+    def addresses(self) -> dict[str, str]:
+        return {h.name: h.address for h in self.s.hosts()}
+
     def router_state(self) -> RouterState:
+        """What every lb host serves (each fills in its own sockets and log target)."""
         return router_state(
-            str(self.s.router.admin_socket),
-            self.s.store.apps(),
-            self.s.store.instances(),
-            log_target=self.s.log_target,
+            "", self.s.store.apps(), self.s.store.instances(), addresses=self.addresses()
         )
 
     # steps ----------------------------------------------------------------------------
@@ -329,42 +376,93 @@ class Engine:
         if dep.kind not in ("check", "warm"):  # the serving release's config routes
             store.update_app(dep.app, routing=routing_of(config))
             await self.s.router.ensure(self.router_state())
-        desired = self.plan_instances(dep, config)
+        desired = await self.plan_instances(dep, config)
         new = [i for i in desired if i.handle is None]
+        await self.ship(release, {i.host for i in new})
         await asyncio.gather(*(self.spawn(i, config) for i in new))
         started = len(new)
-        for instance in desired if not checking else []:
-            if instance.is_web and store.instance(dep.app, instance.id).weight is None:
-                store.update_instance(dep.app, instance.id, weight=0)
-                assert instance.port is not None
-                server = Server(instance.id, instance.port, 0)
-                await self.s.router.add_server(self.backend(dep.app), server)
+        if not checking:
+            await self.add_servers(dep.app, desired)
         reused = len(desired) - started
         return f"started {started} instance(s)" + (f", reusing {reused}" if reused else "")
 
-    def plan_instances(self, dep: Deployment, config: AppConfig) -> list[Instance]:
+    async def add_servers(self, app: str, instances: list[Instance]) -> None:
+        """Web instances not in HAProxy yet enter it at weight 0 (recorded first)."""
+        for instance in instances:
+            if instance.is_web and self.s.store.instance(app, instance.id).weight is None:
+                self.s.store.update_instance(app, instance.id, weight=0)
+                assert instance.port is not None
+                address = self.s.host(instance.host).address
+                server = Server(instance.id, instance.port, 0, address)
+                await self.s.router.add_server(self.backend(app), server)
+
+    async def plan_instances(self, dep: Deployment, config: AppConfig) -> list[Instance]:
+        """Which instances the deployment runs: the live ones of its release it keeps, and
+        new ones spread over the hosts its [placement] allows (ports chosen by each host),
+        recorded in one transaction before any starts."""
         store = self.s.store
         live = [i for i in store.instances(dep.app) if i.release == dep.to_release and i.live]
         if dep.instances:  # planned before a restart: keep that plan
             planned = [i for i in live if i.id in dep.instances]
             if len(planned) == len(dep.instances):
                 return planned
+        hosts = placement.eligible(self.s.hosts(), config.placement, self.skipped(dep))
+        names = [h.name for h in hosts]
         kept: list[Instance] = []
-        new: list[tuple[str, int | None]] = []
-        taken = {i.port for i in store.instances()}
+        new: list[tuple[str, int | None, str]] = []
+        taken = {(i.host, i.port) for i in store.instances()}
         for process, count in dep.formation.items():
             if process not in config.processes:
                 continue
-            existing = [i for i in live if i.process == process][:count]
+            existing = [i for i in live if i.process == process and i.host in names][:count]
             kept.extend(existing)
-            for _ in range(count - len(existing)):
-                port = unused_port(taken) if process == "web" else None
-                new.append((process, port))
+            wanted = placement.place(
+                process, count - len(existing), names, [i.host for i in existing]
+            )
+            for host in wanted:
+                port = await self.unused_port(host, taken) if process == "web" else None
+                new.append((process, port, host))
         return store.plan_instances(dep.id, dep.app, dep.to_release, kept, new)
+
+    def skipped(self, dep: Deployment) -> frozenset[str]:
+        return frozenset(dep.skip_hosts)
+
+    async def unused_port(self, host: str, taken: set[tuple[str, int | None]]) -> int:
+        """A free port on `host` that no instance there has (and add it to `taken`)."""
+        address = self.s.host(host).address
+        while True:
+            port = await self.s.runtime.free_port(host, address)
+            if (host, port) not in taken:
+                taken.add((host, port))
+                return port
+
+    async def ship(self, release: Release, hosts: set[str]) -> None:
+        """The release's files on every host that will run it, verified there, all hosts at
+        once: built once here into an archive with a digest, the same bytes everywhere."""
+        remote = [self.s.host(h) for h in sorted(hosts) if not self.s.host(h).local]
+        if not remote:
+            return
+        folder = self.s.home.release_dir(release.app, release.folder_id)
+        archive = self.s.home.app_dir(release.app) / "artifacts" / f"{release.folder_id}.tar.gz"
+        digest = await asyncio.to_thread(artifact.build, folder, archive)
+
+        async def to(host: Host) -> None:
+            agent = self.s.agent(host.name)
+            app, folder = release.app, release.folder_id
+            if await agent.call("release.has", app=app, folder=folder, digest=digest):
+                return
+            path = await agent.call("release.upload_path", app=app, folder=folder)
+            await agent.put(archive, str(path))
+            await agent.call(
+                "release.install", _timeout=300.0, app=app, folder=folder, digest=digest
+            )
+
+        await asyncio.gather(*(to(h) for h in remote))
 
     async def spawn(self, instance: Instance, config: AppConfig) -> None:
         release = self.s.store.release(instance.app, instance.release)
-        release_dir = self.s.home.release_dir(instance.app, release.folder_id)
+        host = self.s.host(instance.host)
+        release_dir = self.s.home_on(host).release_dir(instance.app, release.folder_id)
         env = (
             builder.base_env(release_dir / ".venv")
             | config.env
@@ -377,6 +475,7 @@ class Engine:
         )
         if instance.port is not None:
             env["PORT"] = str(instance.port)
+            env["HOST"] = host.address  # where it listens: the lb hosts reach it there
         spec = InstanceSpec(
             instance.app,
             instance.id,
@@ -387,9 +486,9 @@ class Engine:
             config.logs.max_size,
             config.logs.keep,
             secrets=self.s.secrets.values_for(release),
-            user=await self.app_user(config, release_dir),
+            user=await self.app_user(config, release_dir) if host.local else config.run.user,
         )
-        handle = await self.s.runtime.start(spec)
+        handle = await self.s.runtime.start(instance, spec)
         faults.crash_at("start:spawned")
         self.s.store.update_instance(
             instance.app,
@@ -411,53 +510,37 @@ class Engine:
         return user
 
     async def step_health(self, dep: Deployment) -> str:
-        store = self.s.store
-        config = store.release(dep.app, dep.to_release).config
-        check = config.healthcheck
-        instances = [store.instance(dep.app, i) for i in dep.instances]
+        instances = [self.s.store.instance(dep.app, i) for i in dep.instances]
+        return await self.wait_healthy(dep, instances)
+
+    async def wait_healthy(
+        self, dep: Deployment, instances: list[Instance], config: AppConfig | None = None
+    ) -> str:
+        """Until every one of `instances` passes both checks (slipway's probe and HAProxy's),
+        or the first that cannot: that one's failure, with its last log lines. `config` is
+        their release's (by default the deployment's new release)."""
+        config = config or self.release_config(dep)
         states = {i.id: health.Readiness() for i in instances}
         deadline = time.monotonic() + config.deploy.health_timeout
         began = time.monotonic()
+        routed = config.has_web and dep.kind != "check"
         while True:
-            routed = config.has_web and dep.kind != "check"
+            waiting = [i for i in instances if not states[i.id].ready]
             stats = await self.s.router.stats(dep.app) if routed else {}
-            for instance in instances:
-                state = states[instance.id]
-                if state.ready:
-                    continue
-                observed = self.s.runtime.observe(dep.app, instance.id, instance.handle)
-                if observed.crashloop or not observed.alive:
-                    raise self.instance_failure(
-                        instance,
-                        "is crash-looping" if observed.alive else "stopped running",
-                        observed.last_exit,
-                    )
-                if not instance.is_web:
-                    # New code must prove it stays up; code that ran before needs only start.
-                    min_uptime = health.WORKER_READY_SECONDS if dep.kind == "deploy" else 0.0
-                    state.ready, state.last = health.worker_ready(observed, min_uptime)
-                    continue
-                assert instance.port is not None
-                ok, state.last = await health.probe(
-                    self.http, instance.port, check.path, check.timeout
-                )
-                state.passes = state.passes + 1 if ok else 0
-                in_router = stats.get(instance.id)
-                if in_router is not None and not in_router.checked_ok:
-                    state.last += f"; HAProxy check: {in_router.status} {in_router.check_status}"
-                proven = state.passes >= check.healthy_threshold or (
-                    ok and instance.created_at < dep.started_at  # warm: it served before
-                )
-                state.ready = proven and (
-                    not routed or (in_router is not None and in_router.agrees)
+            observed = await self.s.runtime.observe(waiting)
+            probes = await asyncio.gather(*(self.probe(i, config) for i in waiting))
+            for instance, (ok, said) in zip(waiting, probes, strict=True):
+                await self.judge_health(
+                    dep, instance, observed[instance.id], ok, said, stats, states, config
                 )
             if all(s.ready for s in states.values()):
-                for instance in instances:  # booted at a lower priority
-                    self.s.runtime.set_priority(instance.app, instance.id, instance.handle, 0)
+                await asyncio.gather(  # booted at a lower priority
+                    *(self.s.runtime.set_priority(i, 0) for i in instances)
+                )
                 return f"{len(instances)} instance(s) healthy in {time.monotonic() - began:.1f}s"
             if time.monotonic() > deadline:
                 stuck = next(i for i in instances if not states[i.id].ready)
-                raise self.instance_failure(
+                raise await self.instance_failure(
                     stuck,
                     f"did not become healthy within {config.deploy.health_timeout:g}s "
                     f"(last check: {states[stuck.id].last})",
@@ -465,10 +548,64 @@ class Engine:
                 )
             await asyncio.sleep(PROBE_EVERY)
 
-    def instance_failure(
+    async def probe(self, instance: Instance, config: AppConfig) -> tuple[bool, str]:
+        if not instance.is_web or instance.port is None:
+            return False, ""
+        check = config.healthcheck
+        address = self.s.host(instance.host).address
+        try:
+            return await self.s.runtime.probe(instance, address, check.path, check.timeout)
+        except HostUnreachable as error:  # judged with the observation: the host is gone
+            return False, f"its host does not answer: {error.message}"
+
+    async def judge_health(
+        self,
+        dep: Deployment,
+        instance: Instance,
+        observed: Observed,
+        ok: bool,
+        said: str,
+        stats: dict[str, ServerStat],
+        states: dict[str, health.Readiness],
+        config: AppConfig,
+    ) -> None:
+        state = states[instance.id]
+        check = config.healthcheck
+        routed = config.has_web and dep.kind != "check"
+        if observed.state == UNREACHABLE:
+            raise DeployError(
+                f"host {instance.host} of instance {instance.id} does not answer "
+                f"({observed.extra.get('error', 'unreachable')}); the deploy was stopped and "
+                "the stable release keeps all traffic",
+                where=f"host {instance.host}",
+                fix="check the host with `slipway hosts`; deploy again when it is back, or "
+                f"with --skip-host {instance.host}",
+            )
+        if observed.crashloop or not observed.alive:
+            raise await self.instance_failure(
+                instance,
+                "is crash-looping" if observed.alive else "stopped running",
+                observed.last_exit,
+            )
+        if not instance.is_web:
+            # New code must prove it stays up; code that ran before needs only start.
+            min_uptime = health.WORKER_READY_SECONDS if dep.kind == "deploy" else 0.0
+            state.ready, state.last = health.worker_ready(observed, min_uptime)
+            return
+        state.last = said
+        state.passes = state.passes + 1 if ok else 0
+        in_router = stats.get(instance.id)
+        if in_router is not None and not in_router.checked_ok:
+            state.last += f"; HAProxy check: {in_router.status} {in_router.check_status}"
+        proven = state.passes >= check.healthy_threshold or (
+            ok and instance.created_at < dep.started_at  # warm: it served before
+        )
+        state.ready = proven and (not routed or (in_router is not None and in_router.agrees))
+
+    async def instance_failure(
         self, instance: Instance, what: str, last_exit: dict[str, Any] | None
     ) -> DeployError:
-        lines = self.s.runtime.log_tail(instance.app, instance.id, LOG_LINES_ON_FAILURE)
+        lines = await self.s.runtime.log_tail(instance, LOG_LINES_ON_FAILURE)
         exit_note = ""
         if last_exit:
             exit_note = (
@@ -494,7 +631,6 @@ class Engine:
         return await self.gate_run(dep).run(gates)
 
     async def step_perf(self, dep: Deployment) -> str:
-        gates = [g for g in gates_of(self.release_config(dep)) if g.needs_running]
         store = self.s.store
         candidate = [store.instance(dep.app, i) for i in dep.instances]
         current = store.app(dep.app).current_release
@@ -503,9 +639,16 @@ class Engine:
             for i in store.instances(dep.app)
             if i.release == current and i.is_web and i.weight and i.id not in dep.instances
         ]
+        return await self.perf(dep, candidate, stable)
+
+    async def perf(self, dep: Deployment, candidate: list[Instance], stable: list[Instance]) -> str:
+        """The gates that need the candidate running: the performance gate, the candidate's
+        web instances against the stable's."""
+        gates = [g for g in gates_of(self.release_config(dep)) if g.needs_running]
+        where = self.addresses()
         targets = Targets(
-            [i.port for i in candidate if i.is_web and i.port is not None],
-            [i.port for i in stable if i.port is not None],
+            [f"{where[i.host]}:{i.port}" for i in candidate if i.is_web and i.port is not None],
+            [f"{where[i.host]}:{i.port}" for i in stable if i.port is not None],
         )
         if not targets.candidate:
             return "no web instances to measure"
@@ -543,6 +686,27 @@ class Engine:
             redactor(secrets.values()),
         )
 
+    async def step_roll(self, dep: Deployment) -> str:
+        from slipway.deploy.rolling import Roll  # it imports this module
+
+        return await Roll(self, dep, dep.to_release, dep.formation).run()
+
+    async def unroll(self, dep: Deployment) -> None:
+        """A roll that failed rolls back the same way, a few instances at a time, to the
+        release that served before (recorded first: a daemon restarted meanwhile fails the
+        deployment again, which goes on undoing it)."""
+        from slipway.deploy.rolling import Roll
+
+        app = self.s.store.app(dep.app)
+        if app.current_release is None:  # a first deploy: nothing to go back to
+            await self.undo(dep)
+            return
+        if dep.state != "unroll":
+            self.s.store.update_deployment(dep.id, state="unroll")
+            dep = self.s.store.deployment(dep.id)
+        said = await Roll(self, dep, app.current_release, app.formation).run()
+        self.event(dep, "abort", "ok", said)
+
     async def step_canary(self, dep: Deployment) -> str:
         from slipway.deploy.canary import CanaryRun  # it imports this module
 
@@ -553,45 +717,60 @@ class Engine:
 
     async def step_shift(self, dep: Deployment) -> str:
         store, router = self.s.store, self.s.router
+        app = store.app(dep.app)
         store.set_current(dep.app, dep.to_release, dep.formation)
         wanted = set(dep.instances)
         web = [i for i in store.instances(dep.app) if i.is_web and i.weight is not None]
         incoming = [i for i in web if i.id in wanted]
         outgoing = [i for i in web if i.id not in wanted]
+        before = {i.id: i.weight or 0 for i in [*outgoing, *incoming]}
         for instance in incoming:
             store.update_instance(dep.app, instance.id, weight=SERVING_WEIGHT)
         for instance in outgoing:
             store.update_instance(dep.app, instance.id, weight=0)
         faults.crash_at("shift:recorded")
-        for instance in incoming:  # new first, so traffic never points at nothing
-            await router.set_weight(dep.app, instance.id, SERVING_WEIGHT)
-        for instance in outgoing:
-            await router.set_weight(dep.app, instance.id, 0)
+        # One switch on every lb host: new first, so traffic never points at nothing; a lb
+        # host that refuses undoes it on all of them (and this step fails: nothing shifted).
+        weights = {i.id: SERVING_WEIGHT for i in incoming} | {i.id: 0 for i in outgoing}
+        try:
+            await router.set_weights(dep.app, weights, before)
+        except SlipwayError as refused:
+            # nothing switched anywhere: the record goes back to what serves, and the
+            # deployment is undone like one that failed before its shift
+            for name, weight in before.items():
+                store.update_instance(dep.app, name, weight=weight)
+            store.update_app(dep.app, current_release=app.current_release, formation=app.formation)
+            raise SwitchRefused(
+                refused.message, where=refused.where, fix=refused.fix, details=refused.details
+            ) from None
         return f"100% of traffic on {dep.to_release} ({len(incoming)} instance(s))"
 
     async def step_drain(self, dep: Deployment) -> str:
-        store = self.s.store
-        config = store.release(dep.app, dep.to_release).config
         outgoing = {
             i.id
-            for i in store.instances(dep.app)
+            for i in self.s.store.instances(dep.app)
             if i.is_web and i.weight is not None and i.id not in dep.instances
         }
         if not outgoing:
             return "nothing to drain"
+        return await self.drain(dep, outgoing)
+
+    async def drain(self, dep: Deployment, outgoing: set[str]) -> str:
+        """Until the servers `outgoing` (weight 0 already) have no request in flight on any
+        lb host, or the release's drain_timeout."""
+        timeout = self.release_config(dep).deploy.drain_timeout
         began = time.monotonic()
-        deadline = began + config.deploy.drain_timeout
         while True:
             stats = await self.s.router.stats(dep.app)
             busy = [name for name in outgoing if name in stats and not stats[name].idle]
             if not busy:
                 return f"{len(outgoing)} old instance(s) drained in {time.monotonic() - began:.2f}s"
-            if time.monotonic() > deadline:
+            if time.monotonic() > began + timeout:
                 return (
-                    f"drain timeout ({config.deploy.drain_timeout:g}s) with requests still "
+                    f"drain timeout ({timeout:g}s) with requests still "
                     f"in flight on {', '.join(sorted(busy))}"
                 )
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(DRAIN_POLL_EVERY)
 
     async def step_retire(self, dep: Deployment) -> str:
         store = self.s.store
@@ -599,6 +778,7 @@ class Engine:
         keep_warm = config.deploy.keep_warm
         if (
             dep.kind in ("deploy", "rollback", "config")
+            and dep.strategy != "rolling"  # a roll keeps nothing of the old release
             and keep_warm > 0
             and dep.from_release not in (None, dep.to_release)
         ):
@@ -646,12 +826,15 @@ class Engine:
         """If the daemon dies meanwhile, the instance stays 'stopping': the restarted daemon
         drops its server from HAProxy (it is no longer a live one) and stops it."""
         store = self.s.store
-        if instance.weight is not None and self.s.router.running():
-            await self.s.router.drain(instance.app, instance.id)
-            await self.s.router.remove_server(instance.app, instance.id)
+        if instance.weight is not None:
+            try:
+                await self.s.router.drain(instance.app, instance.id)
+                await self.s.router.remove_server(instance.app, instance.id)
+            except SlipwayError as error:  # an lb host missed it: synced before its next use
+                log.warning("%s/%s left the lb tier partly: %s", instance.app, instance.id, error)
             store.update_instance(instance.app, instance.id, weight=None)
         grace = self.grace_for(instance)
-        await self.s.runtime.stop(instance.app, instance.id, instance.handle, grace)
+        await self.s.runtime.stop(instance, grace)
         self.s.store.update_instance(
             instance.app, instance.id, status="stopped", stopped_at=time.time()
         )
@@ -719,12 +902,3 @@ def build_io_error(
         where=f"release {release} from {source}",
         fix="check that the folder is readable and the disk has room",
     )
-
-
-def unused_port(taken: set[int | None]) -> int:
-    """A free port on this host that no instance has (and add it to `taken`)."""
-    while True:
-        port = free_port()
-        if port not in taken:
-            taken.add(port)
-            return port

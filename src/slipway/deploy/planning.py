@@ -13,15 +13,25 @@ CANARY_STEPS = ("build", "gates", "start", "health", "perf", "canary", "shift", 
 CHECK_STEPS = ("build", "gates", "start", "health", "perf", "cleanup")
 # Started again (rollback, scale, restore), a release that already passed its gates needs none.
 RESTART_STEPS = ("start", "health", "shift", "drain", "retire")
+# Rolling (fleets without room for two releases): instances are replaced a few at a time;
+# a rollback or a secrets change of a rolling app rolls too. Scale and restore only add or
+# remove instances of one release: their usual steps need no extra room.
+ROLLING_STEPS = ("build", "gates", "roll", "retire")
+ROLLED_AGAIN_STEPS = ("roll", "retire")
+ROLLED_KINDS = frozenset({"rollback", "config"})
 # The warm release's web instances started again (after `down --all`): never given traffic.
 WARM_STEPS = ("start", "health")
 # A daemon restarted in the middle of a deployment rolls back one that had not given the
 # new release traffic yet, resumes a canary (its judge continues from recorded data), and
 # finishes one that had shifted all traffic.
-RESUMED_AFTER_RESTART = frozenset({"canary", "shift", "drain", "retire"})
+# A roll goes on where it was (what serves is a mix of both releases, each instance healthy);
+# One being undone ("unroll") fails again on restart, which undoes it to the end.
+RESUMED_AFTER_RESTART = frozenset({"canary", "shift", "drain", "retire", "roll"})
 # A failing step undoes the deployment (the stable release takes all traffic back) only
 # until the shift; after it, the new release is the stable one.
-UNDONE_ON_FAILURE = frozenset({"build", "gates", "start", "health", "perf", "canary", "cleanup"})
+UNDONE_ON_FAILURE = frozenset(
+    {"build", "gates", "start", "health", "perf", "canary", "cleanup", "roll", "unroll"}
+)
 
 
 def steps_for(kind: str, strategy: str = "bluegreen") -> tuple[str, ...]:
@@ -29,9 +39,24 @@ def steps_for(kind: str, strategy: str = "bluegreen") -> tuple[str, ...]:
         return CHECK_STEPS
     if kind == "warm":
         return WARM_STEPS
+    if strategy == "rolling":
+        if kind == "deploy":
+            return ROLLING_STEPS
+        if kind in ROLLED_KINDS:
+            return ROLLED_AGAIN_STEPS
     if kind != "deploy":
         return RESTART_STEPS
     return CANARY_STEPS if strategy == "canary" else DEPLOY_STEPS
+
+
+def first_step(kind: str, strategy: str) -> str:
+    return steps_for(kind, strategy)[0]
+
+
+def rolled_or_not(config: AppConfig | None) -> str:
+    """A rolling app rolls its rollbacks and secrets changes too (it has no room for two
+    releases); for the others they are blue-green."""
+    return "rolling" if config is not None and config.deploy.strategy == "rolling" else "bluegreen"
 
 
 def next_state(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from slipway.config.edge import Edge
 from slipway.config.schema import AppConfig
+from slipway.hosts.model import LOCAL, LOCAL_ADDRESS
 from slipway.router.config import Backend, EdgeRules, RouterState, Server
 from slipway.store.records import App, Instance
 
@@ -73,9 +75,16 @@ def edge_rules(stored: dict[str, Any] | None) -> EdgeRules:
     )
 
 
-def backend_for(app: str, routing: dict[str, Any], instances: list[Instance]) -> Backend:
+def backend_for(
+    app: str,
+    routing: dict[str, Any],
+    instances: list[Instance],
+    addresses: Mapping[str, str] | None = None,
+) -> Backend:
+    """`addresses`: each host's private address, where its instances listen."""
+    where = addresses or {LOCAL: LOCAL_ADDRESS}
     servers = tuple(
-        Server(i.id, i.port, i.weight)
+        Server(i.id, i.port, i.weight, where.get(i.host, LOCAL_ADDRESS))
         for i in instances
         if i.is_web and i.live and i.weight is not None and i.port is not None
     )
@@ -100,6 +109,7 @@ def router_state(
     instances: list[Instance],
     override: dict[str, dict[str, Any] | None] | None = None,
     log_target: str | None = None,
+    addresses: Mapping[str, str] | None = None,
 ) -> RouterState:
     """`override` lets a caller check a candidate routing before recording it."""
     overrides = override or {}
@@ -108,5 +118,6 @@ def router_state(
         routing = overrides.get(app.name, app.routing)
         if routing is None:
             continue
-        backends.append(backend_for(app.name, routing, [i for i in instances if i.app == app.name]))
+        mine = [i for i in instances if i.app == app.name]
+        backends.append(backend_for(app.name, routing, mine, addresses))
     return RouterState(admin_socket=admin_socket, backends=tuple(backends), log_target=log_target)

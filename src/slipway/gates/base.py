@@ -50,10 +50,11 @@ class GateResult:
 
 @dataclass(frozen=True)
 class Targets:
-    """Where the performance gate sends its load: instance ports on 127.0.0.1."""
+    """Where the performance gate sends its load: instances, as "address:port" (their host's
+    private address; the load runs on the control host)."""
 
-    candidate: list[int]
-    stable: list[int]
+    candidate: list[str]
+    stable: list[str]
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,11 @@ split test (split.py) applies. The stable's latency in that stratum is the only 
 latency change shared by both releases moves the threshold, not the verdict.
 
 Latencies are bucketed (1% buckets, histogram.py); a candidate bucket is lowered from its
-lower edge for the test of "worse" and from its upper edge for the test of "no worse", so
-the bucketing can only make either test more cautious.
+lower edge. For the test of "worse" that is cautious; for the test of "no worse" it may be
+optimistic by up to one bucket (1% of a latency), far inside the allowed 10%. Lowering from
+the upper edge instead would break every tie of HAProxy's whole milliseconds against the
+candidate: an identical release of a 1–3 ms service could then never be shown within
+"+1 ms".
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from slipway.judge.histogram import BUCKETS, LOWER_EDGES, UPPER_EDGES, Histogram, buckets_of
+from slipway.judge.histogram import BUCKETS, LOWER_EDGES, Histogram, buckets_of
 from slipway.judge.split import SplitTest
 
 MAX_STRATUM_SECONDS = 10
@@ -42,19 +45,17 @@ class QuantileTest:
     p: float
     increase: float  # allowed, relative (0.10: +10%)
     min_ms: float  # allowed, absolute: HAProxy times in whole milliseconds
-    worse: SplitTest = field(default_factory=lambda: SplitTest(worse=True))
-    better: SplitTest = field(default_factory=lambda: SplitTest(worse=False))
+    worse: SplitTest = field(default_factory=lambda: SplitTest(True, stable_clustering=False))
+    better: SplitTest = field(default_factory=lambda: SplitTest(False, stable_clustering=False))
     # the stratum being gathered
     stable: Counts = field(default_factory=lambda: np.zeros(BUCKETS, dtype=np.int64))
     low: Counts = field(default_factory=lambda: np.zeros(BUCKETS, dtype=np.int64))
-    high: Counts = field(default_factory=lambda: np.zeros(BUCKETS, dtype=np.int64))
     seconds: int = 0
     # for people: the stable's latency weighted to the candidate's traffic, stratum by stratum
     matched: Weights = field(default_factory=lambda: np.zeros(BUCKETS))
 
     def __post_init__(self) -> None:
         self.map_low = lowered(LOWER_EDGES, self.increase, self.min_ms)
-        self.map_high = lowered(UPPER_EDGES, self.increase, self.min_ms)
 
     @property
     def needed(self) -> int:
@@ -66,7 +67,6 @@ class QuantileTest:
             nonzero = np.flatnonzero(candidate.counts)
             weights = candidate.counts[nonzero]
             np.add.at(self.low, self.map_low[nonzero], weights)
-            np.add.at(self.high, self.map_high[nonzero], weights)
         self.seconds += 1
         served = int(self.stable.sum()) + int(self.low.sum())
         if served >= self.needed or self.seconds >= MAX_STRATUM_SECONDS:
@@ -76,13 +76,12 @@ class QuantileTest:
         """End the stratum (also when a step ends: the candidate's share changes)."""
         n_s, n_c = int(self.stable.sum()), int(self.low.sum())
         if n_s and n_c:
-            for test, candidate in ((self.worse, self.low), (self.better, self.high)):
-                mine, theirs = _above_pooled_quantile(self.stable, candidate, self.p)
+            mine, theirs = _above_pooled_quantile(self.stable, self.low, self.p)
+            for test in (self.worse, self.better):
                 test.add(mine, theirs, n_c, n_s, delta=0.0)
             self.matched += self.stable * (n_c / n_s)
         self.stable[:] = 0
         self.low[:] = 0
-        self.high[:] = 0
         self.seconds = 0
 
 

@@ -96,6 +96,9 @@ class SplitTest:
     better (H0: at least the stable's + δ). Feed it strata in time order."""
 
     worse: bool
+    # also temper by the stable's own clustering (errors; not latency events, whose counts
+    # move with a threshold taken afresh in every stratum)
+    stable_clustering: bool = True
     ratios: Floats = field(init=False)
     log_products: Floats = field(init=False)
     log_weights: Floats = field(init=False)
@@ -118,7 +121,8 @@ class SplitTest:
         """φ ≥ 1, from the strata before the next one (predictable, as validity needs): the
         larger of the splits' own dispersion and the stable's clustering."""
         splits = (self.pearson + DISPERSION_PRIOR) / (self.strata + DISPERSION_PRIOR)
-        return max(1.0, splits, self.clustering.index)
+        stable = self.clustering.index if self.stable_clustering else 1.0
+        return max(1.0, splits, stable)
 
     @property
     def log_e(self) -> float:

@@ -19,6 +19,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from slipway.judge.histogram import lower_edge, upper_edge
 from slipway.metrics.ingest import Second
+from slipway.store import traffic
+from slipway.store.alerts import firing_alerts
 
 if TYPE_CHECKING:
     from slipway.daemon.service import Service
@@ -114,7 +116,7 @@ class SlipwayCollector(Collector):
         )
         store, runtime = self.service.store, self.service.runtime
         for instance in store.instances():
-            observed = runtime.observe(instance.app, instance.id, instance.handle)
+            observed = runtime.cached(instance)  # housekeeping observes every second
             values = [instance.app, instance.release, instance.process, instance.id]
             up.add_metric(values, 1.0 if observed.state == "running" else 0.0)
             restarts.add_metric(values, observed.restarts)
@@ -137,30 +139,22 @@ class SlipwayCollector(Collector):
             "Finished deployments by kind and outcome",
             labels=["app", "kind", "outcome"],
         )
-        for app, kind, outcome, count in store.conn.execute(
-            "SELECT app, kind, outcome, COUNT(*) FROM deployments WHERE finished_at IS NOT NULL "
-            "GROUP BY app, kind, outcome"
-        ):
-            deployments.add_metric([app, kind, outcome or "unknown"], count)
+        for d in store.finished_deployment_counts():
+            deployments.add_metric([d.app, d.kind, d.outcome or "unknown"], d.count)
         verdicts = CounterMetricFamily(
             "slipway_judge_verdicts",
             "Canary judge verdicts by decision",
             labels=["app", "decision"],
         )
-        for app, decision, count in store.conn.execute(
-            "SELECT d.app, v.decision, COUNT(*) FROM verdicts v JOIN deployments d "
-            "ON d.id = v.deployment GROUP BY d.app, v.decision"
-        ):
-            verdicts.add_metric([app, decision], count)
+        for v in traffic.verdict_counts(store):
+            verdicts.add_metric([v.app, v.decision], v.count)
         alerts = GaugeMetricFamily(
             "slipway_alert_firing",
             "1 while an alert rule fires",
             labels=["app", "alert", "severity"],
         )
-        for app, rule, severity in store.conn.execute(
-            "SELECT app, rule, severity FROM alerts WHERE state = 'firing'"
-        ):
-            alerts.add_metric([app, rule, severity], 1.0)
+        for alert in firing_alerts(store):
+            alerts.add_metric([alert.app, alert.rule, alert.severity], 1.0)
         yield from (current, deployments, verdicts, alerts)
 
 

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from slipway.judge.histogram import quantiles_ms
 from slipway.metrics.ingest import Second
+from slipway.store import history as stored
 from slipway.store import traffic
 from slipway.store.store import Store
 
@@ -29,9 +29,15 @@ def step_for(since: float, until: float, now: float) -> int:
     return 3600 * max(1, -(-span // (3600 * MAX_POINTS)))
 
 
+def resolution_for(step: int) -> int:
+    """The coarsest resolution kept whose rows divide the step."""
+    return next(r for r in reversed(stored.RESOLUTIONS) if step % r == 0)
+
+
 def tier_for(step: int) -> tuple[str, str, int]:
-    """The coarsest table whose rows divide the step."""
-    return next(t for t in reversed(traffic.TIERS) if step % t[2] == 0)
+    """The (table, time column, seconds per row) of `resolution_for(step)`. Slipway itself
+    asks only for the resolution; bench/history counts the rows a chart reads with this."""
+    return next(t for t in traffic.TIERS if t[2] == resolution_for(step))
 
 
 @dataclass
@@ -66,9 +72,9 @@ def series(
     now = time.time()
     end = int(until if until is not None else now)
     step = step or step_for(since, end, now)
-    table, column, size = tier_for(step)
+    resolution = resolution_for(step)
     start = int(since) // step * step
-    points = _points(store, app, table, column, start, end, release, step, size)
+    points = _points(store, app, resolution, start, end, release, step)
     grid = list(range(start, end // step * step + 1, step))
     result = Series(grid, step)
     for name in sorted(points, key=_release_order):
@@ -94,36 +100,26 @@ def series(
 def _points(
     store: Store,
     app: str,
-    table: str,
-    column: str,
+    resolution: int,
     start: int,
     end: int,
     release: str | None,
     step: int,
-    size: int,
 ) -> dict[str, dict[int, Point]]:
-    """One point per release per step. At the table's own resolution the stored quantiles
-    are used as they are; coarser steps merge the rows' histograms."""
-    where = f"WHERE app = ? AND {column} >= ? AND {column} <= ?"
-    args: list[Any] = [app, start, end]
-    if release is not None:
-        where += " AND release = ?"
-        args.append(release)
+    """One point per release per step from start to end (inclusive). At the resolution's own
+    step the stored quantiles are used as they are; coarser steps merge the rows'
+    histograms."""
     out: dict[str, dict[int, Point]] = {}
-    if step == size:
-        sql = f"SELECT {column}, release, requests, errors, client_aborts, quantiles, latency "
-        for at, name, requests, errors, aborts, stored, latency in store.conn.execute(
-            sql + f"FROM {table} {where}", args
-        ):
-            # rows written before quantiles were stored have none: computed once here
-            qs = json.loads(stored) if stored else quantiles_ms(traffic.decode_latency(latency))
-            out.setdefault(name, {})[at] = Point(requests, errors, aborts, qs)
+    if step == resolution:
+        for q in stored.quantile_rows(store, resolution, app, start, end + 1, release):
+            out.setdefault(q.release, {})[q.at] = Point(
+                q.requests, q.errors, q.client_aborts, q.quantiles
+            )
         return out
     merged: dict[str, dict[int, Second]] = {}
-    sql = f"SELECT {column}, release, {traffic.COLUMNS} FROM {table} {where}"
-    for row in store.conn.execute(sql, args):
-        per_release = merged.setdefault(row[1], {})
-        per_release.setdefault(row[0] // step * step, Second()).add(traffic.decode(row[2:]))
+    for row in stored.traffic_rows(store, resolution, app, start, end + 1, release):
+        per_release = merged.setdefault(row.release, {})
+        per_release.setdefault(row.at // step * step, Second()).add(row.traffic)
     for name, seconds in merged.items():
         out[name] = {
             at: Point(d.requests, d.errors, d.client_aborts, quantiles_ms(d.latency))
@@ -138,41 +134,33 @@ def totals(
     """Each release's traffic from start to end (inclusive), read from the coarsest rows that
     lie within it: whole hours, then whole minutes, then seconds at the edges."""
     out: dict[str, Second] = {}
-    oldest = store.conn.execute("SELECT MIN(second) FROM traffic WHERE app = ?", (app,))
-    kept = oldest.fetchone()[0]
+    kept = stored.first_second(store, app)
     first_second = kept if kept is not None else end + 1
-    for table, column, low, high in _cover(start, end + 1, traffic.TIERS[::-1], first_second):
-        sql = (
-            f"SELECT release, {traffic.COLUMNS} FROM {table} "
-            f"WHERE app = ? AND {column} >= ? AND {column} < ?"
-        )
-        args: list[Any] = [app, low, high]
-        if release is not None:
-            sql += " AND release = ?"
-            args.append(release)
-        for row in store.conn.execute(sql, args):
-            out.setdefault(row[0], Second()).add(traffic.decode(row[1:]))
+    for resolution, low, high in _cover(start, end + 1, stored.RESOLUTIONS[::-1], first_second):
+        for row in stored.traffic_rows(store, resolution, app, low, high, release):
+            out.setdefault(row.release, Second()).add(row.traffic)
     return dict(sorted(out.items(), key=lambda item: _release_order(item[0])))
 
 
 def _cover(
-    low: int, high: int, tiers: tuple[tuple[str, str, int], ...], first_second: int
-) -> list[tuple[str, str, int, int]]:
-    """[low, high) as spans of whole rows of each tier, coarsest first (tiers coarse → fine).
-    Seconds before the first one kept are gone: the minutes they fall in stand in."""
+    low: int, high: int, resolutions: tuple[int, ...], first_second: int
+) -> list[tuple[int, int, int]]:
+    """[low, high) as (resolution, low, high) spans of whole rows of each resolution, coarsest
+    first (resolutions coarse → fine). Seconds before the first one kept are gone: the
+    minutes they fall in stand in."""
     if low >= high:
         return []
-    (table, column, size), finer = tiers[0], tiers[1:]
+    size, finer = resolutions[0], resolutions[1:]
     if not finer:
         if low < first_second:
-            return [("traffic_minutes", "minute", low // 60 * 60, high)]
-        return [(table, column, low, high)]
+            return [(60, low // 60 * 60, high)]
+        return [(size, low, high)]
     first, last = -(-low // size) * size, high // size * size
     if first >= last:
         return _cover(low, high, finer, first_second)
     return [
         *_cover(low, first, finer, first_second),
-        (table, column, first, last),
+        (size, first, last),
         *_cover(last, high, finer, first_second),
     ]
 
@@ -182,18 +170,12 @@ def window(store: Store, app: str, seconds: float, now: float | None = None) -> 
     second in progress and the one just ended (its datagrams may be in flight) are left out."""
     end = int(now if now is not None else time.time()) - 1
     start = end - int(seconds)
-    if seconds <= SECONDS_KEPT:
-        table, column = "traffic", "second"
-    else:
-        table, column, start = "traffic_minutes", "minute", -(-start // 60) * 60
-    rows = store.conn.execute(
-        f"SELECT release, {traffic.COLUMNS} FROM {table} "
-        f"WHERE app = ? AND {column} >= ? AND {column} < ?",
-        (app, start, end),
-    ).fetchall()
+    resolution = 1
+    if seconds > SECONDS_KEPT:
+        resolution, start = 60, -(-start // 60) * 60
     out: dict[str, Second] = {}
-    for row in rows:
-        out.setdefault(row[0], Second()).add(traffic.decode(row[1:]))
+    for row in stored.traffic_rows(store, resolution, app, start, end):
+        out.setdefault(row.release, Second()).add(row.traffic)
     return out
 
 
@@ -203,16 +185,9 @@ def prune(store: Store, now: float | None = None) -> int:
     keep_seconds = moment - SECONDS_KEPT
     for deployment in store.active_deployments():
         keep_seconds = min(keep_seconds, deployment.started_at)
-    with store.tx() as c:
-        removed = c.execute("DELETE FROM traffic WHERE second < ?", (int(keep_seconds),)).rowcount
-        removed += c.execute(
-            "DELETE FROM traffic_minutes WHERE minute < ?", (int(moment - MINUTES_KEPT),)
-        ).rowcount
-        removed += c.execute(
-            "DELETE FROM traffic_hours WHERE hour < ?", (int(moment - MINUTES_KEPT),)
-        ).rowcount
-        c.execute("DELETE FROM ingest_losses WHERE second < ?", (int(moment - MINUTES_KEPT),))
-    return int(removed)
+    return stored.prune(
+        store, seconds_before=int(keep_seconds), rollups_before=int(moment - MINUTES_KEPT)
+    )
 
 
 def _release_order(release: str) -> int:

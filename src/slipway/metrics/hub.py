@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import shutil
+import socket
 import time
+from collections.abc import Callable
 
 from slipway.metrics import history
 from slipway.metrics.ingest import Aggregator, LogReceiver, Second, kernel_drops, udp_socket
 from slipway.metrics.requestlog import RequestLogs, Retention
 from slipway.paths import Home
-from slipway.router.haproxy import HAProxyRouter
+from slipway.router.tier import TierRouter
 from slipway.store import traffic
 from slipway.store.store import Store
 
@@ -24,13 +25,22 @@ PRUNE_EVERY = 60.0
 
 
 class RecordingReceiver(LogReceiver):
-    """Aggregates each line and keeps it in its app's request log."""
+    """Aggregates each line and keeps it in its app's request log. Only the lb hosts' HAProxy
+    may send: a datagram from any other address is dropped and counted (anyone who could
+    forge request logs could steer the canary judge)."""
 
-    def __init__(self, aggregator: Aggregator, logs: RequestLogs) -> None:
+    def __init__(
+        self, aggregator: Aggregator, logs: RequestLogs, senders: Callable[[], set[str]]
+    ) -> None:
         super().__init__(aggregator)
         self.logs = logs
+        self.senders = senders
+        self.foreign = 0
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        if addr[0] not in self.senders():
+            self.foreign += 1
+            return
         now = time.time()
         for line in data.decode("utf-8", "replace").splitlines():
             self.aggregator.feed(line)
@@ -38,23 +48,27 @@ class RecordingReceiver(LogReceiver):
 
 
 class TrafficHub:
-    def __init__(self, home: Home, store: Store, router: HAProxyRouter) -> None:
+    def __init__(
+        self,
+        home: Home,
+        store: Store,
+        router: TierRouter,
+        senders: Callable[[], set[str]] = lambda: {"127.0.0.1"},
+    ) -> None:
         self.home = home
         self.store = store
         self.router = router
+        self.senders = senders  # addresses the lb hosts send request logs from
         self.aggregator = Aggregator()
         self.request_logs = RequestLogs(home.app_dir)
         self.totals: dict[tuple[str, str], Second] = {}  # since the daemon started: /metrics
         self.lost_total = 0
         self._pruned_at = 0.0
         self.port = 0
-        self.transport: asyncio.DatagramTransport | None = None
+        self.transports: dict[str, asyncio.DatagramTransport] = {}
+        self.receiver: RecordingReceiver | None = None
         self._kernel_drops: int | None = None
-        self._haproxy_dropped: int | None = None
-
-    @property
-    def log_target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        self._haproxy_dropped: dict[str, int] = {}
 
     async def start(self) -> None:
         """Bind the UDP socket, on the same port as last time when it is free (HAProxy's
@@ -70,15 +84,25 @@ class TrafficHub:
             sock = udp_socket(0)
         self.port = sock.getsockname()[1]
         port_file.write_text(str(self.port))
+        self.receiver = RecordingReceiver(self.aggregator, self.request_logs, self.senders)
+        await self._serve("127.0.0.1", sock)
+
+    async def listen_on(self, address: str) -> None:
+        """Also receive on `address` (the control host's address on a remote lb host's
+        network), on the same port."""
+        if address not in self.transports:
+            await self._serve(address, udp_socket(self.port, address))
+
+    async def _serve(self, address: str, sock: socket.socket) -> None:
+        assert self.receiver is not None
+        receiver = self.receiver
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: RecordingReceiver(self.aggregator, self.request_logs), sock=sock
-        )
-        self.transport = transport
+        transport, _ = await loop.create_datagram_endpoint(lambda: receiver, sock=sock)
+        self.transports[address] = transport
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        for transport in self.transports.values():
+            transport.close()
         self.request_logs.close()
 
     async def run(self) -> None:
@@ -126,22 +150,18 @@ class TrafficHub:
             traffic.add_loss(self.store, second, lost, "kernel: receive buffer full")
             log.warning("lost %d request log datagrams (receive buffer full)", lost)
         self._kernel_drops = drops
-        dropped = await self.haproxy_dropped()
-        if dropped is not None:
+        for host, dropped in (await self.haproxy_dropped()).items():
             # counters restart at zero when HAProxy reloads
-            if self._haproxy_dropped is not None and dropped > self._haproxy_dropped:
-                lost = dropped - self._haproxy_dropped
+            before = self._haproxy_dropped.get(host)
+            if before is not None and dropped > before:
+                lost = dropped - before
                 self.lost_total += lost
-                traffic.add_loss(self.store, second, lost, "HAProxy: DroppedLogs")
-                log.warning("HAProxy dropped %d request log lines", lost)
-            self._haproxy_dropped = dropped
+                traffic.add_loss(self.store, second, lost, f"HAProxy on {host}: DroppedLogs")
+                log.warning("HAProxy on %s dropped %d request log lines", host, lost)
+            self._haproxy_dropped[host] = dropped
 
-    async def haproxy_dropped(self) -> int | None:
-        if not self.router.running():
-            return None
+    async def haproxy_dropped(self) -> dict[str, int]:
         try:
-            info = await self.router.command("show info")
+            return await self.router.dropped_logs()
         except Exception:
-            return None
-        match = re.search(r"^DroppedLogs: (\d+)", info, re.MULTILINE)
-        return int(match.group(1)) if match else None
+            return {}

@@ -149,23 +149,25 @@ class LogReceiver(asyncio.DatagramProtocol):
             self.aggregator.feed(line)
 
 
-def udp_socket(port: int = 0) -> socket.socket:
+def udp_socket(port: int = 0, address: str = "127.0.0.1") -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-    sock.bind(("127.0.0.1", port))
+    sock.bind((address, port))
     sock.setblocking(False)
     return sock
 
 
 def kernel_drops(port: int) -> int:
-    """Datagrams the kernel dropped for our UDP socket (its receive buffer was full)."""
+    """Datagrams the kernel dropped for our UDP sockets on `port` (on every address: one per
+    network the lb hosts send from), because a receive buffer was full."""
     try:
         lines = open("/proc/net/udp").read().splitlines()[1:]  # noqa: SIM115
     except OSError:
         return 0
+    dropped = 0
     for line in lines:
         fields = line.split()
         local = fields[1]
         if int(local.split(":")[1], 16) == port:
-            return int(fields[-1])
-    return 0
+            dropped += int(fields[-1])
+    return dropped

@@ -1,8 +1,10 @@
-"""The Router protocol: the data plane as the deploy engine sees it."""
+"""The Router protocol: the data plane as the deploy engine sees it, in release-level terms:
+servers (an instance's address and port) and their weights, applied to the whole lb tier.
+No HAProxy detail crosses it. Implementations: the lb tier (tier.py, one HAProxy per `lb`
+host through its agent) and a fake for unit tests."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Protocol
 
 from slipway.router.config import Backend, RouterState, Server
@@ -10,21 +12,19 @@ from slipway.router.stats import ServerStat
 
 
 class Router(Protocol):
-    admin_socket: Path
-
-    def running(self) -> bool: ...
+    async def running(self) -> bool: ...
 
     async def ensure(self, state: RouterState) -> bool: ...
 
     async def add_server(self, backend: Backend, server: Server) -> None: ...
 
-    async def set_weight(self, app: str, name: str, weight: int) -> None: ...
+    async def set_weights(self, app: str, weights: dict[str, int], before: dict[str, int]) -> None:
+        """One switch, all or nothing; `weights` in the order to apply (raises first)."""
+        ...
+
+    async def set_health(self, app: str, name: str, up: bool) -> None: ...
 
     async def drain(self, app: str, name: str) -> None: ...
-
-    async def set_health(self, app: str, name: str, up: bool) -> None:
-        """Mark a server down (or up) now; the router's own checks carry on from there."""
-        ...
 
     async def remove_server(self, app: str, name: str, timeout: float = 20.0) -> None: ...
 

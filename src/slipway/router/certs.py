@@ -18,10 +18,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-
 from slipway.errors import ConfigError
 from slipway.router.config import Backend, RouterState
 
@@ -44,6 +40,11 @@ def load_pem(cert: str, key: str | None = None) -> bytes:
     """The certificate chain followed by its private key, as HAProxy wants them in one file.
     Raises ConfigError naming the file when one cannot be read, holds no certificate or key,
     the key is encrypted, or the key is not the certificate's."""
+    # Only the control host reads certificates; agents (stdlib only) install PEMs.
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     cert_data = _read(cert, "edge.tls_cert", "TLS certificate")
     try:
         chain = x509.load_pem_x509_certificates(cert_data)

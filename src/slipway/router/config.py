@@ -62,6 +62,7 @@ class Server:
     name: str
     port: int
     weight: int
+    address: str = LOCALHOST  # the private address of the instance's host
 
 
 @dataclass(frozen=True)
@@ -381,7 +382,7 @@ def _backend(backend: Backend, with_servers: bool) -> list[str]:
     if with_servers:
         for server in backend.servers:
             lines.append(
-                f"    server {server.name} {LOCALHOST}:{server.port} "
+                f"    server {server.name} {server.address}:{server.port} "
                 f"{server_options(backend, server.weight)}"
             )
     lines.append("")

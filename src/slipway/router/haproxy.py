@@ -5,6 +5,7 @@ through the admin socket (every deploy)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -16,13 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from slipway.errors import PreflightError, RouterError
 from slipway.paths import Home
 from slipway.router import certs
 from slipway.router.config import (
-    LOCALHOST,
     Backend,
     RouterState,
     Server,
@@ -34,6 +32,7 @@ from slipway.router.config import (
 )
 from slipway.router.stats import ProcInfo, ServerStat, parse_show_proc, parse_show_stat
 from slipway.router.sync import plan_sync
+from slipway.runtime import procs
 
 MIN_VERSION = (2, 6)
 INSTALL_HINT = "install it with `apt-get install haproxy` (Debian/Ubuntu; version 2.6 or newer)"
@@ -76,11 +75,10 @@ class HAProxyRouter:
         """The master's pid if our HAProxy is running (checked by its config path)."""
         try:
             pid = int(self.pidfile.read_text().split()[0])
-            proc = psutil.Process(pid)
-            if proc.status() == psutil.STATUS_ZOMBIE or str(self.cfg) not in proc.cmdline():
+            if not procs.running(pid) or str(self.cfg) not in procs.command_line(pid, limit=None):
                 return None
             return pid
-        except (OSError, ValueError, IndexError, psutil.Error):
+        except (OSError, ValueError, IndexError):
             return None
 
     def running(self) -> bool:
@@ -91,19 +89,30 @@ class HAProxyRouter:
         pid = self.master_pid()
         if pid is None:
             return set()
-        try:
-            return {pid} | {c.pid for c in psutil.Process(pid).children()}
-        except psutil.Error:
-            return {pid}
+        return {pid, *procs.children(pid)}
 
     async def ensure(self, state: RouterState) -> bool:
-        """Run HAProxy with this state's listeners and servers. Returns True if it (re)loaded.
+        """Run HAProxy with this state's listeners and servers, its TLS certificates read
+        from their files here. Returns True if it (re)loaded."""
+        prepared = certs.prepare(state, self.certs_dir)  # reads [edge] tls_cert / tls_key
+        return await self.apply(prepared.state, prepared.pems, prepared.sources)
+
+    async def apply(
+        self,
+        state: RouterState,
+        pems: dict[str, bytes],
+        sources: dict[str, tuple[str, str | None]] | None = None,
+    ) -> bool:
+        """Run HAProxy with this state, the TLS certificates given (as the control plane
+        read them). Returns True if it (re)loaded.
 
         A reload drops runtime-added servers, so the file always carries the current ones."""
         async with self._lock:
+            state = dataclasses.replace(
+                state, admin_socket=str(self.admin_socket), certs_dir=str(self.certs_dir)
+            )
+            prepared = certs.Prepared(state, pems, sources or {})
             loaded = self._loaded()
-            prepared = certs.prepare(state, self.certs_dir)  # reads [edge] tls_cert / tls_key
-            state = prepared.state
             wanted = structure_hash(state)
             if self.running() and loaded.get("hash") == wanted:
                 return False
@@ -116,7 +125,7 @@ class HAProxyRouter:
             else:
                 await self._start()
             self.loaded.write_text(json.dumps({"hash": wanted}))
-            certs.prune(self.certs_dir, keep=set(prepared.pems))
+            certs.prune(self.certs_dir, keep=set(pems))
             return True
 
     async def _write_checked(self, text: str) -> None:
@@ -214,7 +223,7 @@ class HAProxyRouter:
     async def add_server(self, backend: Backend, server: Server) -> None:
         be = backend_name(backend.app)
         answer = await self.command(
-            f"add server {be}/{server.name} {LOCALHOST}:{server.port} "
+            f"add server {be}/{server.name} {server.address}:{server.port} "
             f"{server_options(backend, server.weight)}"
         )
         if "Already exists" not in answer and "New server registered" not in answer:
@@ -360,10 +369,7 @@ def ensure_port_free(address: str, port: int, ours: set[int]) -> None:
 
 
 def _port_owner(port: int) -> tuple[int, str] | None:
-    try:
-        for conn in psutil.net_connections(kind="tcp"):
-            if conn.laddr and conn.laddr.port == port and conn.status == "LISTEN" and conn.pid:
-                return conn.pid, psutil.Process(conn.pid).name()
-    except psutil.Error:
-        pass
-    return None
+    holder = procs.port_holder(port)
+    if holder is None or holder[0] is None:
+        return None
+    return holder[0], holder[1]

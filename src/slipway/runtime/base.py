@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +29,7 @@ class Handle:
     """Names a running shim uniquely: a pid alone may be reused after it exits."""
 
     pid: int
-    ctime: float
+    ctime: float  # its start time, in clock ticks since boot (/proc/PID/stat)
 
 
 @dataclass
@@ -47,28 +48,32 @@ class Observed:
 
 
 class Runtime(Protocol):
-    async def start(self, spec: InstanceSpec) -> Handle: ...
+    """Where instances run: any host of the fleet (fleet.py), or a fake in unit tests."""
 
-    def supervised(self) -> list[tuple[str, str, Handle]]:
-        """(app, instance, handle) of every supervisor running, whether recorded or not."""
+    async def start(self, instance: Any, spec: InstanceSpec) -> Handle: ...
+
+    async def observe(self, instances: Sequence[Any]) -> dict[str, Observed]: ...
+
+    async def observe_one(self, instance: Any) -> Observed: ...
+
+    def cached(self, instance: Any) -> Observed:
+        """The latest observation, without I/O (for /metrics and alerts)."""
         ...
 
-    def restart_process(self, app: str, instance_id: str, handle: Handle | None) -> bool:
-        """Kill the instance's process (its supervisor starts it again); False if none ran."""
-        ...
+    async def stop(self, instance: Any, grace: float) -> None: ...
 
-    def kill_orphan(self, app: str, instance_id: str) -> list[int]:
-        """Stop what an instance left running when its supervisor died; the pids killed."""
-        ...
+    async def set_priority(self, instance: Any, nice: int) -> None: ...
 
-    def observe(self, app: str, instance_id: str, handle: Handle | None) -> Observed: ...
+    async def restart_process(self, instance: Any) -> bool: ...
 
-    async def stop(
-        self, app: str, instance_id: str, handle: Handle | None, grace: float
-    ) -> None: ...
+    async def log_tail(self, instance: Any, lines: int) -> list[dict[str, Any]]: ...
 
-    def log_tail(self, app: str, instance_id: str, lines: int) -> list[dict[str, Any]]: ...
+    async def kill_orphan(self, instance: Any) -> list[int]: ...
 
-    def set_priority(
-        self, app: str, instance_id: str, handle: Handle | None, nice: int
-    ) -> None: ...
+    async def supervised(self, host: str) -> list[tuple[str, str, Handle]]: ...
+
+    async def probe(
+        self, instance: Any, address: str, path: str, timeout: float
+    ) -> tuple[bool, str]: ...
+
+    async def free_port(self, host: str, address: str) -> int: ...

@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+import slipway
 from slipway.errors import RuntimeFailure, disk_error
 from slipway.paths import Home
 from slipway.runtime import logfile, pidfile, procs
@@ -46,14 +45,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+# Where the slipway package is imported from (a folder, or the agent's zipapp): the shim
+# imports it the same way. Apps never see it: they get their own environment.
+PACKAGE_ROOT = str(Path(slipway.__file__).parent.parent)
+
+
 def process_alive(handle: Handle | None) -> bool:
+    """The very process the handle names (pid and start time) runs."""
     if handle is None:
         return False
-    try:
-        proc = psutil.Process(handle.pid)
-        return abs(proc.create_time() - handle.ctime) < 0.05 and proc.status() != "zombie"
-    except psutil.Error:
-        return False
+    return pidfile.start_ticks(handle.pid) == handle.ctime and procs.running(handle.pid)
+
+
+def handle_of(pid: int) -> Handle | None:
+    ticks = pidfile.start_ticks(pid)
+    return None if ticks is None else Handle(pid, float(ticks))
 
 
 class LocalRuntime:
@@ -67,10 +73,7 @@ class LocalRuntime:
         """The instance's running shim: the one its folder names, else the recorded one."""
         pid = pidfile.running(self.instance_dir(app, instance_id))
         if pid is not None:
-            try:
-                return Handle(pid, psutil.Process(pid).create_time())
-            except psutil.Error:
-                return None
+            return handle_of(pid)
         return recorded if process_alive(recorded) else None
 
     def supervised(self) -> list[tuple[str, str, Handle]]:
@@ -125,6 +128,7 @@ class LocalRuntime:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            env=os.environ | {"PYTHONPATH": PACKAGE_ROOT},  # also from the agent's zipapp
         )
         out, err = await proc.communicate(json.dumps(spec.secrets).encode())
         if proc.returncode != 0 or not out.strip().isdigit():
@@ -135,11 +139,7 @@ class LocalRuntime:
                 fix="check that slipway is installed in the daemon's Python environment",
             )
         pid = int(out.strip())
-        try:
-            ctime = psutil.Process(pid).create_time()
-        except psutil.Error:
-            ctime = 0.0
-        return Handle(pid, ctime)
+        return handle_of(pid) or Handle(pid, 0.0)
 
     def observe(self, app: str, instance_id: str, handle: Handle | None) -> Observed:
         status = self._status(app, instance_id)
@@ -220,6 +220,31 @@ class LocalRuntime:
 
     def log_tail(self, app: str, instance_id: str, lines: int) -> list[dict[str, Any]]:
         return logfile.tail(self.instance_dir(app, instance_id), lines)
+
+    def logs_last(
+        self, app: str, instances: list[str], lines: int
+    ) -> dict[str, tuple[list[dict[str, Any]], int]]:
+        """The newest lines of each instance, and where its current file ends."""
+        return {i: logfile.last(self.instance_dir(app, i), lines) for i in instances}
+
+    def logs_after(
+        self, app: str, offsets: dict[str, int], max_bytes: int
+    ) -> dict[str, tuple[list[dict[str, Any]], int]]:
+        """What each instance wrote after its offset."""
+        return {
+            i: logfile.after(self.instance_dir(app, i), offset, max_bytes)
+            for i, offset in offsets.items()
+        }
+
+    def log_page(
+        self,
+        app: str,
+        instance_id: str,
+        cursor: logfile.Cursor | None,
+        since: float | None,
+        max_bytes: int,
+    ) -> tuple[list[dict[str, Any]], logfile.Cursor | None, int]:
+        return logfile.page(self.instance_dir(app, instance_id), cursor, since, max_bytes)
 
     def _status(self, app: str, instance_id: str) -> dict[str, Any]:
         path = self.instance_dir(app, instance_id) / STATUS_NAME

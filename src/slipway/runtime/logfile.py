@@ -137,11 +137,16 @@ def _parse(raw: str) -> dict[str, object] | None:
     return record if isinstance(record, dict) else None
 
 
-def read_from(path: Path, offset: int) -> tuple[list[dict[str, object]], int]:
-    """Complete lines written after `offset`, and the offset after the last of them."""
+def read_from(
+    path: Path, offset: int, max_bytes: int | None = None
+) -> tuple[list[dict[str, object]], int]:
+    """Complete lines written after `offset` (at most `max_bytes` of them, unless one line is
+    longer), and the offset after the last of them."""
     with open(path, "rb") as handle:
         handle.seek(offset)
-        data = handle.read()
+        data = handle.read() if max_bytes is None else handle.read(max_bytes)
+        if max_bytes is not None and len(data) == max_bytes and b"\n" not in data:
+            data += handle.readline()  # one line longer than a page: whole, never cut
     end = data.rfind(b"\n") + 1
     records = []
     for raw in data[:end].decode("utf-8", "replace").splitlines():
@@ -149,3 +154,69 @@ def read_from(path: Path, offset: int) -> tuple[list[dict[str, object]], int]:
         if record is not None:
             records.append(record)
     return records, offset + end
+
+
+def size(directory: Path) -> int:
+    """Where the current file ends: what a reader follows from."""
+    try:
+        return os.stat(directory / LOG_NAME).st_size
+    except OSError:
+        return 0
+
+
+def last(directory: Path, count: int) -> tuple[list[dict[str, object]], int]:
+    """The newest `count` records, and where the current file ended before they were read."""
+    end = size(directory)
+    return tail(directory, count), end
+
+
+def after(directory: Path, offset: int, max_bytes: int) -> tuple[list[dict[str, object]], int]:
+    """What was written to the current file after `offset` (from its start if it was rotated
+    since: it is shorter than the offset), at most `max_bytes` at a time."""
+    path = directory / LOG_NAME
+    now = size(directory)
+    if now < offset:
+        offset = 0
+    if now == offset:
+        return [], offset
+    try:
+        return read_from(path, offset, max_bytes)
+    except OSError:
+        return [], offset
+
+
+Cursor = tuple[int, int]  # (file: 0 is the current one, n is output.log.n; offset in it)
+
+
+def page(
+    directory: Path, cursor: Cursor | None, since: float | None, max_bytes: int
+) -> tuple[list[dict[str, object]], Cursor | None, int]:
+    """Every record, oldest first, a page of at most about `max_bytes` at a time: the records,
+    the cursor of the next page (None after the last) and where the current file ended.
+    Without a cursor the reading starts at the oldest file that can hold lines at or after
+    `since` (an older file was last written before it)."""
+    if cursor is None:
+        cursor = (_first_file(directory, since), 0)
+    index, offset = cursor
+    path = directory / (LOG_NAME if index == 0 else f"{LOG_NAME}.{index}")
+    try:
+        records, end = read_from(path, offset, max_bytes)
+        at_end = end >= os.stat(path).st_size
+    except OSError:  # rotated away meanwhile: go on with the next newer file
+        records, end, at_end = [], offset, True
+    if not at_end:
+        return records, (index, end), end if index == 0 else 0
+    if index == 0:
+        return records, None, end
+    return records, (index - 1, 0), 0
+
+
+def _first_file(directory: Path, since: float | None) -> int:
+    indexes = [0]
+    for path in directory.glob(f"{LOG_NAME}.*"):
+        suffix = path.suffix[1:]
+        if suffix.isdigit():
+            with contextlib.suppress(OSError):
+                if since is None or path.stat().st_mtime >= since:
+                    indexes.append(int(suffix))
+    return max(indexes)

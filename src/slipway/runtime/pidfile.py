@@ -25,18 +25,18 @@ def start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
-def record(directory: Path, pid: int) -> None:
+def record(directory: Path, pid: int, name: str = PID_NAME) -> None:
     """Atomically: a reader sees the old record or the new one, never half of one."""
     ticks = start_ticks(pid)
-    tmp = directory / (PID_NAME + ".tmp")
+    tmp = directory / (name + ".tmp")
     tmp.write_text(json.dumps({"pid": pid, "ticks": ticks}))
-    os.replace(tmp, directory / PID_NAME)
+    os.replace(tmp, directory / name)
 
 
-def running(directory: Path) -> int | None:
-    """The pid of the shim recorded in `directory` if that very process still runs."""
+def running(directory: Path, name: str = PID_NAME) -> int | None:
+    """The pid of the process recorded in `directory` if that very process still runs."""
     try:
-        data = json.loads((directory / PID_NAME).read_text())
+        data = json.loads((directory / name).read_text())
         pid, ticks = int(data["pid"]), data["ticks"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -52,10 +52,10 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def lock(directory: Path) -> int | None:
-    """An exclusive lock on the instance for the shim's lifetime (the fd stays open): two
-    shims never supervise one instance. None if another process holds it."""
-    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def lock(directory: Path, name: str = LOCK_NAME) -> int | None:
+    """An exclusive lock for the process's lifetime (the fd stays open): two shims never
+    supervise one instance, two agents never serve one home. None if another holds it."""
+    fd = os.open(directory / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -64,6 +64,7 @@ class Instance:
     weight: int | None  # None: not a server in HAProxy
     created_at: float
     stopped_at: float | None = None
+    host: str = "local"  # the host it runs on (hosts/model.py)
 
     @property
     def is_web(self) -> bool:
@@ -99,10 +100,21 @@ class Deployment:
     strategy: str = "bluegreen"
     canary: dict[str, Any] | None = None
     skip_gates: dict[str, str] = field(default_factory=dict)  # gate name -> reason
+    skip_hosts: list[str] = field(default_factory=list)  # deployed without these hosts
 
     @property
     def active(self) -> bool:
         return self.finished_at is None
+
+
+@dataclass(frozen=True)
+class DeploymentCount:
+    """How many finished deployments an app had of one kind with one outcome."""
+
+    app: str
+    kind: str
+    outcome: str | None
+    count: int
 
 
 @dataclass
@@ -115,6 +127,15 @@ class VerdictRecord:
     decision: str
     reason: str
     evidence: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VerdictCount:
+    """How many verdicts the judge gave with one decision in an app's deployments."""
+
+    app: str
+    decision: str
+    count: int
 
 
 @dataclass

@@ -228,6 +228,19 @@ MIGRATIONS: list[str] = [
         last_used_at REAL
     );
     """,
+    """
+    ALTER TABLE instances ADD COLUMN host TEXT NOT NULL DEFAULT 'local';
+    CREATE TABLE hosts (
+        name TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        roles TEXT NOT NULL,
+        ssh TEXT,
+        added_at REAL NOT NULL,
+        agent_version TEXT,
+        facts TEXT NOT NULL DEFAULT '{}'
+    );
+    ALTER TABLE deployments ADD COLUMN skip_hosts TEXT NOT NULL DEFAULT '[]';
+    """,
 ]
 
 

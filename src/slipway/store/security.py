@@ -52,13 +52,13 @@ def put_secret(
 
 
 def next_version(store: Store, app: str, name: str) -> int:
-    row = store._one("SELECT MAX(version) FROM secrets WHERE app = ? AND name = ?", app, name)
+    row = store.fetch_one("SELECT MAX(version) FROM secrets WHERE app = ? AND name = ?", app, name)
     return int((row[0] if row else 0) or 0) + 1
 
 
 def latest_secrets(store: Store, app: str) -> dict[str, SecretRow]:
     """The newest version of each secret of the app, unset ones included."""
-    rows = store._all(
+    rows = store.fetch_all(
         f"SELECT {COLUMNS} FROM secrets s WHERE app = ? AND version = "
         "(SELECT MAX(version) FROM secrets WHERE app = s.app AND name = s.name) ORDER BY name",
         app,
@@ -72,7 +72,7 @@ def current_versions(store: Store, app: str) -> dict[str, int]:
 
 
 def secret_row(store: Store, app: str, name: str, version: int) -> SecretRow | None:
-    row = store._one(
+    row = store.fetch_one(
         f"SELECT {COLUMNS} FROM secrets WHERE app = ? AND name = ? AND version = ?",
         app,
         name,
@@ -82,7 +82,7 @@ def secret_row(store: Store, app: str, name: str, version: int) -> SecretRow | N
 
 
 def all_sealed(store: Store) -> list[SecretRow]:
-    rows = store._all(
+    rows = store.fetch_all(
         f"SELECT {COLUMNS} FROM secrets WHERE ciphertext IS NOT NULL ORDER BY app, name"
     )
     return [_secret(r) for r in rows]
@@ -143,12 +143,14 @@ def add_token(store: Store, record: TokenRecord) -> None:
 
 
 def token(store: Store, token_id: str) -> TokenRecord | None:
-    row = store._one("SELECT * FROM tokens WHERE id = ?", token_id)
+    row = store.fetch_one("SELECT * FROM tokens WHERE id = ?", token_id)
     return TokenRecord(**dict(row)) if row else None
 
 
 def tokens(store: Store) -> list[TokenRecord]:
-    return [TokenRecord(**dict(r)) for r in store._all("SELECT * FROM tokens ORDER BY created_at")]
+    return [
+        TokenRecord(**dict(r)) for r in store.fetch_all("SELECT * FROM tokens ORDER BY created_at")
+    ]
 
 
 def update_token(store: Store, token_id: str, **fields: float | None) -> None:

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from slipway.errors import Conflict, NotFound, SlipwayError, StorageError
-from slipway.store.records import App, Deployment, Event, GateRecord, Instance, Release, dumps
+from slipway.store.records import (
+    App,
+    Deployment,
+    DeploymentCount,
+    Event,
+    GateRecord,
+    Instance,
+    Release,
+    dumps,
+)
 from slipway.store.schema import migrate
 
 
@@ -66,17 +75,21 @@ class Store:
                 raise
             raise database_full(self.path, exc) from None
 
-    def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
+    def fetch_one(self, sql: str, *args: Any) -> sqlite3.Row | None:
+        """The first row `sql` selects with `args` bound, or None. For the store's own
+        modules (`slipway.store.*`): every other module calls their typed functions."""
         row: sqlite3.Row | None = self.conn.execute(sql, args).fetchone()
         return row
 
-    def _all(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+    def fetch_all(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+        """Every row `sql` selects with `args` bound. For the store's own modules, as
+        `fetch_one`."""
         return list(self.conn.execute(sql, args).fetchall())
 
     # apps ---------------------------------------------------------------------------
 
     def app(self, name: str) -> App:
-        row = self._one("SELECT * FROM apps WHERE name = ?", name)
+        row = self.fetch_one("SELECT * FROM apps WHERE name = ?", name)
         if row is None:
             known = ", ".join(a.name for a in self.apps()) or "none yet"
             raise NotFound(
@@ -86,11 +99,11 @@ class Store:
         return _app(row)
 
     def find_app(self, name: str) -> App | None:
-        row = self._one("SELECT * FROM apps WHERE name = ?", name)
+        row = self.fetch_one("SELECT * FROM apps WHERE name = ?", name)
         return _app(row) if row else None
 
     def apps(self) -> list[App]:
-        return [_app(r) for r in self._all("SELECT * FROM apps ORDER BY name")]
+        return [_app(r) for r in self.fetch_all("SELECT * FROM apps ORDER BY name")]
 
     def ensure_app(self, name: str, source_dir: str) -> App:
         with self.tx() as c:
@@ -158,7 +171,7 @@ class Store:
         return self.release(app, f"r{number}")
 
     def release(self, app: str, release_id: str) -> Release:
-        row = self._one("SELECT * FROM releases WHERE app = ? AND id = ?", app, release_id)
+        row = self.fetch_one("SELECT * FROM releases WHERE app = ? AND id = ?", app, release_id)
         if row is None:
             known = ", ".join(r.id for r in self.releases(app)[:10]) or "none"
             raise NotFound(
@@ -168,7 +181,7 @@ class Store:
         return _release(row)
 
     def releases(self, app: str) -> list[Release]:
-        rows = self._all("SELECT * FROM releases WHERE app = ? ORDER BY number DESC", app)
+        rows = self.fetch_all("SELECT * FROM releases WHERE app = ? ORDER BY number DESC", app)
         return [_release(r) for r in rows]
 
     def update_release(self, app: str, release_id: str, **fields: Any) -> None:
@@ -194,10 +207,10 @@ class Store:
         app: str,
         release: str,
         kept: list[Instance],
-        new: list[tuple[str, int | None]],
+        new: list[tuple[str, int | None, str]],
     ) -> list[Instance]:
-        """Record a deployment's instances, the `new` (process, port) ones created, in one
-        transaction: no instance exists that its deployment does not name."""
+        """Record a deployment's instances, the `new` (process, port, host) ones created, in
+        one transaction: no instance exists that its deployment does not name."""
         ids = [i.id for i in kept]
         now = time.time()
         with self.tx() as c:
@@ -205,23 +218,23 @@ class Store:
             c.execute(
                 "UPDATE apps SET next_instance = next_instance + ? WHERE name = ?", (len(new), app)
             )
-            for offset, (process, port) in enumerate(new):
+            for offset, (process, port, host) in enumerate(new):
                 instance_id = f"{release}-{process}-{seq + offset}"
                 c.execute(
-                    "INSERT INTO instances (app, id, release, process, port, status, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, 'starting', ?)",
-                    (app, instance_id, release, process, port, now),
+                    "INSERT INTO instances (app, id, release, process, port, status, created_at, "
+                    "host) VALUES (?, ?, ?, ?, ?, 'starting', ?, ?)",
+                    (app, instance_id, release, process, port, now, host),
                 )
                 ids.append(instance_id)
             c.execute("UPDATE deployments SET instances = ? WHERE id = ?", (dumps(ids), deployment))
         return [self.instance(app, i) for i in ids]
 
     def find_instance(self, app: str, instance_id: str) -> Instance | None:
-        row = self._one("SELECT * FROM instances WHERE app = ? AND id = ?", app, instance_id)
+        row = self.fetch_one("SELECT * FROM instances WHERE app = ? AND id = ?", app, instance_id)
         return _instance(row) if row else None
 
     def instance(self, app: str, instance_id: str) -> Instance:
-        row = self._one("SELECT * FROM instances WHERE app = ? AND id = ?", app, instance_id)
+        row = self.fetch_one("SELECT * FROM instances WHERE app = ? AND id = ?", app, instance_id)
         if row is None:
             raise NotFound(f"app '{app}' has no instance '{instance_id}'", fix="see `slipway ps`")
         return _instance(row)
@@ -234,7 +247,7 @@ class Store:
             args.append(app)
         if live_only:
             sql += " AND status != 'stopped'"
-        rows = self._all(sql + " ORDER BY app, created_at, id", *args)
+        rows = self.fetch_all(sql + " ORDER BY app, created_at, id", *args)
         return [_instance(r) for r in rows]
 
     def update_instance(self, app: str, instance_id: str, **fields: Any) -> None:
@@ -254,13 +267,14 @@ class Store:
         state: str,
         strategy: str = "bluegreen",
         skip_gates: dict[str, str] | None = None,
+        skip_hosts: list[str] | None = None,
     ) -> Deployment:
         try:
             with self.tx() as c:
                 cur = c.execute(
                     "INSERT INTO deployments (app, kind, from_release, to_release, formation, "
-                    "state, who, started_at, strategy, skip_gates) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "state, who, started_at, strategy, skip_gates, skip_hosts) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         app,
                         kind,
@@ -272,6 +286,7 @@ class Store:
                         time.time(),
                         strategy,
                         dumps(skip_gates or {}),
+                        dumps(skip_hosts or []),
                     ),
                 )
                 deployment_id = int(cur.lastrowid or 0)
@@ -294,24 +309,43 @@ class Store:
         )
 
     def deployment(self, deployment_id: int) -> Deployment:
-        row = self._one("SELECT * FROM deployments WHERE id = ?", deployment_id)
+        row = self.fetch_one("SELECT * FROM deployments WHERE id = ?", deployment_id)
         if row is None:
             raise NotFound(f"no deployment #{deployment_id}", fix="see `slipway status`")
         return _deployment(row)
 
     def active_deployment(self, app: str) -> Deployment | None:
-        row = self._one("SELECT * FROM deployments WHERE app = ? AND finished_at IS NULL", app)
+        row = self.fetch_one("SELECT * FROM deployments WHERE app = ? AND finished_at IS NULL", app)
         return _deployment(row) if row else None
 
     def active_deployments(self) -> list[Deployment]:
-        rows = self._all("SELECT * FROM deployments WHERE finished_at IS NULL ORDER BY id")
+        rows = self.fetch_all("SELECT * FROM deployments WHERE finished_at IS NULL ORDER BY id")
         return [_deployment(r) for r in rows]
 
     def deployments(self, app: str, limit: int = 20) -> list[Deployment]:
-        rows = self._all(
+        rows = self.fetch_all(
             "SELECT * FROM deployments WHERE app = ? ORDER BY id DESC LIMIT ?", app, limit
         )
         return [_deployment(r) for r in rows]
+
+    def deploys_and_rollbacks_since(self, app: str, since: float) -> list[Deployment]:
+        """The app's deployments of kind deploy or rollback still running or finished at or
+        after `since`, oldest first: the markers of its charts."""
+        rows = self.fetch_all(
+            "SELECT * FROM deployments WHERE app = ? AND (finished_at IS NULL OR finished_at >= ?) "
+            "AND kind IN ('deploy', 'rollback') ORDER BY id",
+            app,
+            since,
+        )
+        return [_deployment(r) for r in rows]
+
+    def finished_deployment_counts(self) -> list[DeploymentCount]:
+        """How many deployments have finished, per app, kind and outcome."""
+        rows = self.fetch_all(
+            "SELECT app, kind, outcome, COUNT(*) FROM deployments WHERE finished_at IS NOT NULL "
+            "GROUP BY app, kind, outcome"
+        )
+        return [DeploymentCount(r[0], r[1], r[2], r[3]) for r in rows]
 
     def update_deployment(self, deployment_id: int, **fields: Any) -> None:
         _update(self, "deployments", "id = ?", (deployment_id,), fields)
@@ -366,7 +400,7 @@ class Store:
     def gate_results(self, app: str, release: str | None = None) -> list[GateRecord]:
         """The gates of each release's latest run (deployment or check), in the order they
         ran; of one release, or of all the app's releases in one query."""
-        rows = self._all(
+        rows = self.fetch_all(
             "SELECT * FROM gate_results g WHERE app = ? AND (? IS NULL OR release = ?) "
             "AND deployment = (SELECT MAX(deployment) FROM gate_results "
             "WHERE app = g.app AND release = g.release) ORDER BY id",
@@ -398,7 +432,7 @@ class Store:
         )
 
     def events(self, deployment: int, after: int = 0) -> list[Event]:
-        rows = self._all(
+        rows = self.fetch_all(
             "SELECT * FROM events WHERE deployment = ? AND id > ? ORDER BY id", deployment, after
         )
         return [_event(r) for r in rows]
@@ -502,6 +536,7 @@ def _instance(row: sqlite3.Row) -> Instance:
         weight=row["weight"],
         created_at=row["created_at"],
         stopped_at=row["stopped_at"],
+        host=row["host"],
     )
 
 
@@ -523,6 +558,7 @@ def _deployment(row: sqlite3.Row) -> Deployment:
         strategy=row["strategy"],
         canary=json.loads(row["canary"]) if row["canary"] else None,
         skip_gates=json.loads(row["skip_gates"]),
+        skip_hosts=json.loads(row["skip_hosts"]),
     )
 
 

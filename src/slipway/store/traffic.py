@@ -9,7 +9,7 @@ from typing import Any
 
 from slipway.judge.histogram import quantiles_ms
 from slipway.metrics.ingest import Second
-from slipway.store.records import VerdictRecord, dumps
+from slipway.store.records import VerdictCount, VerdictRecord, dumps
 from slipway.store.store import Store
 
 COLUMNS = "requests, errors, conn_failures, client_aborts, latency, classes"
@@ -139,3 +139,12 @@ def verdicts(store: Store, deployment: int, limit: int = 10_000) -> list[Verdict
         VerdictRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]))
         for r in reversed(rows)
     ]
+
+
+def verdict_counts(store: Store) -> list[VerdictCount]:
+    """How many verdicts the judge gave, per app and decision."""
+    rows = store.fetch_all(
+        "SELECT d.app, v.decision, COUNT(*) FROM verdicts v JOIN deployments d "
+        "ON d.id = v.deployment GROUP BY d.app, v.decision"
+    )
+    return [VerdictCount(r[0], r[1], r[2]) for r in rows]

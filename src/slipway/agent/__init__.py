@@ -1,0 +1,1 @@
+"""The agent: what runs on every host (the control host too), standard library only."""

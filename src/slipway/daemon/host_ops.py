@@ -1,0 +1,233 @@
+"""The fleet as the API sees it: add a host (connect with its pinned key, check what it
+needs, install and start its agent from this host, say hello), list, change roles, upgrade
+its agent, remove it (once it runs nothing)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from slipway import __version__
+from slipway.agent import package
+from slipway.errors import Conflict, HostUnreachable, PreflightError, SlipwayError, UsageError
+from slipway.hosts.model import LOCAL, ROLES, Host, SshTarget
+from slipway.hosts.ssh import SshTransport, fingerprint_of
+from slipway.store import hosts as stored
+
+if TYPE_CHECKING:
+    from slipway.daemon.service import Service
+
+HOST_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+MIN_PYTHON = (3, 11)
+AGENT_FILE = "agent.pyz"
+
+
+def check_roles(roles: list[str]) -> frozenset[str]:
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise UsageError(f"unknown role(s): {', '.join(unknown)}", fix="roles: app, lb")
+    return frozenset(roles)
+
+
+def agent_zipapp(service: Service) -> tuple[Path, str]:
+    """This slipway's agent as one file (built once per daemon start)."""
+    path = service.home.root / AGENT_FILE
+    if service.agent_build is None:
+        service.agent_build = package.build(path)
+    return path, service.agent_build
+
+
+def start_command(target: SshTarget) -> str:
+    home = shlex.quote(target.home)
+    return (
+        # `;`, not `&&`: a backgrounded `a && b &` list keeps the SSH session open
+        f"cd /; setsid nohup {shlex.quote(target.python)} {home}/{AGENT_FILE} --home {home} "
+        f"serve >> {home}/agent.log 2>&1 < /dev/null &"
+    )
+
+
+async def scan(address: str, port: int) -> dict[str, Any]:
+    return {"address": address, "port": port, "fingerprint": await fingerprint_of(address, port)}
+
+
+async def add_host(service: Service, request: dict[str, Any]) -> Host:
+    name = str(request["name"])
+    if not HOST_NAME.match(name) or name == LOCAL:
+        raise UsageError(
+            f'"{name}" cannot name a host',
+            fix='lowercase letters, digits and "-", starting with a letter; not "local"',
+        )
+    roles = check_roles(list(request["roles"]))
+    target = SshTarget(
+        address=str(request.get("ssh_address") or request["address"]),
+        fingerprint=str(request["fingerprint"]),
+        port=int(request.get("port") or 22),
+        user=str(request.get("user") or "root"),
+        key=request.get("key"),
+        home=str(request.get("home") or "/var/lib/slipway"),
+        python=str(request.get("python") or "/usr/bin/python3"),
+    )
+    existing = stored.find(service.store, name)
+    pinned = existing.ssh.fingerprint if existing and existing.ssh else None
+    if pinned is not None and pinned != target.fingerprint:
+        raise Conflict(
+            f"host '{name}' is in the fleet with host key {pinned}: a different key is refused",
+            fix=f"`slipway hosts remove {name}` first if it was really reinstalled",
+        )
+    host = Host(name, str(request["address"]), roles, target)
+    transport = SshTransport(host, start_command(target))
+    try:
+        await check_host(transport, host)
+        facts = await install_agent(service, transport, target)
+    finally:
+        await transport.close()
+    ready = Host(host.name, host.address, roles, target, facts["version"], facts)
+    stored.save(service.store, ready)
+    service.fleet.forget(name)
+    if ready.has("lb") and facts.get("client"):
+        await service.hub.listen_on(str(facts["client"]))
+    return ready
+
+
+async def check_host(transport: SshTransport, host: Host) -> None:
+    """What the host needs: a Python of 3.11 or newer, HAProxy on an lb host."""
+    assert host.ssh is not None
+    python = shlex.quote(host.ssh.python)
+    code, out, err = await transport.run(f"{python} -c 'import sys; print(*sys.version_info[:2])'")
+    if code != 0:
+        raise PreflightError(
+            f"host {host.name} has no Python at {host.ssh.python}: {err.strip()[-200:]}",
+            fix="install Python 3.11 or newer there (apt-get install python3), or give --python",
+        )
+    version = tuple(int(v) for v in out.split())
+    if version < MIN_PYTHON:
+        raise PreflightError(
+            f"host {host.name} has Python {'.'.join(map(str, version))}; the agent needs 3.11+",
+            fix="install a newer Python there and give its path with --python",
+        )
+    if host.has("lb"):
+        code, _, _ = await transport.run("command -v haproxy >/dev/null")
+        if code != 0:
+            raise PreflightError(
+                f"lb host {host.name} has no HAProxy",
+                fix="install it there: apt-get install haproxy (2.6 or newer)",
+            )
+
+
+async def install_agent(
+    service: Service, transport: SshTransport, target: SshTarget
+) -> dict[str, Any]:
+    """Copy this slipway's agent to the host and run it (replacing an older one)."""
+    zipapp, build = agent_zipapp(service)
+    home = shlex.quote(target.home)
+    code, _, err = await transport.run(f"mkdir -p {home} && chmod 700 {home}")
+    if code != 0:
+        raise PreflightError(f"cannot create {target.home} on the host: {err.strip()}")
+    await transport.put(zipapp, f"{target.home}/{AGENT_FILE}.new")
+    await transport.run(f"mv {home}/{AGENT_FILE}.new {home}/{AGENT_FILE}")
+    try:
+        facts = await transport.call("hello")
+    except HostUnreachable:
+        facts = None
+    if facts is not None and facts.get("build") != build:
+        await stop_agent(transport, target)  # an older agent: its instances run on
+        facts = None
+    if facts is None:
+        facts = await transport.call("hello")  # starts it (agent_start) and waits for it
+    if facts.get("build") != build or facts.get("version") != __version__:
+        raise PreflightError(
+            f"the agent on the host runs {facts.get('version')} ({facts.get('build')}), "
+            f"not this slipway's {__version__} ({build})",
+            fix="see its agent.log",
+        )
+    return dict(facts) | {"checked_at": time.time()}
+
+
+async def stop_agent(transport: SshTransport, target: SshTarget) -> None:
+    home = shlex.quote(target.home)
+    await transport.run(
+        f"kill $({shlex.quote(target.python)} -c 'import json,sys; "
+        f'print(json.load(open(sys.argv[1]))["pid"])\' {home}/agent.pid) 2>/dev/null; '
+        f"for i in $(seq 50); do test -S {home}/agent.sock || break; sleep 0.1; done"
+    )
+
+
+async def upgrade_host(service: Service, name: str) -> Host:
+    host = stored.host(service.store, name)
+    if host.ssh is None:
+        raise UsageError("the local host's agent is this daemon itself: nothing to upgrade")
+    transport = SshTransport(host, start_command(host.ssh))
+    try:
+        facts = await install_agent(service, transport, host.ssh)
+    finally:
+        await transport.close()
+    ready = Host(host.name, host.address, host.roles, host.ssh, facts["version"], facts)
+    stored.save(service.store, ready)
+    service.fleet.forget(name)
+    return ready
+
+
+async def set_roles(service: Service, name: str, roles: list[str]) -> Host:
+    """A host that stops being an lb host stops its HAProxy (it left the tier)."""
+    host = stored.host(service.store, name)
+    changed = Host(host.name, host.address, check_roles(roles), host.ssh, host.agent_version,
+                   host.facts)  # fmt: skip
+    stored.save(service.store, changed)
+    if host.has("lb") and not changed.has("lb"):
+        await service.fleet.transport(name).call("router.stop", timeout=30.0, _timeout=40.0)
+    return changed
+
+
+async def remove_host(service: Service, name: str) -> None:
+    """Only a host that runs nothing: first its roles go (no new instances land there), and
+    each app's instances move elsewhere with a scale (the CLI does both)."""
+    host = stored.host(service.store, name)
+    if host.local:
+        raise UsageError("the local host cannot leave the fleet", fix="take its roles instead")
+    left = [i for i in service.store.instances() if i.host == name]
+    if left:
+        apps = sorted({i.app for i in left})
+        raise Conflict(
+            f"host {name} still runs {len(left)} instance(s) of {', '.join(apps)}",
+            fix=f"`slipway hosts remove {name}` moves them first (or scale them elsewhere)",
+        )
+    if host.has("lb"):
+        raise Conflict(f"host {name} is an lb host", fix=f"`slipway hosts roles {name}` first")
+    try:
+        assert host.ssh is not None
+        await stop_agent(SshTransport(host), host.ssh)
+    except SlipwayError:
+        pass  # unreachable: it is removed from the fleet anyway
+    stored.remove(service.store, name)
+    service.fleet.forget(name)
+
+
+async def host_views(service: Service) -> list[dict[str, Any]]:
+    """Every host with its roles, agent version, whether it answers, load, instances."""
+    views = []
+    instances = service.store.instances()
+    for host in service.fleet.hosts():
+        try:
+            facts = await service.fleet.transport(host.name).call("hello", _timeout=3.0)
+            reachable, error = True, None
+        except SlipwayError as exc:
+            facts, reachable, error = host.facts, False, exc.message
+        views.append(
+            {
+                "name": host.name,
+                "address": host.address,
+                "roles": sorted(host.roles),
+                "agent": facts.get("version"),
+                "reachable": reachable,
+                "error": error,
+                "load": facts.get("load"),
+                "cores": facts.get("cores"),
+                "memory": facts.get("memory"),
+                "instances": len([i for i in instances if i.host == host.name]),
+                "fingerprint": host.ssh.fingerprint if host.ssh else None,
+            }
+        )
+    return views
