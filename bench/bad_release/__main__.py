@@ -3,12 +3,13 @@ under steady load.
 
 1. Bad candidates (FAIL_RATE=0.1: 10% of their answers are 500s) at a 5% first step, one
    after another: how long each served before being rolled back (target: every one within
-   10 s of its first request), and how many user requests failed meanwhile.
+   10 s of its first request, the worst of at least 10), how many candidate requests the
+   judge had seen at its verdict, and how many user requests failed meanwhile.
 2. In the same run, the same release deployed all at once (blue-green) for the median of
    those times: what it fails when nothing judges it.
 3. 20 good candidates in a row: all must be promoted (0 false rollbacks).
 
-    python -m bench.bad_release [--bad 5] [--good 20] [--rate 200]
+    python -m bench.bad_release [--bad 10] [--good 20] [--rate 200]
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class Bad:
     ended: float
     verdict_seconds: float  # canary step began → the judge's rollback verdict
     verdict_reason: str
+    judged: int | None = None  # candidate requests the judge had seen at its verdict
     served_seconds: float = 0.0  # candidate's first answer → its last answer
     requests: int = 0  # answers from the candidate
     failed: int = 0  # of them, failed
@@ -165,13 +167,15 @@ def run(bad: int, good: int, rate: float) -> Run:
             assert dep["outcome"] == "failed", dep
             verdicts = bench.analysis(dep["id"])["verdicts"]
             step = next(e for e in out["events"] if e["step"] == "canary" and e["status"] == "info")
+            last = verdicts[-1]
             result.bad.append(
                 Bad(
                     dep["to_release"],
                     began,
                     ended,
-                    verdicts[-1]["at"] - step["at"],
-                    verdicts[-1]["reason"],
+                    last["at"] - step["at"],
+                    last["reason"],
+                    (last.get("evidence") or {}).get("verdict", {}).get("candidate_requests"),
                 )
             )
             time.sleep(2)
@@ -235,11 +239,13 @@ def report(result: Run, rate: float) -> str:
         "analysis defaults (alpha 0.05, +0.5pp errors, +10% latency)",
         "",
         "| bad candidate (10% errors) | served, first to last answer | rollback verdict after "
-        "the step began | its answers / failed | failed user requests meanwhile |",
-        "|---|---:|---:|---:|---:|",
+        "the step began | candidate requests judged at the verdict | its answers / failed | "
+        "failed user requests meanwhile |",
+        "|---|---:|---:|---:|---:|---:|",
         *(
             f"| {b.release} | {b.served_seconds:.1f} s | {b.verdict_seconds:.1f} s | "
-            f"{b.requests} / {b.failed} | {b.all_failed} |"
+            f"{'?' if b.judged is None else b.judged} | {b.requests} / {b.failed} | "
+            f"{b.all_failed} |"
             for b in result.bad
         ),
         "",
@@ -247,7 +253,8 @@ def report(result: Run, rate: float) -> str:
         "|---|---:|---|",
         f"| bad candidates: served from first to last answer (median, max of {len(served)}) | "
         f"{statistics.median(served):.1f} s, {max(served):.1f} s | every one ≤ "
-        f"{TARGET_SECONDS:g} s: {'PASS' if ok else 'FAIL'} |",
+        f"{TARGET_SECONDS:g} s: {'PASS' if ok else 'FAIL'} "
+        f"({sum(1 for v in served if v <= TARGET_SECONDS)} of {len(served)} within) |",
         f"| · failed user requests meanwhile (median) | "
         f"{statistics.median(b.all_failed for b in result.bad):g} | |",
         f"| the same release all at once, for the median {result.naive_window:.1f} s: "
@@ -271,7 +278,7 @@ def report(result: Run, rate: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--bad", type=int, default=5, help="bad candidates, one after another")
+    parser.add_argument("--bad", type=int, default=10, help="bad candidates, one after another")
     parser.add_argument("--good", type=int, default=20, help="good candidates in a row")
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
     args = parser.parse_args(argv)

@@ -68,7 +68,7 @@ def deploy(traffic: Traffic) -> Outcome:
     lat_c: list[Floats] = []
     lat_s: list[Floats] = []
     while True:
-        data = traffic.second(t, STEPS[index])
+        data = traffic.second(t, index, step_started)
         t += 1
         n_c += data.candidate.requests
         k_c += data.candidate.errors

@@ -7,6 +7,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
+
+Floats = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -15,9 +18,15 @@ class Outcome:
     seconds: int  # from the start of the canary to the decision
     candidate_requests: int  # served by the candidate until the decision
     total_requests: int  # both releases
-    cause: str = ""  # what triggered a rollback, e.g. "error rate", "latency p50"
-    # slipway only: each check's lower bound of the increase at the decision
-    lower_bounds: dict[str, float] = field(default_factory=dict)
+    cause: str = ""  # what triggered a rollback or held an aborted run
+    # slipway only, per check: the e-value against "within the allowed increase" at the
+    # decision, its highest over the run, and the value that decides (1 / its alpha)
+    worse: dict[str, float] = field(default_factory=dict)
+    worse_max: dict[str, float] = field(default_factory=dict)
+    needed: dict[str, float] = field(default_factory=dict)
+    dispersion: float = math.nan  # slipway only: the error check's φ at the decision
+    # slipway only: process CPU time of each look (Evidence.add_second + judge), seconds
+    look_cpu: Floats | None = field(default=None, compare=False)
 
     @property
     def rolled_back(self) -> bool:
@@ -50,8 +59,15 @@ class Summary:
     median_candidate_requests_all: float
     median_promote_seconds: float  # of the promoted runs
     causes: Counter[str]
-    # slipway only: per check, the median lower bound of the increase when promoted
-    promoted_lower_bounds: dict[str, float] = field(default_factory=dict)
+    aborted_causes: Counter[str]  # per check: aborted runs it held ("unproven: …")
+    # slipway only, per check: the median "worse" e-value at promotion, the 99th percentile
+    # over runs of its highest value in the run, and the value that decides
+    promoted_worse: dict[str, float] = field(default_factory=dict)
+    worse_max_p99: dict[str, float] = field(default_factory=dict)
+    needed: dict[str, float] = field(default_factory=dict)
+    median_dispersion: float = math.nan  # slipway only: the error check's φ, all runs
+    looks: int = 0  # slipway only: looks, and their process CPU time
+    look_cpu: Floats | None = None
 
     @property
     def rollback_rate(self) -> float:
@@ -78,10 +94,28 @@ def summarize(outcomes: list[Outcome]) -> Summary:
         median_candidate_requests_all=_upper_median(every),
         median_promote_seconds=_median([o.seconds for o in promoted]),
         causes=Counter(o.cause for o in back),
-        promoted_lower_bounds={
-            metric: _median([o.lower_bounds[metric] for o in promoted])
-            for metric in (promoted[0].lower_bounds if promoted else {})
+        aborted_causes=Counter(
+            part
+            for o in outcomes
+            if o.decision == "aborted"
+            for part in o.cause.removeprefix("unproven: ").split(", ")
+        ),
+        median_dispersion=_median([o.dispersion for o in outcomes]),
+        promoted_worse={
+            metric: _median([o.worse[metric] for o in promoted])
+            for metric in (outcomes[0].worse if outcomes else {})
         },
+        worse_max_p99={
+            metric: float(np.quantile([o.worse_max[metric] for o in outcomes], 0.99))
+            for metric in (outcomes[0].worse_max if outcomes else {})
+        },
+        needed=dict(outcomes[0].needed) if outcomes else {},
+        looks=sum(0 if o.look_cpu is None else o.look_cpu.size for o in outcomes),
+        look_cpu=(
+            np.concatenate([o.look_cpu for o in outcomes if o.look_cpu is not None])
+            if any(o.look_cpu is not None for o in outcomes)
+            else None
+        ),
     )
 
 

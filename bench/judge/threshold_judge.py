@@ -17,6 +17,9 @@ operator would set from the stable release's dashboards with slipway's default m
   from the requests themselves; Prometheus would interpolate in histogram buckets);
 - an interval fails if the error rate > 1% + 0.5pp = 1.5%, or p99 > 1.10 × the stable's
   true p99 (≈ 176 ms), or the candidate served nothing (Flagger's "no values found");
+  the thresholds are set from the stable release as it was just before the canary (its
+  dashboards), so under a condition they are the condition's values at t = 0 (the
+  heavy-tailed service: 1.10 × 431 ms); what changes during the canary is not followed;
 - rollback at the 2nd failed interval (Argo `failureLimit: 1`, Flagger `threshold: 2`);
 - a passed interval advances the step (5% → 25% → 50% → promoted), a failed one holds it
   (Flagger): so promotion takes at least 3 intervals (180 s), at most 4.
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.judge.model import STABLE_ERROR_RATE, STEPS, stable_quantile
+from bench.judge.model import STABLE_ERROR_RATE, STEPS, Condition, stable_quantile
 from bench.judge.outcome import Outcome
 from bench.judge.traffic import Traffic
 
@@ -37,14 +40,23 @@ MAX_P99_MS = 1.10 * stable_quantile(0.99)
 FAILURES_TO_ROLLBACK = 2
 
 
+def limits(condition: Condition) -> tuple[float, float]:
+    """(error rate, p99 in ms) above which an interval fails."""
+    return (
+        condition.error_rate_at(0) + 0.005,
+        1.10 * condition.base_quantile(0.99) * condition.latency_at(0),
+    )
+
+
 def deploy(traffic: Traffic) -> Outcome:
-    index, failures, t = 0, 0, 0
+    max_error_rate, max_p99_ms = limits(traffic.condition)
+    index, failures, t, step_started = 0, 0, 0, 0
     candidate_requests = total_requests = 0
     while True:
         requests = errors = 0
         latencies = []
         for _ in range(INTERVAL):
-            data = traffic.second(t, STEPS[index])
+            data = traffic.second(t, index, step_started)
             t += 1
             requests += data.candidate.requests
             errors += data.candidate.errors
@@ -56,9 +68,9 @@ def deploy(traffic: Traffic) -> Outcome:
         if requests == 0 or served.size == 0:
             causes.append("no values")
         else:
-            if errors / requests > MAX_ERROR_RATE:
+            if errors / requests > max_error_rate:
                 causes.append("error rate")
-            if float(np.quantile(served, 0.99)) > MAX_P99_MS:
+            if float(np.quantile(served, 0.99)) > max_p99_ms:
                 causes.append("p99")
         if causes:
             failures += 1
@@ -66,6 +78,6 @@ def deploy(traffic: Traffic) -> Outcome:
                 cause = " + ".join(causes)
                 return Outcome("rollback", t, candidate_requests, total_requests, cause)
         else:
-            index += 1
+            index, step_started = index + 1, t
             if index >= len(STEPS):
                 return Outcome("promoted", t, candidate_requests, total_requests)
