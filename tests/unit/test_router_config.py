@@ -61,7 +61,7 @@ def test_server_options_check_fast_while_down() -> None:
     backend = Backend("shop", "127.0.0.1", 8080, check_interval=2.0, rise=3, fall=4)
     assert server_options(backend, 100) == (
         "weight 100 check inter 2000ms fastinter 250ms downinter 250ms rise 3 fall 4 "
-        "observe layer4 error-limit 3 on-error mark-down on-marked-down shutdown-sessions"
+        "observe layer4 error-limit 3 on-error mark-down"
     )
 
 
@@ -69,7 +69,7 @@ def test_server_options_never_slower_than_the_interval() -> None:
     backend = Backend("shop", "127.0.0.1", 8080, check_interval=0.1)
     assert server_options(backend, 0) == (
         "weight 0 check inter 100ms fastinter 100ms downinter 100ms rise 2 fall 3 "
-        "observe layer4 error-limit 3 on-error mark-down on-marked-down shutdown-sessions"
+        "observe layer4 error-limit 3 on-error mark-down"
     )
 
 

@@ -179,15 +179,12 @@ def server_options(backend: Backend, weight: int) -> str:
     Connection errors of real traffic count too: a few in a row mark the server down at once
     (the requests themselves are retried on another server), not after `fall` checks.
     Layer 4 on purpose: `observe layer7` would count the app's own 5xx answers, so three in a
-    row (a canary that fails, one bad endpoint) would take a healthy server out of traffic.
-    A server marked down has its requests in flight cut (`shutdown-sessions`): one sent to a
-    host that died waits for no answer until `timeout server`; cut, a GET is replayed on
-    another server (retry-on empty-response) and any other method fails at once (502)."""
+    row (a canary that fails, one bad endpoint) would take a healthy server out of traffic."""
     down = min(backend.check_interval, 0.25)
     return (
         f"weight {weight} check inter {ms(backend.check_interval)} fastinter {ms(down)} "
         f"downinter {ms(down)} rise {backend.rise} fall {backend.fall} "
-        "observe layer4 error-limit 3 on-error mark-down on-marked-down shutdown-sessions"
+        "observe layer4 error-limit 3 on-error mark-down"
     )
 
 
