@@ -246,7 +246,8 @@ def test_a_rolling_deploy_and_its_rollback_fail_no_request(fleet: Fleet) -> None
     assert result.failed == 0, result.summary()
     assert status["last_deployment"]["outcome"] == "succeeded"
     live = instances(fleet)
-    assert {i["release"] for i in live} == {status["current_release"]}, live
+    shown = [(i["release"], i["id"], i["role"], i["host"], i.get("status")) for i in live]
+    assert {i["release"] for i in live} == {status["current_release"]}, shown
     assert serving_hosts(fleet) == sorted(APPS)
     fleet.configure()
     fleet.slipway.deploy(fleet.app)

@@ -5,6 +5,7 @@ releases needed, a failed roll rolled back the same way, a roll interrupted and 
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 from slipway import faults
 from slipway.config.load import parse_config
 from slipway.deploy.engine import Engine
+from slipway.deploy.planning import warm_release
 from slipway.deploy.rolling import leaves_nothing_serving, missing, next_batch, shortfall
 from slipway.router.config import SERVING_WEIGHT
 from slipway.store.records import Deployment, Instance, Release
@@ -261,3 +263,6 @@ def test_a_warm_release_goes_first_is_not_replaced_and_the_spread_stays_even(
     assert min(watch.serving) >= 2
     assert sorted(i.host for i in world.instances("r3")) == list(APP_HOSTS)
     assert world.instances("r1") == [] and world.instances("r2") == []
+    # nothing is warm any more: a daemon restarted now must not start r1 again
+    releases = world.store.releases(APP)
+    assert warm_release(releases, "r3", time.time()) is None

@@ -799,6 +799,8 @@ class Engine:
         ):
             warm: str | None = dep.from_release
             until: float | None = time.time() + keep_warm
+        elif dep.strategy == "rolling":  # the roll took the warm instances out too: a restart
+            warm, until = None, None  # must not start them again ("warm again")
         else:  # scale, restore: the instant-rollback window that was open stays open
             kept = warm_release(store.releases(dep.app), dep.to_release, time.time())
             warm, until = (kept.id, kept.warm_until) if kept else (None, None)
