@@ -266,7 +266,9 @@ def test_the_performance_gate_fails_a_slower_candidate_without_touching_the_publ
     gate = running.json("gates", "--app", app.name)[0]
     evidence = gate["evidence"]
     assert evidence["decision"] == "fail"
-    assert 2.0 < evidence["ratios"]["p95"] < 4.0, evidence
+    # 30 ms against 10 ms: about 3x on a quiet machine; a busy one adds the same delay to
+    # both releases, which shrinks the ratio (1.7x seen in CI beside the fleet tests)
+    assert 1.4 < evidence["ratios"]["p95"] < 4.0, evidence
     p95 = evidence["checks"][0]
     assert p95["metric"] == "latency p95" and p95["verdict"] == "slower"
     assert p95["e_slower"] >= p95["fail_at"]

@@ -94,7 +94,8 @@ class Bed:
         deadline = time.monotonic() + 10
         while not (host.root / "sshd.pid").exists():  # written once it listens
             if time.monotonic() > deadline:
-                raise RuntimeError(f"sshd for {host.name} did not start")
+                log = (host.root / "sshd.log").read_text(errors="replace")[-800:]
+                raise RuntimeError(f"sshd for {host.name} did not start: {log}")
             time.sleep(0.05)
 
     def fingerprint(self, name: str) -> str:
@@ -116,7 +117,12 @@ class Bed:
                 os.kill(pid, signal.SIGKILL)
 
     def reboot(self, name: str) -> None:
-        """After `crash`: only sshd comes back, as after a reboot."""
+        """After `crash`: only sshd comes back, as after a reboot (once nothing of the host
+        runs any more: a straggler may still hold its port)."""
+        deadline = time.monotonic() + 10
+        while self.pids(name) and time.monotonic() < deadline:
+            self.crash(name)
+            time.sleep(0.1)
         self.start_sshd(self.hosts[name])
 
     def partition(self, name: str, peer: str) -> None:

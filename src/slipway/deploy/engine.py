@@ -397,8 +397,9 @@ class Engine:
                 assert instance.port is not None
                 address = self.s.host(instance.host).address
                 servers.append(Server(instance.id, instance.port, 0, address))
-        backend = self.backend(app)
-        await gather_all(self.s.router.add_server(backend, server) for server in servers)
+        if servers:  # an app of workers only has no backend
+            backend = self.backend(app)
+            await gather_all(self.s.router.add_server(backend, server) for server in servers)
 
     async def plan_instances(self, dep: Deployment, config: AppConfig) -> list[Instance]:
         """Which instances the deployment runs: the live ones of its release it keeps, and
