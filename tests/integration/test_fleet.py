@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from slipway.loadgen import BackgroundLoad, Sample
+from slipway.loadgen import BackgroundLoad, LoadResult, Sample
 from tests.integration.conftest import wait_for
 from tests.integration.fleetbed import Fleet, instances, running_fleet, serving_hosts
 from tests.integration.testbed import Bed
@@ -140,17 +140,26 @@ def test_a_host_lost_during_a_deploy_stops_it_and_every_lb_agrees(fleet: Fleet) 
     )
 
 
-def test_the_control_plane_killed_mid_fleet_deploy_finishes_it_everywhere(fleet: Fleet) -> None:
+def deploy_through_a_crash(
+    fleet: Fleet, point: str, settle: float, **sections: Any
+) -> tuple[str, dict[str, Any], LoadResult]:
+    """Under load through lb1: a deploy whose daemon dies at `point`, then `slipway up`;
+    what `up` said, the app once idle again, and the load's result."""
     fleet.slipway.run("down")
-    fleet.slipway.run("up", env=fleet.slipway.env(SLIPWAY_FAULT="crash-at:shift:recorded"))
+    fleet.slipway.run("up", env=fleet.slipway.env(SLIPWAY_FAULT=f"crash-at:{point}"))
     pid = int((fleet.slipway.home / "daemon.pid").read_text())
-    fleet.configure()
+    fleet.configure(**sections)
     with BackgroundLoad(fleet.url("lb1"), concurrency=4) as load:
         fleet.slipway.deploy(fleet.app, check=False)
         wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30, "the daemon to die")
         up = fleet.slipway.run("up").stdout
-        status = fleet.slipway.wait_idle("hello", timeout=60)
+        status = fleet.slipway.wait_idle("hello", timeout=settle)
         result = load.stop()
+    return up, status, result
+
+
+def test_the_control_plane_killed_mid_fleet_deploy_finishes_it_everywhere(fleet: Fleet) -> None:
+    up, status, result = deploy_through_a_crash(fleet, "shift:recorded", 60)
     assert "was interrupted at step 'shift': finishing it" in up, up
     assert result.failed == 0, result.summary()
     new = status["current_release"]
@@ -232,16 +241,7 @@ def test_a_rolling_deploy_and_its_rollback_fail_no_request(fleet: Fleet) -> None
 
     # the control plane killed mid-roll, new instances recorded but not started: on restart
     # the roll goes on where it was, and nothing runs twice or unnamed
-    fleet.slipway.run("down")
-    fleet.slipway.run("up", env=fleet.slipway.env(SLIPWAY_FAULT="crash-at:roll:planned"))
-    pid = int((fleet.slipway.home / "daemon.pid").read_text())
-    fleet.configure(deploy=rolling)
-    with BackgroundLoad(fleet.url("lb1"), concurrency=4) as load:
-        fleet.slipway.deploy(fleet.app, check=False)
-        wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30, "the daemon to die")
-        up = fleet.slipway.run("up").stdout
-        status = fleet.slipway.wait_idle("hello", timeout=90)
-        result = load.stop()
+    up, status, result = deploy_through_a_crash(fleet, "roll:planned", 90, deploy=rolling)
     assert "was interrupted at step 'roll': finishing it" in up, up
     assert result.failed == 0, result.summary()
     assert status["last_deployment"]["outcome"] == "succeeded"
