@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from slipway.loadgen import BackgroundLoad, LoadResult, Sample
@@ -74,6 +77,34 @@ def test_deploy_rollback_and_scale_across_hosts_fail_no_request(fleet: Fleet) ->
     placed = serving_hosts(fleet)
     assert len(placed) == 5 and {placed.count(h) for h in APPS} == {1, 2}  # evenly
     fleet.slipway.run("scale", "web=3", "--app", "hello")
+
+
+def test_the_app_runs_as_its_run_user_on_every_host(fleet: Fleet) -> None:
+    """`[run] user` on remote hosts as on the control host: each host's agent gives the
+    shipped release to the user's group (nothing to others) and starts the app as it."""
+    name = f"swt{uuid.uuid4().hex[:8]}"
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                    "/usr/sbin/nologin", name], check=True)  # fmt: skip
+    try:
+        user = pwd.getpwnam(name)
+        fleet.configure(run={"user": name}, build={"python": "/usr/bin/python3"})
+        fleet.slipway.deploy(fleet.app)
+        release = fleet.slipway.app_status("hello")["current_release"]
+        serving = [i for i in instances(fleet) if i["role"] == "serving"]
+        assert sorted(i["host"] for i in serving) == sorted(APPS)
+        for instance in serving:
+            assert psutil.Process(instance["pid"]).uids().real == user.pw_uid, instance
+            folder = fleet.bed.hosts[instance["host"]].home / "apps" / "hello" / "releases"
+            (shipped,) = [f for f in folder.iterdir() if (f / "app.py").exists()
+                          and f.stat().st_gid == user.pw_gid]  # fmt: skip
+            for path in [shipped, *shipped.rglob("*")]:
+                if not path.is_symlink():
+                    assert path.stat().st_mode & 0o007 == 0, f"others may read {path}"
+        assert fleet.release_on("lb1") == fleet.release_on("lb2") == release
+    finally:
+        fleet.configure()  # as root again: the other tests' app
+        fleet.slipway.deploy(fleet.app)
+        subprocess.run(["userdel", name], check=False)
 
 
 def test_a_host_unreachable_when_a_deploy_starts_is_named_and_can_be_skipped(

@@ -80,7 +80,7 @@ async def serve(
     home: Home, http: tuple[str, int] | None, tls: tuple[str, str] | None = None
 ) -> None:
     # Everything the daemon writes is its own (state, keys, logs); a release's files are
-    # opened to its app's user explicitly (engine.app_user).
+    # opened to its app's user explicitly (LocalRuntime.app_user).
     os.umask(0o077)
     binary = preflight(home)
     home.pidfile.write_text(str(os.getpid()))

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import errno
 import logging
-import os
 import shutil
 import time
 from collections import Counter
@@ -56,7 +55,6 @@ from slipway.releases import build as builder
 from slipway.router.base import Router
 from slipway.router.config import SERVING_WEIGHT, Backend, RouterState, Server
 from slipway.router.stats import ServerStat
-from slipway.runtime import users
 from slipway.runtime.base import InstanceSpec, Observed, Runtime
 from slipway.runtime.fleet import UNREACHABLE
 from slipway.secrets.redact import redactor
@@ -502,7 +500,7 @@ class Engine:
             config.logs.max_size,
             config.logs.keep,
             secrets=self.s.secrets.values_for(release),
-            user=await self.app_user(config, release_dir) if host.local else config.run.user,
+            user=config.run.user,  # the host's runtime switches to it where it can
         )
         handle = await self.s.runtime.start(instance, spec)
         faults.crash_at("start:spawned")
@@ -513,17 +511,6 @@ class Engine:
             shim_ctime=handle.ctime,
             status="running",
         )
-
-    async def app_user(self, config: AppConfig, release_dir: Path) -> str | None:
-        """The user the app runs as (only a root daemon can switch), after giving its
-        release's files to that user's group (read only; never to everyone)."""
-        user = config.run.user
-        if user is None or os.geteuid() != 0:
-            return None
-        gid = users.account(user, f"app {config.name}: slipway.toml [run] user").pw_gid
-        if not users.granted(release_dir, gid):  # once per release
-            await asyncio.to_thread(users.grant_release, release_dir, self.s.home.root, gid)
-        return user
 
     async def step_health(self, dep: Deployment) -> str:
         instances = [self.s.store.instance(dep.app, i) for i in dep.instances]

@@ -13,6 +13,7 @@ from typing import Any
 
 from slipway.agent import wire
 from slipway.errors import HostUnreachable, SlipwayError
+from slipway.hosts.model import LOCAL
 from slipway.hosts.transport import Transport
 from slipway.runtime.base import Handle, InstanceSpec, Observed
 from slipway.store.records import Instance
@@ -33,9 +34,14 @@ class FleetRuntime:
         self.cache: dict[tuple[str, str], Observed] = {}
 
     async def start(self, instance: Instance, spec: InstanceSpec) -> Handle:
-        answer = await self.transport(instance.host).call(
-            "instance.start", spec=wire.spec_out(spec)
-        )
+        try:
+            answer = await self.transport(instance.host).call(
+                "instance.start", spec=wire.spec_out(spec)
+            )
+        except SlipwayError as error:  # e.g. [run] user missing there: say which host
+            if instance.host != LOCAL:
+                error.where = f"host {instance.host}, {error.where or instance.id}"
+            raise
         handle = wire.handle_in(answer)
         assert handle is not None
         return handle

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -18,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import slipway
-from slipway.errors import RuntimeFailure, disk_error
+from slipway.errors import ConfigError, RuntimeFailure, disk_error
 from slipway.paths import Home
-from slipway.runtime import logfile, pidfile, procs
+from slipway.runtime import logfile, pidfile, procs, users
 from slipway.runtime.base import Handle, InstanceSpec, Observed
 from slipway.runtime.shim import STATUS_NAME
 
@@ -90,6 +91,7 @@ class LocalRuntime:
         running = self.locate(spec.app, spec.instance_id)
         if running is not None:  # started before the daemon learned of it: adopt it
             return running
+        spec = dataclasses.replace(spec, user=await asyncio.to_thread(self.app_user, spec))
         directory = self.instance_dir(spec.app, spec.instance_id)
         spec_path = directory / "spec.json"
         try:
@@ -99,6 +101,28 @@ class LocalRuntime:
             what = f"could not prepare instance {spec.instance_id}"
             raise disk_error(exc, directory, what) from None
         return await self._launch(spec, spec_path)
+
+    def app_user(self, spec: InstanceSpec) -> str | None:
+        """The user the app runs as: `[run] user` where this host's runtime is root (only
+        root can switch), once its release's files are given to that user's group (read
+        only; never to everyone). The same on every host: the control host's runtime or an
+        agent's."""
+        if spec.user is None or os.geteuid() != 0:
+            return None
+        where = f"app {spec.app}: slipway.toml [run] user"
+        entry = users.account(spec.user, where)
+        if not users.granted(spec.cwd, entry.pw_gid):  # once per release
+            users.grant_release(spec.cwd, self.home.root, entry.pw_gid)
+        blocked = users.blocked_by(spec.cwd, entry)
+        if blocked is not None:
+            raise ConfigError(
+                f"[run] user '{spec.user}' cannot reach its release {spec.cwd}: {blocked}",
+                where=where,
+                fix="keep slipway's home where every user may pass through, e.g. "
+                "/var/lib/slipway (its own files stay private)",
+            )
+        users.check_python(spec.cwd / ".venv" / "bin" / "python", spec.user, where)
+        return spec.user
 
     def _write_spec(self, spec: InstanceSpec, directory: Path, spec_path: Path) -> None:
         payload = {
