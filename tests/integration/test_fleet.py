@@ -394,23 +394,11 @@ def test_an_instance_port_accepts_only_the_lb_hosts(fleet: Fleet) -> None:
     target = next(i for i in serving if i["host"] == "app1")
     address, port = fleet.bed.hosts["app1"].address, int(target["port"])
 
-    def reaches(source: str) -> bool:
-        probe = (
-            "import socket,sys\n"
-            "try:\n"
-            f"    socket.create_connection(({address!r}, {port}), timeout=1).close()\n"
-            "except OSError:\n"
-            "    sys.exit(1)\n"
-        )
-        netns = fleet.bed.hosts[source].netns
-        done = subprocess.run(["ip", "netns", "exec", netns, "python3", "-c", probe], check=False)
-        return done.returncode == 0
-
     hosts = {h["name"]: h for h in fleet.slipway.json("hosts")}
     firewall = hosts["app1"]["firewall"]
     assert firewall["ok"] and port in firewall["ports"], firewall
-    assert reaches("lb1") and reaches("lb2")
-    assert not reaches("app2")  # another app host is nobody the instances must answer
+    assert reaches(fleet, "lb1", address, port) and reaches(fleet, "lb2", address, port)
+    assert not reaches(fleet, "app2", address, port)  # another app host: nobody instances answer
     assert httpx.get(f"http://{address}:{port}/", timeout=5).status_code == 200  # control
     # the port of an instance that is gone leaves the set; a new instance's port joins it
     fleet.configure()
@@ -418,6 +406,40 @@ def test_an_instance_port_accepts_only_the_lb_hosts(fleet: Fleet) -> None:
     after = {h["name"]: h for h in fleet.slipway.json("hosts")}["app1"]["firewall"]
     now = [int(i["port"]) for i in instances(fleet) if i["host"] == "app1"]
     assert after["ok"] and set(now) <= set(after["ports"]), (now, after)
+
+
+def reaches(fleet: Fleet, source: str, address: str, port: int) -> bool:
+    """A TCP connection from the namespace of host `source` succeeds within 1 s."""
+    probe = (
+        "import socket,sys\n"
+        "try:\n"
+        f"    socket.create_connection(({address!r}, {port}), timeout=1).close()\n"
+        "except OSError:\n"
+        "    sys.exit(1)\n"
+    )
+    netns = fleet.bed.hosts[source].netns
+    done = subprocess.run(["ip", "netns", "exec", netns, "python3", "-c", probe], check=False)
+    return done.returncode == 0
+
+
+def test_the_public_port_accepts_only_what_edge_allows(fleet: Fleet) -> None:
+    """`[edge] allow` at the lb hosts' firewalls too: other clients' packets never reach
+    HAProxy (which would answer them 403)."""
+    lb1 = fleet.bed.hosts["lb1"].address
+    assert reaches(fleet, "app2", lb1, fleet.app.port)  # open to all by default
+    try:
+        fleet.configure(edge={"allow": [f"{fleet.bed.gateway}/32"]})  # the tests' namespace
+        fleet.slipway.deploy(fleet.app)
+        for lb in LBS:
+            shown = {h["name"]: h for h in fleet.slipway.json("hosts")}[lb]["firewall"]
+            assert shown["ok"] and shown["public"] == {str(fleet.app.port): [
+                f"{fleet.bed.gateway}/32"]}, shown  # fmt: skip
+        assert httpx.get(fleet.url("lb1"), timeout=5).status_code == 200
+        assert not reaches(fleet, "app2", lb1, fleet.app.port)
+    finally:
+        fleet.configure()
+        fleet.slipway.deploy(fleet.app)
+    assert reaches(fleet, "app2", lb1, fleet.app.port)
 
 
 def test_doctor_checks_every_host_of_the_fleet(fleet: Fleet) -> None:

@@ -24,6 +24,7 @@ from slipway import __version__
 from slipway.agent import hostfacts, keepalived, wire
 from slipway.agent.firewall import Firewall
 from slipway.agent.probe import probe
+from slipway.agent.public_ports import public_ports
 from slipway.errors import RouterError, SlipwayError, UsageError
 from slipway.paths import Home
 from slipway.releases import artifact
@@ -193,11 +194,14 @@ class Agent:
     async def rpc_router_apply(
         self, state: dict[str, Any], pems: dict[str, str], sources: dict[str, Any]
     ) -> bool:
-        return await self.router.apply(
-            wire.state_in(state),
+        wanted = wire.state_in(state)
+        changed = await self.router.apply(
+            wanted,
             {name: wire.blob_in(pem) for name, pem in pems.items()},
             {name: (pair[0], pair[1]) for name, pair in sources.items()},
         )
+        await self.firewall.set_public(public_ports(wanted))  # [edge] allow, at the door too
+        return changed
 
     async def rpc_router_running(self) -> bool:
         return self.router.running()

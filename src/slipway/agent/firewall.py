@@ -11,14 +11,17 @@ Standard library only."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import logging
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from slipway.agent.public_ports import PublicPort, rules
 from slipway.errors import PreflightError, RouterError
 from slipway.paths import Home
 from slipway.runtime.local import LocalRuntime
@@ -29,24 +32,28 @@ WATCH_EVERY = 2.0
 MAX_ALLOWED = 1024
 
 
-def render(allowed: list[str], ports: list[int]) -> str:
+def render(allowed: list[str], ports: list[int], public: Sequence[PublicPort] = ()) -> str:
     """The whole table, replaced in one transaction (the empty `table` line makes the
-    `delete` valid when the table does not exist yet)."""
+    `delete` valid when the table does not exist yet). `public`: HAProxy's listeners on
+    this host that only `[edge] allow` may reach (agent/public_ports.py)."""
 
     def elements(values: list[Any]) -> str:
         return f" elements = {{ {', '.join(str(v) for v in values)} }};" if values else ""
 
+    public_sets, public_rules = rules(list(public))
     return (
         f"table inet {TABLE} {{}}\n"
         f"delete table inet {TABLE}\n"
         f"table inet {TABLE} {{\n"
         f"    set instance_ports {{ type inet_service;{elements(sorted(set(ports)))} }}\n"
         f"    set allowed {{ type ipv4_addr;{elements(sorted(set(allowed)))} }}\n"
-        "    chain input {\n"
+        + "".join(line + "\n" for line in public_sets)
+        + "    chain input {\n"
         "        type filter hook input priority filter - 1; policy accept;\n"
         '        iif "lo" accept\n'
         "        tcp dport @instance_ports ip saddr != @allowed counter drop\n"
-        "    }\n"
+        + "".join(line + "\n" for line in public_rules)
+        + "    }\n"
         "}\n"
     )
 
@@ -80,20 +87,43 @@ class Firewall:
         self._applied: str | None = None
         self._lock = asyncio.Lock()
 
+    def _wanted(self) -> dict[str, Any]:
+        try:
+            wanted = json.loads(self.wanted_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return wanted if isinstance(wanted, dict) else {}
+
+    def _save(self, **changes: Any) -> None:
+        tmp = self.wanted_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._wanted() | changes))
+        tmp.replace(self.wanted_file)
+
     def allowed(self) -> list[str] | None:
         """The addresses the control plane allows, None if it keeps no firewall here."""
+        allowed = self._wanted().get("allowed")
+        return [str(a) for a in allowed] if isinstance(allowed, list) else None
+
+    def public(self) -> list[PublicPort]:
+        """HAProxy's listeners here that only `[edge] allow` may reach (set by the router)."""
         try:
-            return list(json.loads(self.wanted_file.read_text())["allowed"])
-        except (OSError, ValueError, KeyError):
-            return None
+            return [
+                PublicPort(int(p["port"]), p["address"], tuple(p["v4"]), tuple(p["v6"]))
+                for p in self._wanted().get("public", [])
+            ]
+        except (KeyError, TypeError, ValueError):
+            return []
 
     async def apply(self, allowed: list[str]) -> dict[str, Any]:
-        checked = check_allowed(allowed)
-        tmp = self.wanted_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"allowed": checked}))
-        tmp.replace(self.wanted_file)
+        self._save(allowed=check_allowed(allowed))
         await self.refresh(force=True)
         return await self.verify()
+
+    async def set_public(self, ports: list[PublicPort]) -> None:
+        """After every HAProxy config change on this host: its filtered public listeners."""
+        if ports != self.public():
+            self._save(public=[dataclasses.asdict(p) for p in ports])
+            await self.refresh()
 
     async def refresh(self, also: int | None = None, force: bool = False) -> None:
         """The table for the instances running now (and `also`, the port of one about to
@@ -103,7 +133,7 @@ class Firewall:
             return
         async with self._lock:
             ports = await asyncio.to_thread(self.instance_ports)
-            rules = render(allowed, ports + ([also] if also else []))
+            rules = render(allowed, ports + ([also] if also else []), self.public())
             if rules == self._applied and not force:
                 return
             try:
@@ -130,10 +160,15 @@ class Firewall:
             problems.append(f"instance port(s) open to all: {sorted(set(ports) - set(have_ports))}")
         if have_allowed != sorted(allowed):
             problems.append(f"allowed {have_allowed}, should be {sorted(allowed)}")
+        public = self.public()
+        unfiltered = [p.port for p in public if p.set_name(p.families[0]) not in sets]
+        if unfiltered:
+            problems.append(f"public port(s) open beyond [edge] allow: {unfiltered}")
         return {
             "ok": not problems,
             "allowed": allowed,
             "ports": ports,
+            "public": {str(p.port): [*p.v4, *p.v6] for p in public},
             "problem": "; ".join(problems) or None,
         }
 

@@ -61,7 +61,9 @@ def firewall_cell(firewall: dict[str, Any] | None) -> str:
     if not firewall or firewall.get("ok") is None:
         return "-"
     if firewall["ok"]:
-        return f"[green]ok[/green] ({len(firewall['ports'])} ports)"
+        public = firewall.get("public") or {}
+        edge = f", public {', '.join(sorted(public))} by [edge] allow" if public else ""
+        return f"[green]ok[/green] ({len(firewall['ports'])} ports{edge})"
     return f"[red]{escape(str(firewall.get('problem')))}[/red]"
 
 
