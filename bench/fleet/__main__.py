@@ -9,13 +9,17 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
+from typing import TypeVar
 
 from bench.fleet import report
 from bench.fleet.run import QUICK, Options, run
 from bench.zero_downtime.run import REPO
 
 RESULTS = REPO / "bench" / "results"
+Opts = TypeVar("Opts")
+R = TypeVar("R")
 
 
 def parse(argv: list[str] | None) -> Options:
@@ -51,17 +55,22 @@ def on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # the same cleanup as Ctrl-C
 
 
-def main(argv: list[str] | None = None) -> int:
-    options = parse(argv)
+def run_as_root(name: str, bench: Callable[[Opts], R], options: Opts) -> R:
+    """`bench(options)`, which makes network namespaces: root only (exit 2 otherwise);
+    SIGTERM stops it as Ctrl-C does, after its cleanup (exit 130)."""
     if os.geteuid() != 0:
-        print("bench.fleet needs root: it makes network namespaces and a bridge", file=sys.stderr)
-        return 2
+        print(f"{name} needs root: it makes network namespaces and a bridge", file=sys.stderr)
+        sys.exit(2)
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        results = run(options)
+        return bench(options)
     except KeyboardInterrupt:
         print("interrupted: every process the benchmark started has been stopped", file=sys.stderr)
-        return 130
+        sys.exit(130)
+
+
+def main(argv: list[str] | None = None) -> int:
+    results = run_as_root("bench.fleet", run, parse(argv))
     tables = report.tables(results)
     print(report.render_text(results, tables))
     RESULTS.mkdir(parents=True, exist_ok=True)

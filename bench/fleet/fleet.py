@@ -94,26 +94,38 @@ class FleetApp:
 
 
 class Fleet:
-    def __init__(self, root: Path, lbs: list[str], apps: list[str]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        lbs: list[str],
+        apps: list[str],
+        testbed: Bed | None = None,
+        spare: tuple[str, ...] = (),
+    ) -> None:
+        """`testbed`: another bench's names and subnet (default: this one's); `spare`: hosts
+        of the bed that are not added to slipway by `up` (add them with `add_host`)."""
         self.root = root
-        self.lbs, self.app_hosts = lbs, apps
-        self.bed = bed(root / "bed")
+        self.lbs, self.app_hosts, self.spare = lbs, apps, spare
+        self.bed = testbed or bed(root / "bed")
         # the control plane's port for its own listeners is never used (roles local)
         self.slipway = Slipway(root, root / "unused", 0, 0.0)
         self.apps: dict[str, FleetApp] = {}
 
     def up(self) -> None:
-        self.bed.up([*self.lbs, *self.app_hosts])
+        self.bed.up([*self.lbs, *self.app_hosts, *self.spare])
         self.slipway.up()
         self.slipway.cli("hosts", "roles", "local")  # the control host serves nothing
         for name in [*self.lbs, *self.app_hosts]:
-            host = self.bed.hosts[name]
-            self.slipway.cli(
-                "hosts", "add", name, "--address", host.address,
-                "--role", "lb" if name in self.lbs else "app",
-                "--key", str(self.bed.key), "--remote-home", str(host.home),
-                "--fingerprint", self.bed.fingerprint(name),
-            )  # fmt: skip
+            self.add_host(name, "lb" if name in self.lbs else "app")
+
+    def add_host(self, name: str, *roles: str) -> None:
+        host = self.bed.hosts[name]
+        self.slipway.cli(
+            "hosts", "add", name, "--address", host.address,
+            *(arg for role in roles for arg in ("--role", role)),
+            "--key", str(self.bed.key), "--remote-home", str(host.home),
+            "--fingerprint", self.bed.fingerprint(name),
+        )  # fmt: skip
 
     def add_app(self, name: str, port: int, web: int, hosts: list[str]) -> FleetApp:
         app = FleetApp(name, copy_hello(self.root / name), port, web, hosts)

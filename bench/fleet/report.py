@@ -10,7 +10,7 @@ from bench.fleet.run import APP_HOSTS, LBS, LOADED_HOSTS, SIZES, LoadPart, Resul
 from bench.fleet.watch import Switch
 from bench.zero_downtime.analysis import Timeline, Traffic, Window, median, switch_moment
 from bench.zero_downtime.load import PRIORITY
-from bench.zero_downtime.report import MAX_STEADY_LAG_MS, machine, markdown_tables, text_tables
+from bench.zero_downtime.report import MAX_STEADY_LAG_MS, machine, markdown_page, text_page
 from bench.zero_downtime.table import Table, lat, ms, pct, ratio, secs, verdict
 
 GROWTH_LIMIT = 0.20
@@ -482,19 +482,11 @@ def context(results: Results) -> list[str]:
 
 
 def render_text(results: Results, all_tables: list[Table]) -> str:
-    lines = ["Fleet deploys", *context(results), "", *text_tables(all_tables)]
-    if results.leftovers:
-        lines.append(f"WARNING: processes left after `slipway down --all`: {results.leftovers}")
-    return "\n".join(lines)
+    return text_page("Fleet deploys", context(results), all_tables, results.leftovers)
 
 
 def render_markdown(results: Results, all_tables: list[Table]) -> str:
-    lines = [*(f"- {line}" for line in context(results)), "", *markdown_tables(all_tables)]
-    if results.leftovers:
-        lines.append(
-            f"**Warning:** processes left after `slipway down --all`: {results.leftovers}\n"
-        )
-    return "\n".join(lines).rstrip() + "\n"
+    return markdown_page(context(results), all_tables, results.leftovers)
 
 
 # raw numbers --------------------------------------------------------------------------------

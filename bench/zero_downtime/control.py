@@ -139,6 +139,7 @@ class Slipway:
         )
         self.started = False
         self.stopped = False
+        self.prefix: list[str] = []  # e.g. `ip netns exec NS`: the CLI (and so the daemon) there
 
     @property
     def url(self) -> str:
@@ -146,7 +147,7 @@ class Slipway:
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [sys.executable, "-m", "slipway", *args],
+            [*self.prefix, sys.executable, "-m", "slipway", *args],
             cwd=self.root,
             env=self.env,
             capture_output=True,

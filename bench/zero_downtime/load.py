@@ -2,6 +2,7 @@
 loop): slipway.loadgen at a fixed rate until its stdin closes, then every sample to a file.
 
     python -m bench.zero_downtime.load URL --rate R --concurrency C --out FILE [--client raw]
+        [--method POST]
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class LoadProcess:
         concurrency: int,
         out: Path,
         client: str = "raw",
+        method: str = "GET",
     ) -> None:
         self.procs = procs
         self.argv = [
@@ -73,6 +75,8 @@ class LoadProcess:
             str(out),
             "--client",
             client,
+            "--method",
+            method,
         ]
         self.out = out
         self.proc: subprocess.Popen[str] | None = None
@@ -110,6 +114,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw")
+    parser.add_argument("--method", choices=["GET", "POST"], default="GET")
     args = parser.parse_args()
     prioritised = raise_priority()
     samples: list[Sample] = []
@@ -120,6 +125,7 @@ def main() -> None:
         record_key="release",
         samples=samples,
         client=args.client,
+        method=args.method,
     ).start()
     print(READY if prioritised else READY_NORMAL, flush=True)
     sys.stdin.read()  # until the benchmark closes our stdin

@@ -137,20 +137,27 @@ def markdown_tables(all_tables: list[Table]) -> list[str]:
     return lines
 
 
-def render_text(results: Results, all_tables: list[Table]) -> str:
-    lines = ["Zero-downtime deploys", *context(results), "", *text_tables(all_tables)]
-    if results.leftovers:
-        lines.append(f"WARNING: processes left after `slipway down --all`: {results.leftovers}")
+def text_page(title: str, said: list[str], all_tables: list[Table], leftovers: list[str]) -> str:
+    """A benchmark's results as plain text: its title, what was measured how, the tables."""
+    lines = [title, *said, "", *text_tables(all_tables)]
+    if leftovers:
+        lines.append(f"WARNING: processes left after `slipway down --all`: {leftovers}")
     return "\n".join(lines)
 
 
-def render_markdown(results: Results, all_tables: list[Table]) -> str:
-    lines = [*(f"- {line}" for line in context(results)), "", *markdown_tables(all_tables)]
-    if results.leftovers:
-        lines.append(
-            f"**Warning:** processes left after `slipway down --all`: {results.leftovers}\n"
-        )
+def markdown_page(said: list[str], all_tables: list[Table], leftovers: list[str]) -> str:
+    lines = [*(f"- {line}" for line in said), "", *markdown_tables(all_tables)]
+    if leftovers:
+        lines.append(f"**Warning:** processes left after `slipway down --all`: {leftovers}\n")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def render_text(results: Results, all_tables: list[Table]) -> str:
+    return text_page("Zero-downtime deploys", context(results), all_tables, results.leftovers)
+
+
+def render_markdown(results: Results, all_tables: list[Table]) -> str:
+    return markdown_page(context(results), all_tables, results.leftovers)
 
 
 def raw(results: Results) -> dict[str, Any]:

@@ -47,6 +47,12 @@ class Handler(BaseHTTPRequestHandler):
             if server.stopping.is_set():
                 self.close_connection = True
 
+    def do_POST(self) -> None:
+        """A request that is not idempotent (the benchmarks' mix): its body is read, and it
+        is answered as the same GET would be."""
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.do_GET()
+
     def route(self) -> None:
         if self.path == "/up":
             self.reply(200, {"status": "up", "release": RELEASE})

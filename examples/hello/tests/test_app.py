@@ -54,6 +54,13 @@ class HelloTest(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertEqual(body["status"], "up")
 
+    def test_a_post_is_answered_as_a_get(self) -> None:
+        url = f"http://127.0.0.1:{self.port}/"
+        request = urllib.request.Request(url, data=b"x=1", method="POST")
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            self.assertEqual(answer.status, 200)
+            self.assertEqual(json.loads(answer.read())["greeting"], "hi from a test")
+
     def test_root_greets(self) -> None:
         status, body = self.get("/")
         self.assertEqual(status, 200)

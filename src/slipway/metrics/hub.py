@@ -4,6 +4,7 @@ release's traffic per second, and records every loss it can see."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import shutil
 import socket
@@ -87,11 +88,28 @@ class TrafficHub:
         self.receiver = RecordingReceiver(self.aggregator, self.request_logs, self.senders)
         await self._serve("127.0.0.1", sock)
 
-    async def listen_on(self, address: str) -> None:
+    async def listen_on(self, address: str) -> bool:
         """Also receive on `address` (the control host's address on a remote lb host's
-        network), on the same port."""
-        if address not in self.transports:
-            await self._serve(address, udp_socket(self.port, address))
+        network), on the same port. False, with a warning, when `address` is none of this
+        machine's: a control plane restored on another machine still has the address the lb
+        hosts reached the old one by (they send their request logs there until their agents
+        restart); that must not keep the daemon from starting."""
+        if address in self.transports:
+            return True
+        try:
+            sock = udp_socket(self.port, address)
+        except OSError as exc:
+            if exc.errno != errno.EADDRNOTAVAIL:
+                raise
+            log.warning(
+                "request logs: %s is not an address of this machine (the lb hosts reached "
+                "the control plane there); their request logs are not received until their "
+                "agents restart",
+                address,
+            )
+            return False
+        await self._serve(address, sock)
+        return True
 
     async def _serve(self, address: str, sock: socket.socket) -> None:
         assert self.receiver is not None
