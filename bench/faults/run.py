@@ -29,6 +29,7 @@ from bench.zero_downtime.control import Slipway
 from bench.zero_downtime.load import LoadProcess
 from bench.zero_downtime.procs import Processes, free_port, wait_for
 from bench.zero_downtime.run import REPO, pause, revision, say
+from slipway.control.replicator import DEFAULT_EVERY
 
 # Our own names and subnet: never the tests' or another benchmark's.
 PREFIX, BRIDGE, SUBNET = "swbq-", "swbq0", "10.210.0"
@@ -48,7 +49,7 @@ class Options:
     settle_seconds: float = 4.0
     replace_timeout: float = 45.0
     marks_seconds: float = 8.0  # changes made before the control plane is lost
-    replicate_every: float = 5.0  # slipway's default
+    replicate_every: float = DEFAULT_EVERY  # slipway's default
 
 
 QUICK = Options(

@@ -216,7 +216,7 @@ def test_settings_and_paths_out_of_bounds_are_refused() -> None:
     from slipway.daemon.replica_ops import check_settings
     from slipway.errors import UsageError
 
-    assert check_settings("rep1", None, None) == Settings("rep1", 5.0, 3)
+    assert check_settings("rep1", None, None) == Settings("rep1", 2.0, 3)
     for every, keep in ((0.1, 3), (float("nan"), 3), (float("inf"), 3), (5.0, 0), (5.0, 101)):
         with pytest.raises(UsageError):
             check_settings("rep1", every, keep)

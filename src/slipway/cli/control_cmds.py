@@ -63,7 +63,7 @@ def control() -> None:
 
 @control.command()
 @click.option("--to", "host", metavar="HOST", help="A host of the fleet (`slipway hosts`).")
-@click.option("--every", metavar="DURATION", help="At most this far behind (default 5s).")
+@click.option("--every", metavar="DURATION", help="At most this far behind (default 2s).")
 @click.option("--keep", type=click.IntRange(1, 100), help="Snapshots kept there (default 3).")
 @click.option("--off", is_flag=True, help="Stop replicating (the copies there stay).")
 @json_option

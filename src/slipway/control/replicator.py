@@ -1,5 +1,5 @@
 """The daemon's replication task: a sealed snapshot of the home shipped to the replica host
-every few seconds when anything changed (`every`, default 5 s), and at once when a
+every few seconds when anything changed (`every`, default 2 s), and at once when a
 deployment starts or ends. It never blocks a deploy or a request: it runs on its own, and a
 copy that fails is retried and shown (`slipway control status`, `slipway hosts`, the
 daemon's log) until one succeeds."""
@@ -30,7 +30,7 @@ from slipway.store.store import Store
 
 log = logging.getLogger("slipway.replica")
 SETTINGS, KEY_FILE, WORK = "replica.json", "replica.key", "replica-work"
-DEFAULT_EVERY, MIN_EVERY, MAX_EVERY = 5.0, 0.5, 3600.0
+DEFAULT_EVERY, MIN_EVERY, MAX_EVERY = 2.0, 0.5, 3600.0  # 2 s + a copy: within 5 s lost
 DEFAULT_KEEP, MAX_KEEP = 3, 100
 MAX_SNAPSHOT = 1 << 30  # a sealed snapshot (without its blobs) larger than this is refused
 RETRY_MAX = 30.0
