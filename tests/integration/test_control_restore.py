@@ -2,8 +2,9 @@
 app host, one replica host; the control plane in the root namespace): it copies itself to
 the replica host every second; it is killed (-9) and its home destroyed; `slipway control
 restore --from` brings it back in another folder of the same machine (the same root
-namespace, so the same address the hosts see it by); it deploys and rolls back. The lb host
-serves throughout, the audit chain verifies, and what was lost is measured."""
+namespace, given another address the hosts then see it by, as a new machine would be); it
+deploys and rolls back. The lb host serves throughout, the audit chain verifies, and what
+was lost is measured."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from slipway.cli.client import Client
 from slipway.loadgen import BackgroundLoad
 from slipway.paths import Home
 from tests.integration.conftest import Slipway, stop_all, wait_for
-from tests.integration.testbed import Bed
+from tests.integration.testbed import Bed, run
 
 EVERY = 1.0  # the replica is at most this far behind (plus the time a copy takes)
 SHIP_ALLOWANCE = 2.5  # the time one copy may take on a busy 2-core machine
@@ -106,6 +107,11 @@ def test_the_control_plane_is_restored_on_another_home_while_the_fleet_serves() 
             wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, "the daemon to die")
             shutil.rmtree(old.home)  # ... with its disk
             assert httpx.get(url, timeout=5).json()["release"] == second  # serving on
+            # The new machine has another address: the hosts see the restored control plane
+            # at .2 (new connections from here leave from it; the load's keep .1).
+            moved = f"{bed.subnet}.2"
+            run("ip", "addr", "add", f"{moved}/24", "dev", bed.bridge)
+            run("ip", "route", "replace", f"{bed.subnet}.0/24", "dev", bed.bridge, "src", moved)
 
             began = time.monotonic()
             restored = new.json(
@@ -139,6 +145,14 @@ def test_the_control_plane_is_restored_on_another_home_while_the_fleet_serves() 
             wait_for(
                 lambda: all(h["reachable"] for h in new.json("hosts")), 30, "every host to answer"
             )
+            # at its new address: the lb host's request logs reach it, the firewalls let it in
+            app_host = {h["name"]: h for h in new.json("hosts")}["app1"]
+            assert moved in app_host["firewall"]["allowed"], app_host["firewall"]
+
+            def logged() -> bool:
+                return bool(new.json("requests", "--app", "hello", "--since", "2s")["requests"])
+
+            wait_for(logged, 20, "request logs from the lb host at the new address")
             bed.cut("rep1")  # a replica that does not answer never holds a deploy back
             try:
                 configure("three")

@@ -4,6 +4,9 @@ its agent, remove it (once it runs nothing)."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import logging
 import re
 import shlex
 import time
@@ -21,6 +24,7 @@ from slipway.store import hosts as stored
 if TYPE_CHECKING:
     from slipway.daemon.service import Service
 
+log = logging.getLogger("slipway.daemon")
 HOST_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 MIN_PYTHON = (3, 11)
 AGENT_FILE = "agent.pyz"
@@ -261,3 +265,25 @@ async def host_views(service: Service) -> list[dict[str, Any]]:
             }
         )
     return views
+
+
+async def refresh_seen_as(service: Service) -> None:
+    """At start: the address each remote host sees this control plane by, as the connection
+    says now, saved where it changed. A control plane restored on another machine is seen
+    at another address: the lb hosts' request logs must come to it, and the firewalls must
+    let it in. A host that does not answer keeps what was known (briefly tried, all at once)."""
+
+    async def one(host: Host) -> None:
+        transport = service.fleet.transport(host.name)
+        if not isinstance(transport, SshTransport):
+            return
+        try:
+            address = await transport.seen_as(timeout=3.0)
+        except (SlipwayError, TimeoutError):
+            return
+        if address != host.facts.get("client"):
+            log.info("host %s sees this control plane at %s now", host.name, address)
+            facts = host.facts | {"client": address}
+            stored.save(service.store, dataclasses.replace(host, facts=facts))
+
+    await asyncio.gather(*(one(h) for h in service.fleet.hosts() if not h.local))

@@ -19,7 +19,7 @@ import uvicorn
 from slipway import dashboard
 from slipway.api.app import create_app
 from slipway.auth.guard import PeerCredProtocol
-from slipway.daemon import firewall_ops, reconcile, replica_ops, vip_ops
+from slipway.daemon import firewall_ops, host_ops, reconcile, replica_ops, vip_ops
 from slipway.daemon.lifecycle import preflight
 from slipway.daemon.service import Service
 from slipway.daemon.web import bind, create_web_app
@@ -87,6 +87,7 @@ async def serve(
     service = Service(home, binary)
     await service.hub.start()
     service.fleet.ingest_port = service.hub.port
+    await host_ops.refresh_seen_as(service)  # restored on another machine: a new address
     for lb in service.fleet.with_role("lb"):  # remote lb hosts send request logs here
         if not lb.local and lb.facts.get("client"):
             await service.hub.listen_on(str(lb.facts["client"]))

@@ -197,6 +197,13 @@ class SshTransport:
                 fix="check the host's free disk space and the SSH user's rights",
             ) from None
 
+    async def seen_as(self, timeout: float = CONNECT_TIMEOUT) -> str:
+        """This host's address as the remote host sees it (the connection's own end): where
+        its HAProxy sends request logs and what its firewall lets in."""
+        async with asyncio.timeout(timeout):
+            conn = await self.connection()
+        return str(conn.get_extra_info("sockname")[0])
+
     async def close(self) -> None:
         if self.session is not None:
             self.session.close()
