@@ -10,12 +10,14 @@ first). The tests run in order and each leaves the fleet serving."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from slipway.hosts.reachability import DOWN_AFTER
@@ -194,3 +196,29 @@ def test_a_host_cut_off_from_the_control_plane_only_keeps_serving(fleet: Fleet) 
     placed = serving_hosts(fleet)
     assert len(placed) == 3 and set(placed) == {"app2", "app3"}, placed
     assert fleet.release_on("lb1") == fleet.release_on("lb2") == after["current_release"]
+
+
+def test_down_all_stops_what_it_reaches_and_names_a_host_cut_off(fleet: Fleet) -> None:
+    """Last in the module (the fleet ends stopped): a host the control plane cannot reach
+    does not hold `slipway down --all` back; it is named, its instances keep running, and
+    the next `slipway up` stops them once it reaches the host again."""
+    live = instances(fleet, settled=False)
+    on_app3 = [i["pid"] for i in live if i["host"] == "app3" and i["pid"]]
+    elsewhere = [i["pid"] for i in live if i["host"] != "app3" and i["pid"]]
+    assert on_app3 and elsewhere, live
+    fleet.bed.partition("app3", fleet.bed.gateway)
+    try:
+        wait_for(lambda: state_of(fleet, "app3") == "unreachable", 30, "app3 unreachable")
+        done = fleet.slipway.run("down", "--all", "--json")
+        not_stopped = json.loads(done.stdout)["not_stopped"]
+        assert any(p.startswith("host app3 does not answer") for p in not_stopped), not_stopped
+        assert not any(psutil.pid_exists(pid) for pid in elsewhere)
+        assert all(psutil.pid_exists(pid) for pid in on_app3)  # out of reach: left running
+    finally:
+        fleet.bed.heal("app3")
+    fleet.slipway.run("up")
+    wait_for(
+        lambda: not any(psutil.pid_exists(pid) for pid in on_app3),
+        60,
+        "app3's instances stopped once the control plane reaches it",
+    )

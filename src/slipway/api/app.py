@@ -26,6 +26,7 @@ from slipway.daemon.service import Service, deployment_view
 from slipway.errors import SlipwayError, TooLarge, UsageError
 
 Handler = Callable[[Request], Awaitable[Response]]
+Shutdown = Callable[[bool], Awaitable[list[str]]]  # `slipway down`: what could not be stopped
 P = API_PREFIX
 MAX_BODY = 1024 * 1024  # the largest request is a deploy or a 64 KiB secret: 1 MiB is ample
 
@@ -102,7 +103,7 @@ def on_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
 
 
-def create_app(service: Service, request_shutdown: Callable[[bool], Awaitable[None]]) -> Starlette:
+def create_app(service: Service, request_shutdown: Shutdown) -> Starlette:
     """The API on the unix socket: its owner (or root) is admin; anyone else needs a token."""
     routes = api_routes(service, request_shutdown)
     return Starlette(
@@ -112,9 +113,7 @@ def create_app(service: Service, request_shutdown: Callable[[bool], Awaitable[No
     )
 
 
-def api_routes(
-    service: Service, request_shutdown: Callable[[bool], Awaitable[None]]
-) -> list[Route]:
+def api_routes(service: Service, request_shutdown: Shutdown) -> list[Route]:
     reader = LogReader(service.store, service.runtime)
 
     async def status(request: Request) -> Response:
@@ -247,8 +246,8 @@ def api_routes(
 
     async def shutdown(request: Request) -> Response:
         payload = await body(request, schemas.ShutdownRequest)
-        await request_shutdown(payload.all)
-        return ok({"stopping": True, "all": payload.all})
+        not_stopped = await request_shutdown(payload.all)
+        return ok({"stopping": True, "all": payload.all, "not_stopped": not_stopped})
 
     async def metrics(request: Request) -> Response:
         return ok(insight.metrics(service.store, request.path_params["app"], request.query_params))

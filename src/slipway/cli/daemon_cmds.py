@@ -178,7 +178,8 @@ def down(ctx: click.Context, stop_all: bool, as_json: bool) -> None:
         else:
             out.print("slipway daemon is not running")
         return
-    Client(home, timeout=600.0).post("/shutdown", {"all": stop_all})
+    answer = Client(home, timeout=600.0).post("/shutdown", {"all": stop_all})
+    not_stopped = list(answer.get("not_stopped") or []) if isinstance(answer, dict) else []
     deadline = time.monotonic() + 30.0
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -188,7 +189,14 @@ def down(ctx: click.Context, stop_all: bool, as_json: bool) -> None:
             fix=f"look at {home.daemon_log}; `kill {pid}` stops it",
         )
     if as_json:
-        emit_json({"stopped": True, "all": stop_all, "pid": pid})
+        emit_json({"stopped": True, "all": stop_all, "pid": pid, "not_stopped": not_stopped})
+    elif not_stopped:
+        out.print("[yellow]stopped[/yellow] the daemon and what it could reach; not stopped:")
+        from rich.markup import escape
+
+        for problem in not_stopped:
+            out.print(f"  {escape(problem)}")
+        out.print("they stop when `slipway up` reaches them again")
     elif stop_all:
         out.print("[green]stopped[/green] the daemon, HAProxy and every instance")
     else:

@@ -265,24 +265,47 @@ async def _until_readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
         os.close(fd)
 
 
-async def stop_everything(service: Service) -> None:
+async def stop_everything(service: Service) -> list[str]:
     """`slipway down --all`: HAProxy soft-stops (in-flight requests finish), then every
-    instance stops with its grace period. Recorded as stopped, so `slipway up` restores."""
+    instance stops with its grace period. Recorded as stopped, so `slipway up` restores.
+    Best effort across the fleet: a host that does not answer is named in what is returned
+    and the rest still stops; its instances stay recorded as stopping, and the next
+    `slipway up` stops them once it reaches the host."""
     for task in list(service.tasks.values()):
         task.cancel()
-    await vip_ops.stop_everywhere(service)  # `slipway up` configures it again
-    await service.router.stop()
+    problems: list[str] = []
+    try:
+        await vip_ops.stop_everywhere(service)  # `slipway up` configures it again
+    except SlipwayError as exc:
+        problems.append(f"the virtual address: {exc.message}")
+    try:
+        await service.router.stop()
+    except SlipwayError as exc:
+        problems.append(f"HAProxy: {exc.message}")
     store = service.store
-    live = [i for i in store.instances() if i.status != "stopped"]
+    live = [i for i in store.instances() if i.status != "stopping" and i.status != "stopped"]
     for instance in live:  # HAProxy is gone: no servers to remove
         store.update_instance(instance.app, instance.id, status="stopping", weight=None)
-    live = [store.instance(i.app, i.id) for i in live]
-    await asyncio.gather(
+    live = [store.instance(i.app, i.id) for i in store.instances() if i.status == "stopping"]
+    pending = [i for i in live if (i.app, i.id) not in service.engine.stopping]
+    cut_off: dict[str, list[str]] = {}  # hosts known not to answer: not waited for
+    for instance in pending:
+        reach = service.host_watch.state(instance.host)
+        if reach is not None and reach.state != "up":
+            cut_off.setdefault(instance.host, []).append(instance.id)
+    for host, ids in sorted(cut_off.items()):
+        problems.append(f"host {host} does not answer: {', '.join(sorted(ids))} keep running")
+    pending = [i for i in pending if i.host not in cut_off]
+    results = await asyncio.gather(
         *service.engine.stopping.values(),
-        *(
-            service.engine.stop_process(i)
-            for i in live
-            if (i.app, i.id) not in service.engine.stopping
-        ),
+        *(service.engine.stop_process(i) for i in pending),
+        return_exceptions=True,
     )
+    for result in results:
+        if isinstance(result, SlipwayError):
+            problems.append(f"{result.where}: {result.message}" if result.where else result.message)
+        elif isinstance(result, Exception):
+            log.error("an instance could not be stopped", exc_info=result)
+            problems.append(f"an instance could not be stopped: {result!r}")
     await sweep_unrecorded(service)
+    return problems

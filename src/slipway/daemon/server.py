@@ -116,13 +116,16 @@ async def serve(
     sock = bind_socket(home.socket)
     server: uvicorn.Server | None = None
 
-    async def request_shutdown(stop_all: bool) -> None:
+    async def request_shutdown(stop_all: bool) -> list[str]:
+        """What could not be stopped (hosts that do not answer); the daemon exits anyway."""
+        problems: list[str] = []
         if stop_all:  # HAProxy is about to stop on purpose: nobody may start it again
             for task in (monitor, watch, router_watch, keepalived, host_watch):
                 task.cancel()
-            await reconcile.stop_everything(service)
+            problems = await reconcile.stop_everything(service)
         assert server is not None
         server.should_exit = True
+        return problems
 
     config = uvicorn.Config(
         create_app(service, request_shutdown),

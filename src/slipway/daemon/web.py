@@ -80,7 +80,7 @@ def bind(address: tuple[str, int]) -> socket.socket | None:
 
 def create_web_app(
     service: Service,
-    request_shutdown: Callable[[bool], Awaitable[None]],
+    request_shutdown: Callable[[bool], Awaitable[list[str]]],
     extra: list[BaseRoute] | None = None,
 ) -> Starlette:
     """The TCP listener: the whole API (tokens required), the dashboard with its login, and
