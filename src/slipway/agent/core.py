@@ -213,9 +213,8 @@ class Agent:
         await self.router.add_server(wire.backend_in(backend), wire.server_in(server))
 
     async def rpc_router_set_weights(self, app: str, weights: dict[str, int]) -> None:
-        """In the given order: the caller puts the raises before the lowers."""
-        for name, weight in weights.items():
-            await self.router.set_weight(app, name, weight)
+        """The raises, then the lowers (each in the given order)."""
+        await self.router.set_weights(app, weights)
 
     async def rpc_router_set_health(self, app: str, name: str, up: bool) -> None:
         await self.router.set_health(app, name, up)
