@@ -67,6 +67,10 @@ DRAIN_POLL_EVERY = 0.05  # how often the drain step looks at the old servers
 LOG_LINES_ON_FAILURE = 20
 
 
+async def no_stats() -> dict[str, ServerStat]:
+    return {}
+
+
 class SwitchRefused(DeployError):
     """An lb host refused the shift; it was undone on all of them: nothing shifted."""
 
@@ -529,9 +533,13 @@ class Engine:
         routed = config.has_web and dep.kind != "check"
         while True:
             waiting = [i for i in instances if not states[i.id].ready]
-            stats = await self.s.router.stats(dep.app) if routed else {}
-            observed = await self.s.runtime.observe(waiting)
-            probes = await asyncio.gather(*(self.probe(i, config) for i in waiting))
+            # the lb hosts, the hosts' runtimes and the probes asked at once: a round costs
+            # the slowest of them, not their sum (a warm rollback waits one round)
+            stats, observed, probes = await asyncio.gather(
+                self.s.router.stats(dep.app) if routed else no_stats(),
+                self.s.runtime.observe(waiting),
+                asyncio.gather(*(self.probe(i, config) for i in waiting)),
+            )
             for instance, (ok, said) in zip(waiting, probes, strict=True):
                 await self.judge_health(
                     dep, instance, observed[instance.id], ok, said, stats, states, config
