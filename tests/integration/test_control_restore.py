@@ -64,6 +64,7 @@ def test_the_control_plane_is_restored_on_another_home_while_the_fleet_serves() 
     work = Path(tempfile.mkdtemp(prefix="swcrapp-", dir="/tmp"))
     old = Slipway(home=bed.folder / "control", workdir=work)
     new = Slipway(home=bed.folder / "restored", workdir=work)
+    old_copy = bed.folder / "old-copy"
     try:
         bed.up(["lb1", "app1", "rep1"])
         old.run("up")
@@ -105,6 +106,8 @@ def test_the_control_plane_is_restored_on_another_home_while_the_fleet_serves() 
             os.kill(pid, signal.SIGKILL)  # the control host is gone ...
             killed_at = time.time()
             wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, "the daemon to die")
+            # (a copy of its disk, for the machine that comes back at the end)
+            shutil.copytree(old.home, old_copy, ignore=shutil.ignore_patterns("*.sock"))
             shutil.rmtree(old.home)  # ... with its disk
             assert httpx.get(url, timeout=5).json()["release"] == second  # serving on
             # The new machine has another address: the hosts see the restored control plane
@@ -165,6 +168,18 @@ def test_the_control_plane_is_restored_on_another_home_while_the_fleet_serves() 
             assert new.app_status("hello")["current_release"] == first
             result = load.stop()
         assert result.failed == 0 and result.sent > 100, result.summary()
+        # The old control host comes back with its disk (it was only cut off): the hosts the
+        # restored one reached refuse it, so two control planes never drive one fleet.
+        revenant = Slipway(home=old_copy, workdir=work)
+        revenant.run("up")
+        try:
+            refused = revenant.run("deploy", "--app", str(app.dir), check=False)
+            said = refused.stdout + refused.stderr
+            assert refused.returncode != 0 and "newer control plane" in said, said
+        finally:
+            revenant.run("down", check=False)
+        assert new.app_status("hello")["current_release"] == first
+        assert httpx.get(url, timeout=5).json()["release"] == first
         verified = json.loads(new.run("audit", "verify", "--json").stdout)
         assert verified["ok"], verified
         actions = [e["action"] for e in new.json("audit")]
@@ -177,6 +192,8 @@ def test_the_control_plane_is_restored_on_another_home_while_the_fleet_serves() 
         wait_for(copied, 45, "a copy to the replica once it answers again", every=1.0)
     finally:
         leftovers = stop_all(new) if new.home.exists() else []
+        if old_copy.exists():
+            Slipway(home=old_copy, workdir=work).run("down", check=False)
         if old.home.exists():
             leftovers += stop_all(old)
         bed.down()

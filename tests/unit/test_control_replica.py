@@ -21,6 +21,7 @@ from slipway.daemon.secrets import SecretKeeper
 from slipway.errors import Conflict
 from slipway.paths import Home
 from slipway.store import backup
+from slipway.store import hosts as stored_hosts
 from slipway.store.store import Store
 from tests.fakes import FakeReplica
 
@@ -146,6 +147,8 @@ def test_ship_then_restore_brings_back_everything_and_the_chain_verifies(tmp_pat
     assert SecretKeeper(new.secrets_key, restored).reveal("shop", "DATABASE_URL") == (
         "postgres://secret"  # the change after the last copy is what is lost
     )
+    # one generation newer than the copied one: the hosts will refuse the old control plane
+    assert done["generation"] == stored_hosts.generation(restored) == 2
     restored.close()
     artifact = new.app_dir("shop") / "artifacts" / "r1.tar.gz"
     assert artifact.read_bytes() == b"release one" * 100

@@ -25,12 +25,14 @@ from slipway.agent import hostfacts, keepalived, wire
 from slipway.agent.firewall import Firewall
 from slipway.agent.probe import probe
 from slipway.agent.public_ports import public_ports
-from slipway.errors import RouterError, SlipwayError, UsageError
+from slipway.errors import Conflict, RouterError, SlipwayError, UsageError
 from slipway.paths import Home
 from slipway.releases import artifact
 from slipway.router import vrrp
 from slipway.router.haproxy import HAProxyRouter, find_haproxy
 from slipway.runtime.local import LocalRuntime
+
+GENERATION_FILE = "control.generation"  # the newest control plane that reached this host
 
 
 class Agent:
@@ -48,12 +50,34 @@ class Agent:
             self._router = HAProxyRouter(self.home, self._haproxy_binary or find_haproxy())
         return self._router
 
-    async def call(self, method: str, params: dict[str, Any]) -> Any:
-        """One request of the control plane. Unknown methods are refused by name."""
+    async def call(self, method: str, params: dict[str, Any], generation: int | None = None) -> Any:
+        """One request of the control plane. Unknown methods are refused by name, and a
+        control plane older than the newest that reached this host (restored elsewhere
+        since) is refused whatever it asks."""
+        if generation is not None:
+            self.fence(generation)
         handler = getattr(self, "rpc_" + method.replace(".", "_"), None)
         if handler is None:
             raise UsageError(f"the agent has no method '{method}'", fix="upgrade the agent")
         return await handler(**params)
+
+    def fence(self, generation: int) -> None:
+        path = self.home.root / GENERATION_FILE
+        try:
+            newest = int(path.read_text())
+        except (OSError, ValueError):
+            newest = 0
+        if generation < newest:
+            raise Conflict(
+                f"this host is driven by a newer control plane (generation {newest}; this "
+                f"one is {generation}): the control plane was restored elsewhere",
+                fix="stop this control plane for good (`slipway down`); the restored one "
+                "drives the fleet",
+            )
+        if generation > newest:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(str(generation))
+            tmp.replace(path)
 
     # the host ----------------------------------------------------------------------------
 

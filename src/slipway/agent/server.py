@@ -34,7 +34,14 @@ async def handle(agent: Agent, reader: asyncio.StreamReader, writer: asyncio.Str
     try:
         line = await reader.readline()
         request = json.loads(line)
-        answer = {"result": await agent.call(str(request["method"]), dict(request["params"]))}
+        generation = request.get("generation")
+        answer = {
+            "result": await agent.call(
+                str(request["method"]),
+                dict(request["params"]),
+                int(generation) if generation is not None else None,
+            )
+        }
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise
     except Exception as exc:

@@ -110,6 +110,18 @@ def repoint_ssh_keys(home: Home, folder: Path, manifest: dict[str, Any]) -> list
     return moved
 
 
+def next_generation(home: Home) -> int:
+    """The restored control plane is one generation newer than the one it copies: once it
+    reaches a host, that host's agent refuses the old one (were it to come back)."""
+    store = Store(home.db)
+    try:
+        generation = stored.generation(store) + 1
+        stored.set_generation(store, generation)
+    finally:
+        store.close()
+    return generation
+
+
 async def restore(
     home: Home,
     replica: ReplicaStore,
@@ -128,6 +140,7 @@ async def restore(
         found = snapshot.verify(staging / "snap")
         snapshot.install(staging / "snap", manifest, home)
         moved = repoint_ssh_keys(home, staging / "snap", manifest)
+        generation = next_generation(home)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     settings = manifest.get("settings")
@@ -157,4 +170,5 @@ async def restore(
         "ssh_keys_restored": moved,
         "secrets_key_in_env": bool(manifest.get("secrets_key_in_env")),
         "replicating_to": settings["host"] if settings else None,
+        "generation": generation,
     }

@@ -83,7 +83,7 @@ async def add_host(service: Service, request: dict[str, Any]) -> Host:
             fix=f"`slipway hosts remove {name}` first if it was really reinstalled",
         )
     host = Host(name, str(request["address"]), roles, target)
-    transport = SshTransport(host, start_command(target))
+    transport = SshTransport(host, start_command(target), stored.generation(service.store))
     try:
         await check_host(transport, host)
         facts = await install_agent(service, transport, target)
@@ -167,7 +167,7 @@ async def upgrade_host(service: Service, name: str) -> Host:
     host = stored.host(service.store, name)
     if host.ssh is None:
         raise UsageError("the local host's agent is this daemon itself: nothing to upgrade")
-    transport = SshTransport(host, start_command(host.ssh))
+    transport = SshTransport(host, start_command(host.ssh), stored.generation(service.store))
     try:
         facts = await install_agent(service, transport, host.ssh)
     finally:
@@ -216,7 +216,7 @@ async def remove_host(service: Service, name: str) -> None:
         )
     try:
         assert host.ssh is not None
-        await stop_agent(SshTransport(host), host.ssh)
+        await stop_agent(SshTransport(host, generation=stored.generation(service.store)), host.ssh)
     except SlipwayError:
         pass  # unreachable: it is removed from the fleet anyway
     stored.remove(service.store, name)

@@ -49,6 +49,7 @@ from slipway.router.stats import ServerStat
 from slipway.router.tier import TierRouter
 from slipway.runtime import users
 from slipway.runtime.fleet import FleetRuntime
+from slipway.store import hosts as stored
 from slipway.store import security, traffic
 from slipway.store.records import (
     App,
@@ -112,10 +113,9 @@ class Service:
         self.recovered: list[str] = []  # what start-up did with interrupted deployments
         self.rewarmed: set[tuple[str, str]] = set()  # (app, release) started warm again
 
-    @staticmethod
-    def reach(host: Host) -> Transport:
+    def reach(self, host: Host) -> Transport:
         assert host.ssh is not None
-        return SshTransport(host, start_command(host.ssh))
+        return SshTransport(host, start_command(host.ssh), stored.generation(self.store))
 
     def local_haproxy_pid(self) -> int | None:
         """The control host's HAProxy master, when this host is an lb host."""

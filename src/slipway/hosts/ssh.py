@@ -54,9 +54,14 @@ async def fingerprint_of(address: str, port: int = 22) -> str:
 
 
 class SshTransport:
-    def __init__(self, host: Host, agent_start: str | None = None) -> None:
+    def __init__(
+        self, host: Host, agent_start: str | None = None, generation: int | None = None
+    ) -> None:
         assert host.ssh is not None
         self.host = host.name
+        # the control plane's generation, sent with every call (the agent refuses an older
+        # one); None only for calls outside a control plane (fetching a replica to restore)
+        self.generation = generation
         self.target: SshTarget = host.ssh
         self.agent_start = agent_start  # a command that starts the agent if it is not running
         self.session: asyncssh.SSHClientConnection | None = None
@@ -133,7 +138,10 @@ class SshTransport:
     async def call(self, method: str, _timeout: float = CALL_TIMEOUT, **params: Any) -> Any:
         conn = await self.connection()
         socket = f"{self.target.home}/{AGENT_SOCKET}"
-        request = json.dumps({"method": method, "params": params}).encode() + b"\n"
+        message: dict[str, Any] = {"method": method, "params": params}
+        if self.generation is not None:
+            message["generation"] = self.generation
+        request = json.dumps(message).encode() + b"\n"
         try:
             async with asyncio.timeout(_timeout):
                 try:

@@ -81,6 +81,21 @@ def vip(store: Store) -> dict[str, object] | None:
     return dict(json.loads(row["value"])) if row else None
 
 
+def generation(store: Store) -> int:
+    """Which control plane this is: 1 at first, one more at every restore. Agents refuse a
+    control plane older than the newest that reached them (two never drive one fleet)."""
+    row = store.conn.execute("SELECT value FROM meta WHERE key = 'control_generation'").fetchone()
+    return int(row["value"]) if row else 1
+
+
+def set_generation(store: Store, value: int) -> None:
+    with store.tx() as c:
+        c.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('control_generation', ?)",
+            (str(value),),
+        )
+
+
 def set_vip(store: Store, value: dict[str, object] | None) -> None:
     with store.tx() as c:
         if value is None:
