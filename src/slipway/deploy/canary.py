@@ -18,7 +18,7 @@ import httpx
 from slipway.deploy.planning import split_weights, thin_traffic
 from slipway.errors import DeployError
 from slipway.judge.histogram import Histogram
-from slipway.judge.verdict import Arm, Evidence, Progress, Settings, Verdict, judge
+from slipway.judge.verdict import Arm, Evidence, Progress, Settings, Verdict, judge, unproven
 from slipway.metrics import prometheus as prom
 from slipway.metrics.ingest import Second
 from slipway.runtime.fleet import UNREACHABLE
@@ -212,10 +212,14 @@ class CanaryRun:
         since = int(time.time()) - THIN_WINDOW
         served = traffic.seconds_after(self.store, self.dep.app, self.stable_release, since)
         rate = sum(second.requests for _, second in served) / THIN_WINDOW
+        seen = Arm()
+        for _, second in served:
+            seen.add(_arm_of(second))
         deploy = self.config.deploy
         note = thin_traffic(
             rate, self.steps, deploy.step_min_requests, deploy.step_min_seconds,
             deploy.step_timeout,
+            lambda plan: unproven(self.settings, plan, seen.error_rate, seen.latency),
         )  # fmt: skip
         if note is not None:
             self.engine.event(self.dep, "canary", "info", note, {"requests_per_second": rate})

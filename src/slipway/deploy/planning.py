@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from slipway.config.schema import AppConfig
 from slipway.store.records import Release
@@ -147,16 +148,28 @@ def warm_release(releases: list[Release], current: str, now: float) -> Release |
 
 
 def thin_traffic(
-    rate: float, steps: list[float], min_requests: int, min_seconds: float, timeout: float
+    rate: float,
+    steps: list[float],
+    min_requests: int,
+    min_seconds: float,
+    timeout: float,
+    unproven: Callable[[list[tuple[float, float]]], list[str]] | None = None,
 ) -> str | None:
     """A warning when, at `rate` requests/s, the candidate cannot get `min_requests` within
-    `timeout` at some step's share, with settings that would work; None when it can."""
+    `timeout` at some step's share, or (with `unproven`: the judge's checks that a good
+    candidate would not be shown no worse on, given (share 0–1, candidate requests) per
+    step) cannot be promoted out of the last step within `timeout`; with settings that
+    would work. None when it can."""
     if not steps:
         return None
     first = min(steps)
     per_second = rate * first / 100
     if per_second * timeout >= min_requests:
-        return None
+        return (
+            None
+            if unproven is None
+            else _unprovable(rate, steps, min_requests, min_seconds, timeout, unproven)
+        )
     seconds = min_requests / per_second if per_second > 0 else math.inf
     need_share = 100 * min_requests / (rate * timeout) if rate > 0 else math.inf
     options = [f"step_min_requests = {max(1, int(per_second * timeout * 0.8))}"]
@@ -171,4 +184,45 @@ def thin_traffic(
         f"{min_requests} {wait}, past step_timeout ({timeout:g}s); the step will end "
         f"inconclusive. Would work: {' or '.join(options)}"
         + (f" (and step_min_seconds = {min_seconds:g}s still applies)" if min_seconds else "")
+    )
+
+
+def _unprovable(
+    rate: float,
+    steps: list[float],
+    min_requests: int,
+    min_seconds: float,
+    timeout: float,
+    unproven: Callable[[list[tuple[float, float]]], list[str]],
+) -> str | None:
+    """The last step needs evidence that the candidate is no worse, gathered over the whole
+    canary: the earlier steps last until they have `min_requests` and `min_seconds`, the last
+    one until `timeout`. A warning when even a candidate as good as the stable would likely
+    not get it, with the step_timeout that would do."""
+    last = steps[-1]
+    per_second = rate * last / 100
+    earlier = [(s / 100, max(min_requests, rate * s / 100 * min_seconds)) for s in steps[:-1]]
+
+    def short(seconds: float) -> list[str]:
+        return unproven([*earlier, (last / 100, per_second * seconds)])
+
+    checks = short(timeout)
+    if not checks or per_second <= 0:
+        return None
+    enough = timeout * 2
+    while short(enough) and enough < timeout * 1024:
+        enough *= 2
+    options = ['on_inconclusive = "pause"']
+    if not short(enough):
+        low = enough / 2
+        while enough - low > max(1.0, enough / 50):
+            middle = (low + enough) / 2
+            low, enough = (low, middle) if not short(middle) else (middle, enough)
+        options.insert(0, f'step_timeout = "{math.ceil(enough * 1.25)}s"')
+    return (
+        f"thin traffic: the app served {rate:.1f} requests/s in the last minute, so at the "
+        f"last step ({last:g}%) the candidate gets {per_second:.2f}/s; by step_timeout "
+        f"({timeout:g}s) even a candidate as good as the stable would likely not be shown no "
+        f"worse on {', '.join(checks)}, and the canary will end inconclusive. Would work: "
+        f"{' or '.join(options)}"
     )

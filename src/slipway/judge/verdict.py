@@ -337,3 +337,45 @@ def _e(value: float) -> str:
     if value >= 1e6:
         return f"{value:.1e}"
     return f"{value:.3g}"
+
+
+def unproven(
+    settings: Settings, plan: list[tuple[float, float]], error_rate: float, latency: Histogram
+) -> list[str]:
+    """The checks a candidate identical to the stable is unlikely to be shown no worse on by
+    the end of `plan`: (share of traffic 0–1, candidate requests) per step, in order. Each
+    step is one stratum with the expected counts: the log-ratios are linear in the counts,
+    so this is the drift of the "within the margin" e-values (about their median), with
+    φ = 1 and no latency warm-up: optimistic, so a check named here is short of evidence
+    even in a good run. `latency` is the stable's recent latency (empty: not judged here)."""
+    errors = SplitTest(worse=False, stable_clustering=False)
+    quantiles = {
+        p: SplitTest(worse=False, stable_clustering=False) for p in settings.latency_quantiles
+    }
+    stable = latency.counts.astype(np.float64)
+    total = float(stable.sum())
+    for share, mine in plan:
+        if not 0 < share < 1 or mine <= 0:
+            continue
+        theirs = mine * (1 - share) / share
+        rate = settings.max_error_rate_increase
+        errors.add(mine * error_rate, theirs * error_rate, mine, theirs, rate)
+        if total <= 0:
+            continue
+        test = QuantileTest(0.5, settings.max_latency_increase, settings.min_latency_increase_ms)
+        low = np.zeros(len(stable))
+        np.add.at(low, test.map_low, stable)
+        for p, split in quantiles.items():
+            pooled = np.cumsum(stable * theirs / total + low * mine / total)
+            threshold = int(np.searchsorted(pooled, p * pooled[-1] - 1e-9))
+            above_c = float(low[threshold + 1 :].sum()) / total
+            above_s = float(stable[threshold + 1 :].sum()) / total
+            split.add(mine * above_c, theirs * above_s, mine, theirs, 0.0)
+    short = [] if passes(errors, settings.error_alpha) else ["error rate"]
+    if total > 0:
+        short += [
+            f"latency p{p * 100:g}"
+            for p, split in quantiles.items()
+            if not passes(split, settings.latency_alpha)
+        ]
+    return short
