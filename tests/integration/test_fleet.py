@@ -347,14 +347,21 @@ def test_the_virtual_address_moves_off_an_lb_host_that_fails(fleet: Fleet) -> No
         failed = [s for s in samples if s.status != 200]
         late = [s for s in samples if s.t > struck + SETTLE]
         assert len(late) > 20 and all(s.status == 200 for s in late), (what, late[:3])
-        assert all(s.t >= struck for s in failed), failed[:3]  # none before the fault
+        # none failed before the fault (one in flight then may: 1.7 s slow in CI, then cut)
+        assert all(s.done >= struck for s in failed), failed[:3]
         return holder, str(moved)
 
     SETTLE = 5.0  # seconds: 3 adverts of 0.5 s and the skew, with room for a busy machine
     shown = fleet.slipway.run("hosts", "vip", f"{address}/24").stdout
     assert f"virtual address {address}/24" in shown, shown
+    cut: list[str] = []  # mended whatever happens: the tests after this one need the host
+
+    def cut_link(name: str) -> None:
+        cut.append(name)
+        fleet.bed.cut(name)
+
     try:
-        first, second = after(fleet.bed.cut, "its link down")
+        first, second = after(cut_link, "its link down")
         fleet.bed.mend(first)
         assert held_by_one() == second  # nopreempt: the address does not move back
 
@@ -374,6 +381,8 @@ def test_the_virtual_address_moves_off_an_lb_host_that_fails(fleet: Fleet) -> No
         )
         assert "standby" in fleet.slipway.run("hosts").stdout
     finally:
+        for name in cut:
+            fleet.bed.mend(name)
         fleet.slipway.run("hosts", "vip", "--remove")
     assert vip()["address"] is None
     wait_for(lambda: "inet " + address not in lb_addresses(fleet), 10, "the address gone")

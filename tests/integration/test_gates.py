@@ -203,7 +203,10 @@ def test_the_dependency_audit_fails_on_a_vulnerable_pin_and_closed_on_a_bad_data
 ) -> None:
     fresh = osv_database(tmp_path / "fresh")
     dependencies: dict[str, Any] = {"enabled": True, "database": str(fresh)}
-    sections: dict[str, Any] = {"gates.dependencies": dependencies}
+    sections: dict[str, Any] = {
+        "gates.dependencies": dependencies,
+        "build": {"command": "pip install -q -r requirements.txt"},
+    }
     app = running.make_app(**sections)
     vulnerable_wheel(app.dir / "wheels")
     (app.dir / "requirements.txt").write_text(
