@@ -171,11 +171,12 @@ def test_the_control_plane_is_restored_on_another_home_while_the_fleet_serves() 
         # The old control host comes back with its disk (it was only cut off): the hosts the
         # restored one reached refuse it, so two control planes never drive one fleet.
         revenant = Slipway(home=old_copy, workdir=work)
-        revenant.run("up")
         try:
+            came_back = revenant.run("up", check=False)
+            said = came_back.stdout + came_back.stderr
+            assert came_back.returncode != 0 and "newer control plane" in said, said
             refused = revenant.run("deploy", "--app", str(app.dir), check=False)
-            said = refused.stdout + refused.stderr
-            assert refused.returncode != 0 and "newer control plane" in said, said
+            assert refused.returncode != 0, refused.stdout
         finally:
             revenant.run("down", check=False)
         assert new.app_status("hello")["current_release"] == first
