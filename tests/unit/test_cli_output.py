@@ -68,9 +68,9 @@ def test_escape_is_rich_s_and_shows_the_text_as_it_is(text: str) -> None:
 
 
 def test_emoji_names_are_made_of_the_characters_plain_looks_for() -> None:
-    assert all(output._EMOJI_NAME.fullmatch(name) for name in EMOJI)
+    assert all(c in output.EMOJI_ASCII for name in EMOJI for c in name if c.isascii())
     assert {name for name in EMOJI if name.isdigit()} == output.EMOJI_DIGITS
-    assert plain(":café:") is None and plain(":piñata:") is None
+    assert plain(":café:") is None and plain(":Smile:") is None and plain("::") == "::"
 
 
 def grid(*rows: tuple[str, ...]) -> Grid:
