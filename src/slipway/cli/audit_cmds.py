@@ -5,11 +5,10 @@ checks that no entry was edited, deleted or reordered. Both read every segment o
 from __future__ import annotations
 
 import click
-from rich.markup import escape
 
 from slipway.cli.client import Client
 from slipway.cli.common import home_of, json_option
-from slipway.cli.output import clock, emit_json, out, table
+from slipway.cli.output import clock, emit_json, escape, out, table
 
 OUTCOME_STYLE = {"ok": "green", "accepted": "dim", "denied": "red", "failed": "red"}
 

@@ -7,11 +7,10 @@ import time
 from typing import Any
 
 import click
-from rich.markup import escape
 
 from slipway.cli.client import Client
 from slipway.cli.common import app_option, home_of, json_option, resolve_app
-from slipway.cli.output import clock, emit_json, out, table
+from slipway.cli.output import clock, emit_json, escape, out, table
 
 HELP = {
     "promote": "Promote the canary in flight now: all traffic to the new release.",

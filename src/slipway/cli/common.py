@@ -33,14 +33,15 @@ def home_of(ctx: click.Context) -> Home:
 def resolve_app(client: Client, app: str | None, required: bool = True) -> str | None:
     """An app name from --app NAME, --app DIR, the current folder's slipway.toml, or the only
     app the daemon knows."""
-    from slipway.config.load import load_config  # pydantic: imported only when needed
+    folder = Path(app) if app and Path(app, CONFIG_FILE).is_file() else None
+    if folder is None and not app and Path(CONFIG_FILE).is_file():
+        folder = Path(".")
+    if folder is not None:
+        from slipway.config.load import load_config  # pydantic: only with a slipway.toml
 
-    if app and Path(app, CONFIG_FILE).is_file():
-        return load_config(Path(app)).name
+        return load_config(folder).name
     if app:
         return app
-    if Path(CONFIG_FILE).is_file():
-        return load_config(Path(".")).name
     if not required:
         return None
     names = [a["name"] for a in client.get("/status")["apps"]]

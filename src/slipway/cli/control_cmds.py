@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 
 from slipway.cli.client import Client
 from slipway.cli.common import home_of, json_option
-from slipway.cli.output import ago, emit_json, err, out
+from slipway.cli.output import ago, emit_json, err, escape, out
 from slipway.config.durations import parse_duration
 from slipway.errors import UsageError
 
@@ -151,6 +149,8 @@ def restore(
     as_json: bool,
 ) -> None:
     """Bring the control plane back into an empty home from its replica; then `slipway up`."""
+    import asyncio  # `slipway status` shows the replica through this module: not on its path
+
     from slipway.control import restore as restoring  # asyncssh, cryptography: when needed
     from slipway.control.replica import SftpReplica
     from slipway.control.sealed import ReplicaKey, read_key

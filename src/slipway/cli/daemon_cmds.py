@@ -192,7 +192,7 @@ def down(ctx: click.Context, stop_all: bool, as_json: bool) -> None:
         emit_json({"stopped": True, "all": stop_all, "pid": pid, "not_stopped": not_stopped})
     elif not_stopped:
         out.print("[yellow]stopped[/yellow] the daemon and what it could reach; not stopped:")
-        from rich.markup import escape
+        from slipway.cli.output import escape
 
         for problem in not_stopped:
             out.print(f"  {escape(problem)}")

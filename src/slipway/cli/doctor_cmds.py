@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.markup import escape
 
 from slipway.cli.client import Client
 from slipway.cli.common import home_of, json_option
-from slipway.cli.output import emit_json, out
+from slipway.cli.output import emit_json, escape, out
 from slipway.errors import SlipwayError
 from slipway.paths import Home
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.markup import escape
 
 from slipway.cli.app_cmds import app_dir_option, git_option, start_deploy
 from slipway.cli.client import Client
 from slipway.cli.common import app_option, follow, home_of, json_option, resolve_app
-from slipway.cli.output import GATE_STATUS, emit_json, out, table
+from slipway.cli.output import GATE_STATUS, emit_json, escape, out, table
 
 
 @click.command()

@@ -7,11 +7,10 @@ import time
 from typing import Any
 
 import click
-from rich.markup import escape
 
 from slipway.cli.client import Client
 from slipway.cli.common import follow, home_of, json_option
-from slipway.cli.output import emit_json, out, table
+from slipway.cli.output import emit_json, escape, out, table
 from slipway.errors import UsageError
 
 ROLE = click.Choice(["app", "lb"])

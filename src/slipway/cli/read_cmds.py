@@ -8,13 +8,12 @@ import time
 from typing import Any
 
 import click
-from rich.markup import escape
 
 from slipway.cli.canary_cmds import show_canary
 from slipway.cli.client import Client
 from slipway.cli.common import app_option, home_of, json_option, resolve_app
 from slipway.cli.control_cmds import show_replica
-from slipway.cli.output import ago, clock, duration, emit_json, out, table
+from slipway.cli.output import ago, clock, duration, emit_json, escape, out, table
 
 
 @click.command()

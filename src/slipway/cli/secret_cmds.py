@@ -9,11 +9,10 @@ import sys
 from typing import Any
 
 import click
-from rich.markup import escape
 
 from slipway.cli.client import Client
 from slipway.cli.common import app_option, follow, home_of, json_option, resolve_app
-from slipway.cli.output import ago, emit_json, out, table
+from slipway.cli.output import ago, emit_json, escape, out, table
 from slipway.errors import UsageError
 
 

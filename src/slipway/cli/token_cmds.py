@@ -4,11 +4,10 @@ hosts (SLIPWAY_TOKEN), the dashboard's login and Prometheus."""
 from __future__ import annotations
 
 import click
-from rich.markup import escape
 
 from slipway.cli.client import Client
 from slipway.cli.common import home_of, json_option
-from slipway.cli.output import ago, clock, emit_json, out, table
+from slipway.cli.output import ago, clock, emit_json, escape, out, table
 
 
 @click.group()
