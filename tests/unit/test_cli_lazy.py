@@ -194,3 +194,16 @@ def test_responses_are_parsed_by_length_chunks_or_close() -> None:
     ):
         with pytest.raises(SlipwayError):
             parse_response(broken)
+
+
+def test_a_token_with_a_line_break_is_refused_before_it_is_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client writes its request by hand: a header never carries a second line."""
+    from slipway.cli.client import Client
+    from slipway.errors import UsageError
+    from slipway.paths import Home
+
+    monkeypatch.setenv("SLIPWAY_TOKEN", "swt_abc\r\nX-Slipway-User: root")
+    with pytest.raises(UsageError, match="SLIPWAY_TOKEN holds a line break"):
+        Client(Home(tmp_path)).get("/status")

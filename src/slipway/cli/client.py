@@ -161,6 +161,14 @@ class Client:
         token = os.environ.get("SLIPWAY_TOKEN")
         if token:
             headers["authorization"] = f"Bearer {token.strip()}"
+        for name, value in headers.items():  # written into the request as they are
+            if not value.isascii() or any(c in value for c in "\r\n\0"):
+                where = "SLIPWAY_TOKEN" if name == "authorization" else f"the {name} header"
+                raise UsageError(
+                    f"{where} holds a line break or a non-ASCII character",
+                    where=where,
+                    fix="set it again from its source (a token is one line of ASCII: swt_…)",
+                )
         return API_PREFIX + path + query, body, headers
 
     @contextlib.contextmanager
