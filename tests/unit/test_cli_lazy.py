@@ -207,3 +207,16 @@ def test_a_token_with_a_line_break_is_refused_before_it_is_sent(
     monkeypatch.setenv("SLIPWAY_TOKEN", "swt_abc\r\nX-Slipway-User: root")
     with pytest.raises(UsageError, match="SLIPWAY_TOKEN holds a line break"):
         Client(Home(tmp_path)).get("/status")
+
+
+def test_an_app_folder_names_its_app_without_the_whole_config(tmp_path: Path) -> None:
+    """A read command in an app folder needs only `name`: read with tomllib; a name that is
+    not plainly valid goes through the whole config, which says what is wrong."""
+    from slipway.cli.common import app_name_in
+    from slipway.errors import SlipwayError
+
+    (tmp_path / "slipway.toml").write_text('name = "shop"\n[processes]\nweb = "x"\n')
+    assert app_name_in(tmp_path) == "shop"
+    (tmp_path / "slipway.toml").write_text('name = "Not A Name"\n')
+    with pytest.raises(SlipwayError):
+        app_name_in(tmp_path)

@@ -10,7 +10,7 @@ import click
 
 from slipway.cli.client import Client
 from slipway.cli.output import emit_json, err, out, show_error, show_event
-from slipway.config import CONFIG_FILE
+from slipway.config import APP_NAME, CONFIG_FILE
 from slipway.errors import Interrupted, SlipwayError, UsageError, error_from_dict
 from slipway.paths import Home
 
@@ -30,6 +30,22 @@ def home_of(ctx: click.Context) -> Home:
     return home
 
 
+def app_name_in(folder: Path) -> str:
+    """The `name` of the folder's slipway.toml: read alone when it is plainly valid (a read
+    command needs no more), else through the whole config for its precise error."""
+    import tomllib
+
+    try:
+        name = tomllib.loads((folder / CONFIG_FILE).read_text()).get("name")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        name = None
+    if isinstance(name, str) and APP_NAME.match(name):
+        return name
+    from slipway.config.load import load_config  # pydantic: only to say what is wrong
+
+    return load_config(folder).name
+
+
 def resolve_app(client: Client, app: str | None, required: bool = True) -> str | None:
     """An app name from --app NAME, --app DIR, the current folder's slipway.toml, or the only
     app the daemon knows."""
@@ -37,9 +53,7 @@ def resolve_app(client: Client, app: str | None, required: bool = True) -> str |
     if folder is None and not app and Path(CONFIG_FILE).is_file():
         folder = Path(".")
     if folder is not None:
-        from slipway.config.load import load_config  # pydantic: only with a slipway.toml
-
-        return load_config(folder).name
+        return app_name_in(folder)
     if app:
         return app
     if not required:

@@ -17,12 +17,12 @@ from pydantic import (
     model_validator,
 )
 
+from slipway.config import APP_NAME
 from slipway.config.alerts import Alerting, AlertRule
 from slipway.config.edge import Edge, check_ports
 from slipway.config.gates import Gates
 from slipway.config.types import DAY, Duration, Size, Strict, Timeout, http_url, within
 
-APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 PROCESS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HOST_NAME = re.compile(

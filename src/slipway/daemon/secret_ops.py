@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from slipway.config.schema import APP_NAME, ENV_NAME
+from slipway.config import APP_NAME
+from slipway.config.schema import ENV_NAME
 from slipway.deploy.planning import first_step, rolled_or_not
 from slipway.errors import UsageError
 from slipway.store import security
