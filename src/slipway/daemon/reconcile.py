@@ -283,11 +283,14 @@ async def stop_everything(service: Service) -> list[str]:
     except SlipwayError as exc:
         problems.append(f"HAProxy: {exc.message}")
     store = service.store
-    live = [i for i in store.instances() if i.status != "stopping" and i.status != "stopped"]
-    for instance in live:  # HAProxy is gone: no servers to remove
-        store.update_instance(instance.app, instance.id, status="stopping", weight=None)
-    live = [store.instance(i.app, i.id) for i in store.instances() if i.status == "stopping"]
-    pending = [i for i in live if (i.app, i.id) not in service.engine.stopping]
+    for instance in store.instances():  # HAProxy is gone: no servers to remove
+        if instance.status not in ("stopping", "stopped"):
+            store.update_instance(instance.app, instance.id, status="stopping", weight=None)
+    pending = [
+        i
+        for i in store.instances()
+        if i.status == "stopping" and (i.app, i.id) not in service.engine.stopping
+    ]
     cut_off: dict[str, list[str]] = {}  # hosts known not to answer: not waited for
     for instance in pending:
         reach = service.host_watch.state(instance.host)
