@@ -15,7 +15,14 @@ import pytest
 from slipway.config.load import parse_config
 from slipway.daemon import host_watch as host_watch_module
 from slipway.daemon.host_watch import HostWatch, may_run_on
-from slipway.hosts.reachability import DOWN_AFTER, Reach, Witness, after_probe, first
+from slipway.hosts.reachability import (
+    DOWN_AFTER,
+    DOWN_AFTER_UNSEEN,
+    Reach,
+    Witness,
+    after_probe,
+    first,
+)
 from slipway.store.records import Deployment
 from tests.unit.test_engine import APP, LB_HOSTS, World, config_text, fleet
 
@@ -204,3 +211,25 @@ def test_placement_by_roles_or_names() -> None:
     named = parse_config(config_text(placement='hosts = ["lb-1"]')).placement
     assert may_run_on(hosts["app-2"], by_role) and not may_run_on(hosts["lb-1"], by_role)
     assert may_run_on(hosts["lb-1"], named) and not may_run_on(hosts["app-2"], named)
+
+
+def test_a_host_of_workers_only_is_declared_down_only_after_a_long_silence(
+    watched: Watched,
+) -> None:
+    """Nothing of it is in the lb tier: dead or only cut off, nobody can tell, and declaring
+    it down starts its workers a second time elsewhere; a short cut must not do that."""
+    world = watched.world
+
+    async def scenario() -> None:
+        await world.serving(config_text(web=1, worker=3))  # web on app-1; a worker each
+        assert [i.process for i in world.store.instances(APP) if i.host == "app-3"] == ["worker"]
+        world.transports["app-3"].cut()
+        world.runtime.cut("app-3")
+        await watched.looks(3 * DOWN_AFTER)
+        reach = watched.watch.state("app-3")
+        assert reach is not None and reach.state == "unreachable"
+        assert watched.launched == []
+        await watched.looks(DOWN_AFTER_UNSEEN)
+        assert watched.watch.down() == {"app-3"}
+
+    world.play(scenario)

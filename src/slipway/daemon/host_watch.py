@@ -126,8 +126,8 @@ class HostWatch:
                 return Witness.NONE  # no lb host answers: the control plane may be the one cut off
             if any(stats[i.id].up for i in serving if i.app == app and i.id in stats):
                 return Witness.SERVING
-        if not serving and not self.lb_answers():
-            return Witness.NONE
+        if not serving:
+            return Witness.UNSEEN if self.lb_answers() else Witness.NONE
         return Witness.NOT_SERVING
 
     def lb_answers(self) -> bool:

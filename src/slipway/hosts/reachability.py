@@ -7,7 +7,10 @@ checks say whether their instances still answer. So a host that stops answering 
 no lb host sees any of its servers up (the witness). A host cut off from the control plane
 but still serving stays "unreachable": nothing is torn down or doubled for it. Without a
 witness at all (no lb host answers either: the control plane may be the one cut off), no
-host is declared down."""
+host is declared down. A host that runs nothing the lb tier can see (workers only) has no
+witness either way: it is declared down only after `DOWN_AFTER_UNSEEN`, so that a short cut
+does not start its workers a second time elsewhere (a cut longer than that still may: its
+workers keep running where the control plane cannot stop them)."""
 
 from __future__ import annotations
 
@@ -15,12 +18,16 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 DOWN_AFTER = 3.0  # seconds without an answer before a host may be declared down
+# the same for a host the lb tier cannot witness (it serves no traffic): dead or only cut
+# off, nobody can tell, and declaring it down starts its workers again elsewhere
+DOWN_AFTER_UNSEEN = 60.0
 
 
 class Witness(Enum):
     SERVING = "serving"  # an lb host sees one of its servers up
     NOT_SERVING = "not serving"  # the lb hosts that answer see none of its servers up
     NONE = "none"  # no lb host answers: nothing is known of the data path
+    UNSEEN = "unseen"  # the lb hosts answer, but the host has no server they could see
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,10 @@ def after_probe(
     failing_since = current.failing_since if current.failing_since is not None else now
     if current.down:
         return replace(current, error=error)  # down until it answers again
-    if now - failing_since >= DOWN_AFTER and witness is Witness.NOT_SERVING:
+    silent = now - failing_since
+    if (witness is Witness.NOT_SERVING and silent >= DOWN_AFTER) or (
+        witness is Witness.UNSEEN and silent >= DOWN_AFTER_UNSEEN
+    ):
         return Reach("down", now, failing_since, error)
     since = current.since if current.state == "unreachable" else now
     return Reach("unreachable", since, failing_since, error)
