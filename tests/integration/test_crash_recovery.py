@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from typing import Any
 
 import httpx
 import psutil
@@ -43,8 +44,19 @@ def app_pids(slipway: Slipway) -> set[int]:
 
 def assert_consistent(slipway: Slipway, app: str, release: str, web: int) -> None:
     """What the daemon reports is what runs: one serving release, every instance has a live
-    process and an HAProxy server, no orphans or duplicates."""
-    instances = slipway.ps(app)
+    process and an HAProxy server, no orphans or duplicates. A restarted HAProxy checks
+    every server again first ("UP 1/3 INI" for a moment): that settles, within a deadline."""
+
+    def checked() -> list[dict[str, Any]] | None:
+        instances = slipway.ps(app)
+        serving = [i for i in instances if i["role"] == "serving"]
+        settled = all(i["check"] == "UP L7OK" for i in serving)
+        return instances if settled else None
+
+    try:
+        instances = wait_for(checked, 10, "HAProxy's checks of the serving instances")
+    except AssertionError:
+        instances = slipway.ps(app)  # the assertions below say what is wrong
     serving = [i for i in instances if i["role"] == "serving"]
     assert {i["release"] for i in serving} == {release}, instances
     assert len(serving) == web, instances
