@@ -4,6 +4,7 @@ that could have been served, and no deployment may hang."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -117,12 +118,18 @@ def tight() -> Iterator[Slipway]:
 def fill(slipway: Slipway, leave: int) -> Path:
     """Take all the free space of the home's disk but `leave` bytes."""
     disk = slipway.home.parent
-    stats = os.statvfs(disk)
-    size = max(0, stats.f_bavail * stats.f_frsize - leave)
     filler = disk / f"filler-{time.monotonic_ns()}"
     with open(filler, "wb") as handle:
-        os.posix_fallocate(handle.fileno(), 0, size)
-    return filler
+        for _ in range(20):  # apps logging meanwhile take space between the look and the take
+            stats = os.statvfs(disk)
+            size = max(0, stats.f_bavail * stats.f_frsize - leave)
+            try:
+                os.posix_fallocate(handle.fileno(), 0, size)
+                return filler
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+        raise AssertionError(f"could not take the free space of {disk}")
 
 
 def test_a_full_disk_fails_a_deploy_clearly_and_never_locks_the_app(tight: Slipway) -> None:
@@ -231,7 +238,8 @@ def test_a_port_taken_by_a_stranger_is_named_and_given_back(running: Slipway) ->
 
 
 def warm_pids(slipway: Slipway) -> set[int]:
-    return {i["pid"] for i in slipway.ps("hello") if i["role"] == "warm"}
+    """The warm instances' processes (an instance whose process is not known yet: none)."""
+    return {i["pid"] for i in slipway.ps("hello") if i["role"] == "warm" and i["pid"]}
 
 
 def rolled_back_warm(slipway: Slipway, pids: set[int]) -> None:
