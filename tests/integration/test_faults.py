@@ -120,9 +120,11 @@ def fill(slipway: Slipway, leave: int) -> Path:
     disk = slipway.home.parent
     filler = disk / f"filler-{time.monotonic_ns()}"
     with open(filler, "wb") as handle:
-        for _ in range(20):  # apps logging meanwhile take space between the look and the take
+        # apps logging meanwhile take space between the look and the take: ask a little less
+        # each time (what is left, they fill within moments)
+        for attempt in range(20):
             stats = os.statvfs(disk)
-            size = max(0, stats.f_bavail * stats.f_frsize - leave)
+            size = max(0, stats.f_bavail * stats.f_frsize - leave - attempt * 65536)
             try:
                 os.posix_fallocate(handle.fileno(), 0, size)
                 return filler

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,31 @@ def test_an_app_host_allows_the_lb_hosts_itself_and_the_control_plane() -> None:
     lb1 = Host("lb1", "10.0.0.21", frozenset({"lb"}), ssh)
     lbs = [lb1, local_host()]  # the control host as an lb reaches them from 10.0.0.1 anyway
     assert allowed_for(app1, lbs) == ["10.0.0.1", "10.0.0.11", "10.0.0.21"]
+
+
+def test_a_starting_instance_port_stays_closed_to_others_until_its_spec_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watch refreshes every 2 s from the specs on disk: one that runs between the start's
+    refresh and the spec being written must not drop the new port (open to all meanwhile)."""
+    import asyncio
+
+    from slipway.paths import Home
+    from slipway.runtime.local import LocalRuntime
+
+    applied: list[str] = []
+    monkeypatch.setattr(firewall, "nft", lambda args, stdin=None: applied.append(stdin or ""))
+    home = Home(tmp_path)
+    home.root.mkdir(parents=True, exist_ok=True)
+    wall = firewall.Firewall(home, LocalRuntime(home))
+    (tmp_path / "firewall.json").write_text(json.dumps({"allowed": ["10.0.0.21"]}))
+
+    async def scenario() -> None:
+        await wall.refresh(also=41001)  # the start: before the instance's spec exists
+        await wall.refresh()  # the watch, meanwhile
+        assert "elements = { 41001 }" in applied[-1]
+        wall.starting.discard(41001)  # started: its spec names the port from now on
+        await wall.refresh()
+        assert "41001" not in applied[-1]  # (no spec here: it is gone)
+
+    asyncio.run(scenario())

@@ -113,8 +113,12 @@ class Agent:
     async def rpc_instance_start(self, spec: dict[str, Any]) -> list[float] | None:
         wanted = wire.spec_in(spec)
         port = wanted.env.get("PORT", "")
-        await self.firewall.refresh(also=int(port) if port.isdigit() else None)  # closed first
-        return wire.handle_out(await self.runtime.start(wanted))
+        also = int(port) if port.isdigit() else None
+        await self.firewall.refresh(also=also)  # closed first
+        try:
+            return wire.handle_out(await self.runtime.start(wanted))
+        finally:  # its spec names the port now (or it did not start)
+            self.firewall.starting.discard(also or 0)
 
     async def rpc_instance_observe(self, instances: list[list[Any]]) -> dict[str, Any]:
         """[[app, id, handle], …] → {id: observed}."""

@@ -86,6 +86,9 @@ class Firewall:
         self.runtime = runtime
         self._applied: str | None = None
         self._lock = asyncio.Lock()
+        # ports of instances being started: in the table before their spec is written, and
+        # kept there by every refresh meanwhile (the watch's would otherwise drop them)
+        self.starting: set[int] = set()
 
     def _wanted(self) -> dict[str, Any]:
         try:
@@ -132,8 +135,10 @@ class Firewall:
         if allowed is None:
             return
         async with self._lock:
+            if also:
+                self.starting.add(also)
             ports = await asyncio.to_thread(self.instance_ports)
-            rules = render(allowed, ports + ([also] if also else []), self.public())
+            rules = render(allowed, ports + sorted(self.starting), self.public())
             if rules == self._applied and not force:
                 return
             try:
