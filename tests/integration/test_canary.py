@@ -227,10 +227,15 @@ def test_a_prometheus_check_rolls_back_what_only_the_app_knows(
     assert result.returncode == 1, result.stdout
     assert "prometheus check 'queue depth': 50 > threshold 10" in result.stderr
     assert running.app_status("hello")["current_release"] == "r1"
+
     # Prometheus scraped the instances slipway listed for it, labelled per release (r2's
     # are gone now: look back over the last minutes).
-    series = prometheus.query("count by (release) (count_over_time(hello_queue_depth[5m]))")
-    assert {s["metric"]["release"] for s in series} >= {"r1", "r2"}
+    def releases_scraped() -> set[str] | None:  # its next scrape may not have run yet
+        series = prometheus.query("count by (release) (count_over_time(hello_queue_depth[5m]))")
+        seen = {str(s["metric"]["release"]) for s in series}
+        return seen if seen >= {"r1", "r2"} else None
+
+    wait_for(releases_scraped, 20, "Prometheus to hold both releases' series")
 
 
 def test_a_candidate_that_crashes_is_rolled_back_whatever_the_numbers(running: Slipway) -> None:
