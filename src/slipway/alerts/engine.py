@@ -20,11 +20,12 @@ from slipway.alerts import rules
 from slipway.alerts.notify import DeliveryError, Notice, deliver, safe_label, wants
 from slipway.config.alerts import AlertRule, Notifier, effective_rules
 from slipway.config.schema import AppConfig
+from slipway.deploy.capacity import FleetFull
 from slipway.metrics import history
 from slipway.paths import Home
 from slipway.runtime.base import Observed
 from slipway.store import alerts
-from slipway.store.records import Instance
+from slipway.store.records import Deployment, Instance
 from slipway.store.store import Store
 
 log = logging.getLogger("slipway.alerts")
@@ -71,6 +72,7 @@ class Alerting:
             # what does not depend on a rule's window is read once per app, not per rule
             down = self.instances_down(app.name)
             hosts_down = tuple(self.hosts_down(config))
+            full = fleet_full(self.store.deployments(app.name, limit=1))
             for rule in effective_rules(config.alerts, config.alerting):
                 configured.add((app.name, rule.name))
                 facts = rules.Facts(
@@ -84,6 +86,7 @@ class Alerting:
                     disk_free=free,
                     hosts_down=hosts_down,
                     replica_behind=behind,
+                    fleet_full=full,
                 )
                 self.evaluate_rule(app.name, config, rule, facts, moment)
         for app_name, rule_name in alerts.alerted_rules(self.store):
@@ -332,6 +335,15 @@ class Alerting:
                     await self.deliver_due(client)
                 except Exception:
                     log.exception("alerting failed")
+
+
+def fleet_full(latest: list[Deployment]) -> str | None:
+    """Why the app's latest deployment found no room, if it failed for that: until one of
+    its deployments succeeds (a host added, room freed), the fleet is short for it."""
+    error = latest[0].error if latest and latest[0].outcome == "failed" else None
+    if error and error.get("kind") == FleetFull.kind:
+        return str(error.get("message"))
+    return None
 
 
 def disk_free(home: Home) -> float:

@@ -286,6 +286,13 @@ def api_routes(service: Service, request_shutdown: Shutdown) -> list[Route]:
         changed = await host_ops.set_roles(service, name, payload.roles)
         return ok({"name": changed.name, "roles": sorted(changed.roles)})
 
+    async def host_capacity(request: Request) -> Response:
+        payload = await body(request, schemas.CapacityRequest)
+        name = request.path_params["name"]
+        host_ops.set_capacity(service, name, payload.cpu, payload.memory)
+        view = next(v for v in await host_ops.host_views(service) if v["name"] == name)
+        return ok(view)
+
     async def host_upgrade(request: Request) -> Response:
         upgraded = await host_ops.upgrade_host(service, request.path_params["name"])
         return ok({"name": upgraded.name, "agent": upgraded.agent_version})
@@ -339,6 +346,7 @@ def api_routes(service: Service, request_shutdown: Shutdown) -> list[Route]:
         route(f"{P}/hosts/scan", host_scan, admin, ["GET"]),
         route(f"{P}/hosts/{{name}}", host, admin, ["PUT", "DELETE"]),
         route(f"{P}/hosts/{{name}}/upgrade", host_upgrade, admin, ["POST"]),
+        route(f"{P}/hosts/{{name}}/capacity", host_capacity, admin, ["PUT"]),
         route(f"{P}/fleet/doctor", doctor, admin, ["GET"]),
         route(f"{P}/fleet/vip", vip, viewer, ["GET"]),
         route(f"{P}/fleet/vip", vip_change, admin, ["PUT", "DELETE"]),

@@ -223,6 +223,15 @@ class Run(Strict):
         return value
 
 
+class Resources(Strict):
+    """What one instance of a process type needs of its host: slipway places an instance
+    only on a host with this much room left (deploy/capacity.py). The defaults fit a small
+    web process; a process that needs more says so, or hosts fill up past what they hold."""
+
+    cpu: float = Field(default=0.1, gt=0, le=256)  # cores
+    memory: Size = Field(default=128 * 1024**2, ge=1024**2)
+
+
 class Logs(Strict):
     """Retention of instance output and of the app's request log."""
 
@@ -313,6 +322,7 @@ class AppConfig(Strict):
     gates: Gates = Field(default_factory=Gates)
     edge: Edge = Field(default_factory=Edge)
     placement: Placement = Field(default_factory=Placement)
+    resources: dict[str, Resources] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -394,6 +404,24 @@ class AppConfig(Strict):
                 f"defined in [processes]: {', '.join(sorted(processes))}"
             )
         return value
+
+    @field_validator("resources")
+    @classmethod
+    def _resources_name_processes(
+        cls, value: dict[str, Resources], info: ValidationInfo
+    ) -> dict[str, Resources]:
+        processes = info.data.get("processes")
+        unknown = sorted(set(value) - set(processes or value))
+        if unknown:
+            raise ValueError(
+                f"[resources] names unknown process type(s) {', '.join(unknown)}; "
+                f"defined in [processes]: {', '.join(sorted(processes or {}))}"
+            )
+        return value
+
+    def needs(self, process: str) -> Resources:
+        """What one instance of `process` needs (the defaults unless [resources] says)."""
+        return self.resources.get(process) or Resources()
 
     @field_validator("alerts")
     @classmethod

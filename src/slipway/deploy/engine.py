@@ -29,7 +29,8 @@ from slipway import faults
 from slipway.config.load import config_hash, load_config
 from slipway.config.schema import AppConfig
 from slipway.daemon.secrets import SecretKeeper
-from slipway.deploy import health, placement
+from slipway.deploy import health, placement, usage
+from slipway.deploy.capacity import FleetFull
 from slipway.deploy.planning import (
     next_state,
     releases_to_prune,
@@ -414,21 +415,57 @@ class Engine:
             if len(planned) == len(dep.instances):
                 return planned
         hosts = placement.eligible(self.s.hosts(), config.placement, self.skipped(dep))
+        try:
+            kept, wanted = self.spread(dep, config, live, hosts)
+        except FleetFull:
+            if not await self.stop_warm(dep):
+                raise
+            kept, wanted = self.spread(dep, config, live, hosts)  # with the room they left
+        ports = await self.ports_for([host for process, host in wanted if process == "web"])
+        new = [(p, ports[h].pop(0) if p == "web" else None, h) for p, h in wanted]
+        return store.plan_instances(dep.id, dep.app, dep.to_release, kept, new)
+
+    def spread(
+        self, dep: Deployment, config: AppConfig, live: list[Instance], hosts: list[Host]
+    ) -> tuple[list[Instance], list[tuple[str, str]]]:
+        """The live instances the deployment keeps, and (process, host) of the new ones it
+        needs, placed where there is room; FleetFull if some find none."""
         names = [h.name for h in hosts]
+        room = usage.room(self.s.store, hosts)
         kept: list[Instance] = []
-        wanted: list[tuple[str, str]] = []  # (process, host)
+        wanted: list[tuple[str, str]] = []
         for process, count in dep.formation.items():
             if process not in config.processes:
                 continue
             existing = [i for i in live if i.process == process and i.host in names][:count]
             kept.extend(existing)
-            placed = placement.place(
-                process, count - len(existing), names, [i.host for i in existing]
-            )
+            need = usage.need_of(config, process)
+            hosts_of = [i.host for i in existing]
+            placed = placement.place(process, count - len(existing), names, hosts_of, room, need)
             wanted.extend((process, host) for host in placed)
-        ports = await self.ports_for([host for process, host in wanted if process == "web"])
-        new = [(p, ports[h].pop(0) if p == "web" else None, h) for p, h in wanted]
-        return store.plan_instances(dep.id, dep.app, dep.to_release, kept, new)
+        return kept, wanted
+
+    async def stop_warm(self, dep: Deployment) -> bool:
+        """Instances kept warm for an instant rollback are the first to give up their room
+        when a placement finds none: every app's, except the release being deployed.
+        Whether any were stopped."""
+        store = self.s.store
+        warm = {
+            (r.app, r.id)
+            for app in store.apps()
+            for r in store.releases(app.name)
+            if r.warm_until is not None and r.id != app.current_release
+        } - {(dep.app, dep.to_release)}
+        leaving = [i for i in store.instances() if i.live and (i.app, i.release) in warm]
+        if not leaving:
+            return False
+        for app, release in warm:
+            store.update_release(app, release, warm_until=None)
+        self.event(dep, dep.state, "warn", f"the fleet is full: stopping {len(leaving)} warm "
+                   f"instance(s) ({', '.join(i.id for i in leaving)}) to make room; instant "
+                   "rollback to their release is gone")  # fmt: skip
+        await asyncio.gather(*(self.retire_instance(i) for i in leaving))
+        return True
 
     async def ports_for(self, hosts: list[str]) -> dict[str, list[int]]:
         """A free port for each entry of `hosts` (a host named twice gets two): the hosts
