@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 import httpx
 
@@ -182,7 +183,8 @@ def test_read_commands_all_speak_json(running: Slipway) -> None:
 def test_a_full_host_takes_no_more_instances_and_the_fleet_full_alert_says_why(
     running: Slipway,
 ) -> None:
-    app = running.make_app(scale={"web": 2}, **{"resources.web": {"cpu": 0.5, "memory": "64MB"}})
+    needs: dict[str, Any] = {"resources.web": {"cpu": 0.5, "memory": "64MB"}}
+    app = running.make_app(scale={"web": 2}, **needs)
     running.run("hosts", "capacity", "local", "--cpus", "1.2")
     running.deploy(app)  # 1 of the 1.2 cores slipway may use
     refused = running.run("scale", "web=3", "--app", "hello", check=False)
