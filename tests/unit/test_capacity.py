@@ -10,7 +10,7 @@ from slipway.alerts.engine import fleet_full
 from slipway.deploy import placement
 from slipway.deploy.capacity import GIB, FleetFull, Need, Room, capacity, used
 from slipway.hosts.model import Host
-from slipway.store.records import Instance
+from slipway.store.records import Deployment, Instance
 from tests.unit.test_engine import APP, World, config_text
 
 SMALL = Need(0.5, GIB // 4)
@@ -108,3 +108,31 @@ def test_instances_kept_warm_give_up_their_room_before_a_deploy_fails(world: Wor
     assert world.ids("r1") == []
     assert len(world.ids("r3")) == 3
     assert world.store.release(APP, "r2").warm_until is not None  # the new warm one
+
+
+def test_instances_of_a_lost_host_start_elsewhere_only_within_the_others_capacity(
+    world: World,
+) -> None:
+    async def scenario() -> None:
+        release = await world.serving(config_text(web=3) + HALF_A_CORE)
+        lost = next(i for i in world.instances(release.id) if i.host == "app-1")
+
+        def restore(web: int) -> Deployment:  # as host_watch starts one for a host down
+            return world.store.start_deployment(
+                APP, kind="restore", from_release=release.id, to_release=release.id,
+                formation={"web": web}, who="slipway (host app-1 down)", state="start",
+                skip_hosts=["app-1"],
+            )  # fmt: skip
+
+        dep = await world.run(restore(3))  # app-2 and app-3 have room for one more each
+        assert dep.outcome == "succeeded", dep.error
+        assert sorted(i.host for i in world.instances(release.id) if i.id != lost.id) == [
+            "app-2", "app-2", "app-3",
+        ]  # fmt: skip
+        dep = await world.run(world.begin(release, kind="scale", formation={"web": 5}))
+        assert dep.outcome == "succeeded", dep.error  # app-1 is back: it takes two
+        dep = await world.run(restore(5))  # app-1 lost again: app-3 has room for one of two
+        assert dep.outcome == "failed"
+        assert dep.error is not None and dep.error["kind"] == "fleet_full"
+
+    world.play(scenario)
