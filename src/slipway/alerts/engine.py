@@ -52,6 +52,8 @@ class Alerting:
         self.dashboard_url: str | None = None
         # the control plane's replica, seconds behind (None: not replicated); set by the daemon
         self.replica_behind: Callable[[], float | None] = lambda: None
+        # what an app's autoscaling wants that the fleet has no room for (daemon/autoscaler.py)
+        self.autoscale_short: Callable[[str], str | None] = lambda app: None
         # (app, counter) -> (time, total over its instances): increases per window
         self.samples: dict[tuple[str, str], deque[tuple[float, int]]] = {}
         self._refreshed: dict[tuple[str, str], float] = {}
@@ -73,6 +75,7 @@ class Alerting:
             down = self.instances_down(app.name)
             hosts_down = tuple(self.hosts_down(config))
             full = fleet_full(self.store.deployments(app.name, limit=1))
+            full = full or self.autoscale_short(app.name)
             for rule in effective_rules(config.alerts, config.alerting):
                 configured.add((app.name, rule.name))
                 facts = rules.Facts(

@@ -24,6 +24,7 @@ from slipway.daemon import fleet_doctor, host_ops, insight, secret_ops, vip_ops
 from slipway.daemon.logs import LogFilter, LogReader
 from slipway.daemon.service import Service, deployment_view
 from slipway.errors import SlipwayError, TooLarge, UsageError
+from slipway.store import autoscale as autoscale_store
 
 Handler = Callable[[Request], Awaitable[Response]]
 Shutdown = Callable[[bool], Awaitable[list[str]]]  # `slipway down`: what could not be stopped
@@ -261,6 +262,22 @@ def api_routes(service: Service, request_shutdown: Shutdown) -> list[Route]:
         insight.require_app(service.store, app)
         return ok(service.alerting.view(app))
 
+    async def autoscale(request: Request) -> Response:
+        app = request.path_params["app"]
+        service.store.app(app)
+        limit = int_param(request.query_params, "history", 0, 0, 2000, "history=50")
+        return ok(
+            {
+                "processes": service.autoscaler.view(app),
+                "history": autoscale_store.history(service.store, app, limit) if limit else [],
+            }
+        )
+
+    async def autoscale_resume(request: Request) -> Response:
+        app = request.path_params["app"]
+        payload = await body(request, schemas.AutoscaleResumeRequest)
+        return ok(service.resume_autoscaling(app, payload.process, who(request)))
+
     async def hosts(request: Request) -> Response:
         return ok(await host_ops.host_views(service))
 
@@ -333,6 +350,8 @@ def api_routes(service: Service, request_shutdown: Shutdown) -> list[Route]:
         route(f"{P}/apps/{{app}}/logs", logs, viewer),
         route(f"{P}/apps/{{app}}/rollback", rollback, deployer, ["POST"]),
         route(f"{P}/apps/{{app}}/scale", scale, deployer, ["POST"]),
+        route(f"{P}/apps/{{app}}/autoscale", autoscale, viewer),
+        route(f"{P}/apps/{{app}}/autoscale/resume", autoscale_resume, deployer, ["POST"]),
         route(f"{P}/apps/{{app}}/analysis", analysis, viewer),
         route(f"{P}/apps/{{app}}/{{command}}", canary, deployer, ["POST"]),
         route(f"{P}/deployments/{{id:id}}", deployment, viewer),

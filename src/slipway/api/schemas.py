@@ -79,6 +79,10 @@ class ScaleRequest(RequestBody):
     counts: dict[str, int]
 
 
+class AutoscaleResumeRequest(RequestBody):
+    process: str = Field(max_length=30)
+
+
 class ShutdownRequest(RequestBody):
     all: bool = False
 

@@ -19,6 +19,7 @@ from pydantic import (
 
 from slipway.config import APP_NAME
 from slipway.config.alerts import Alerting, AlertRule
+from slipway.config.autoscale import WEB_ONLY, Autoscale
 from slipway.config.edge import Edge, check_ports
 from slipway.config.gates import Gates
 from slipway.config.types import DAY, Duration, Size, Strict, Timeout, http_url, within
@@ -323,6 +324,7 @@ class AppConfig(Strict):
     edge: Edge = Field(default_factory=Edge)
     placement: Placement = Field(default_factory=Placement)
     resources: dict[str, Resources] = Field(default_factory=dict)
+    autoscale: dict[str, Autoscale] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -417,6 +419,26 @@ class AppConfig(Strict):
                 f"[resources] names unknown process type(s) {', '.join(unknown)}; "
                 f"defined in [processes]: {', '.join(sorted(processes or {}))}"
             )
+        return value
+
+    @field_validator("autoscale")
+    @classmethod
+    def _autoscale_measurable(
+        cls, value: dict[str, Autoscale], info: ValidationInfo
+    ) -> dict[str, Autoscale]:
+        processes = info.data.get("processes")
+        for process, policy in value.items():
+            if processes is not None and process not in processes:
+                raise ValueError(
+                    f"[autoscale.{process}] names an unknown process type; defined in "
+                    f"[processes]: {', '.join(sorted(processes))}"
+                )
+            if policy.signal in WEB_ONLY and process != "web":
+                raise ValueError(
+                    f'[autoscale.{process}] signal = "{policy.signal}" cannot be measured: '
+                    f"{process} has no port, so HAProxy sees none of its work; use "
+                    'signal = "cpu" (or autoscale web)'
+                )
         return value
 
     def needs(self, process: str) -> Resources:
