@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from slipway.config.load import config_hash, parse_config
-from slipway.config.schema import AppConfig
 from slipway.daemon.autoscaler import Autoscaler
 from slipway.hosts.model import Host
 from slipway.router.stats import ServerStat
@@ -61,10 +60,6 @@ class FakeService:
             i.id: ServerStat(i.id, "UP", 100, self.in_flight, 0, "L7OK", 0)
             for i in self.store.instances(app)
         }
-
-    def current_config(self, app: str) -> AppConfig | None:
-        current = self.store.app(app).current_release
-        return self.store.release(app, current).config if current else None
 
     async def scale(
         self, app: str, counts: dict[str, int], who: str, autoscaled: bool = False

@@ -343,6 +343,8 @@ class Alerting:
 def fleet_full(latest: list[Deployment]) -> str | None:
     """Why the app's latest deployment found no room, if it failed for that: until one of
     its deployments succeeds (a host added, room freed), the fleet is short for it."""
+    if latest and latest[0].kind == "warm":  # no room to start the warm release again: no alarm
+        return None
     error = latest[0].error if latest and latest[0].outcome == "failed" else None
     if error and error.get("kind") == FleetFull.kind:
         return str(error.get("message"))

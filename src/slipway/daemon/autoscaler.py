@@ -56,6 +56,7 @@ class Autoscaler:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.tracks: dict[tuple[str, str], Track] = {}
+        self.configs: dict[tuple[str, str], AppConfig] = {}
 
     async def run(self) -> None:
         while True:
@@ -70,10 +71,20 @@ class Autoscaler:
     def policies(self) -> list[tuple[App, AppConfig, str, Autoscale]]:
         found: list[tuple[App, AppConfig, str, Autoscale]] = []
         for app in self.service.store.apps():
-            config = self.service.current_config(app.name) if app.current_release else None
+            config = self.config_of(app)
             if config is not None:
                 found.extend((app, config, p, policy) for p, policy in config.autoscale.items())
         return found
+
+    def config_of(self, app: App) -> AppConfig | None:
+        """The serving release's config, parsed once per release (asked every second)."""
+        if app.current_release is None:
+            return None
+        key = (app.name, app.current_release)
+        if key not in self.configs:
+            self.configs = {k: v for k, v in self.configs.items() if k[0] != app.name}
+            self.configs[key] = self.service.store.release(*key).config
+        return self.configs[key]
 
     async def round(self, now: float) -> None:
         wanted = set()
