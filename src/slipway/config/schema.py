@@ -74,12 +74,28 @@ class Build(Strict):
     max_file_size: Size = Field(default=DEFAULT_MAX_FILE_SIZE, ge=1)
     # the Python the release's virtualenv is made from (default: the daemon's own)
     python: str | None = None
+    # A release whose build inputs (the Python, the command, [env], the dependency files and
+    # these patterns) are those of an earlier one gets its virtualenv: no build at all.
+    reuse: bool = True
+    inputs: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=64
+    )
 
     @field_validator("command")
     @classmethod
     def _command(cls, value: str | None) -> str | None:
         if value is not None and "\0" in value:
             raise ValueError("the build command contains a NUL character")
+        return value
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if pattern.startswith("/") or ".." in Path(pattern).parts or "\0" in pattern:
+                raise ValueError(
+                    f'"{pattern}" must be a pattern inside the app folder, e.g. "assets/**/*"'
+                )
         return value
 
     @field_validator("python")

@@ -51,7 +51,7 @@ from slipway.gates.runner import GateRun, gates_of
 from slipway.hosts.model import Host, local_host
 from slipway.hosts.transport import Transport
 from slipway.paths import Home
-from slipway.releases import artifact
+from slipway.releases import artifact, venvs
 from slipway.releases import build as builder
 from slipway.router.base import Router
 from slipway.router.config import SERVING_WEIGHT, Backend, RouterState, Server
@@ -903,8 +903,10 @@ class Engine:
             return 10.0
 
     def prune(self, app: str, keep: int, protected: set[str]) -> None:
-        """Old releases leave the disk; their files are deleted in a thread meanwhile."""
+        """Old releases leave the disk; their files are deleted in a thread meanwhile, then
+        the virtualenvs no release links to any more."""
         store = self.s.store
+        folders = []
         for release in releases_to_prune(store.releases(app), keep, protected):
             if any(i.release == release.id for i in store.instances(app)):
                 continue
@@ -914,8 +916,11 @@ class Engine:
             ]
             if users:  # a release made by a secrets change runs these files
                 continue
-            folder = self.s.home.release_dir(app, release.folder_id)
-            task = asyncio.create_task(asyncio.to_thread(shutil.rmtree, folder, True))
+            folders.append(self.s.home.release_dir(app, release.folder_id))
+        if folders:
+            task = asyncio.create_task(
+                asyncio.to_thread(remove_releases, folders, self.s.home.app_dir(app))
+            )
             self.pruning.add(task)
             task.add_done_callback(self.pruning.discard)
 
@@ -924,6 +929,12 @@ class Engine:
         if routing is None:
             raise DeployError("this app has no web process", where=f"app {app}")
         return backend_for(app, routing, self.s.store.instances(app))
+
+
+def remove_releases(folders: list[Path], app_dir: Path) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    venvs.prune(app_dir)
 
 
 DONE = {
