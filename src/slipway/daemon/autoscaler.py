@@ -193,6 +193,9 @@ class Autoscaler:
             track.result, track.short = "no change", None
             return
         active = store.active_deployment(app.name)
+        if active is not None and active.who == WHO:  # its own scale, still going on
+            track.result = f"scaling: deployment #{active.id}"
+            return
         if active is not None:
             self.outcome(app.name, track, decision, f"waiting: deployment #{active.id} is "
                          "in progress (it keeps the count it started with)")  # fmt: skip
@@ -218,6 +221,10 @@ class Autoscaler:
         except SlipwayError as exc:
             self.outcome(app.name, track, decision, f"not scaled: {exc.message}")
             return
+        # what was read with the old count says nothing about the new one: without this,
+        # the samples from before a scale-up would ask for another one (overshoot)
+        track.samples.clear()
+        track.cpu.clear()
         note = f"scaling {process} {current} → {desired}: deployment #{deployment.id}"
         if track.short:
             note += f" ({track.short})"
