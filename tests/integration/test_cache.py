@@ -15,12 +15,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from tests.integration.conftest import App, Slipway, wait_for
 
-CACHED = {"edge.cache": {"max_age": "5m"}, "edge.compression": {}}
+CACHED: dict[str, dict[str, Any] | str] = {"edge.cache": {"max_age": "5m"}, "edge.compression": {}}
 
 
 def admin(home: Path, line: str) -> str:
@@ -49,7 +50,7 @@ def body(app: App, kind: str, **headers: str) -> str:
 
 
 def deploy_cached(slipway: Slipway, greeting: str) -> App:
-    app = slipway.make_app(scale={"web": 1}, env={"GREETING": greeting}, **CACHED)
+    app = slipway.make_app("hello", scale={"web": 1}, env={"GREETING": greeting}, **CACHED)
     slipway.deploy(app)
     return app
 
