@@ -155,3 +155,29 @@ def test_after_a_deploy_or_rollback_the_old_body_is_never_served(running: Slipwa
     assert set(after_deploy) == {"v2 from r2"}, sorted(set(after_deploy))
     assert set(after_rollback) == {"v1 from r1"}, sorted(set(after_rollback))
     assert counters(home)[1] > 100, "the cache kept serving between the switches"
+
+
+def test_a_canary_step_and_an_abort_each_start_a_new_epoch(running: Slipway) -> None:
+    """At a canary step both releases have traffic, so either may fill the cache; once the
+    canary is aborted, only r1 has traffic and only r1's body is served."""
+    canary = {"strategy": "canary", "steps": [50, 100], "step_min_seconds": "60s"}
+    app = running.make_app("hello", scale={"web": 1}, env={"GREETING": "v1"}, **CACHED)
+    running.deploy(app)  # the first deploy is blue-green
+    app.write_config(scale={"web": 1}, env={"GREETING": "v2"}, deploy=canary, **CACHED)
+    running.deploy(app, "--detach")
+    wait_for(lambda: running.app_status("hello")["canary"], 30, "the canary's first step")
+    running.run("pause", "--app", "hello")
+
+    def cached_from_r2() -> bool:
+        """Purged until the entry comes from r2 (roundrobin: every other miss does)."""
+        running.run("cache", "purge", "--app", "hello")
+        first = body(app, "public")
+        return first == "v2 from r2" and body(app, "public") == first
+
+    wait_for(cached_from_r2, 20, "r2's answer in the cache")
+    hits = counters(running.home)[1]
+    assert {body(app, "public") for _ in range(10)} == {"v2 from r2"}
+    assert counters(running.home)[1] == hits + 10
+    running.run("abort", "--app", "hello")
+    assert running.wait_idle("hello")["current_release"] == "r1"
+    assert {body(app, "public") for _ in range(20)} == {"v1 from r1"}
