@@ -113,6 +113,7 @@ async def serve(
     keepalived = asyncio.create_task(service.agent.keepalived.watch())
     host_watch = asyncio.create_task(service.host_watch.run())
     replication = asyncio.create_task(service.replicator.run())
+    autoscaling = asyncio.create_task(service.autoscaler.run())
     sock = bind_socket(home.socket)
     server: uvicorn.Server | None = None
 
@@ -120,7 +121,7 @@ async def serve(
         """What could not be stopped (hosts that do not answer); the daemon exits anyway."""
         problems: list[str] = []
         if stop_all:  # HAProxy is about to stop on purpose: nobody may start it again
-            for task in (monitor, watch, router_watch, keepalived, host_watch):
+            for task in (monitor, watch, router_watch, keepalived, host_watch, autoscaling):
                 task.cancel()
             problems = await reconcile.stop_everything(service)
         assert server is not None
@@ -188,6 +189,7 @@ async def serve(
             (keepalived, "the keepalived watch"),
             (host_watch, "the host watch"),
             (replication, "replication"),
+            (autoscaling, "autoscaling"),
         ):
             task.cancel()
             await stop_task(task, what)
