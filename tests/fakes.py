@@ -37,7 +37,7 @@ from typing import Any
 
 from slipway.errors import HostUnreachable, RouterError, SlipwayError
 from slipway.router.config import Backend, RouterState, Server
-from slipway.router.stats import ServerStat
+from slipway.router.stats import CacheCounters, ServerStat
 from slipway.router.tier import merge_stats
 from slipway.runtime.base import Handle, InstanceSpec, Observed
 from slipway.runtime.fleet import UNREACHABLE
@@ -630,6 +630,16 @@ class FakeRouter:
 
     def _busy(self, name: str) -> bool:
         return any(matches(key, name) for key in self.busy_for)
+
+    async def purge_cache(self, app: str) -> bool:
+        await _io()
+        self._everywhere(Change("purge_cache", app), lambda host: None)
+        backend = self.structure.get(app)
+        return backend is not None and backend.edge.cache is not None
+
+    async def cache_counters(self, app: str) -> CacheCounters:
+        await _io()
+        return CacheCounters()
 
     async def stop(self, timeout: float = 30.0) -> None:
         await _io()

@@ -7,10 +7,13 @@ Knobs, read from the environment:
   CRASH_ON_BOOT     if set to 1, exit with an error before listening
   GREETING          the text it answers with
   QUEUE_DEPTH       the value of the hello_queue_depth gauge on /metrics (for canary checks)
+
+/edge/<kind> answers with the headers an edge cache and compression judge (see edge_answer).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import random
@@ -60,6 +63,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/metrics":
             self.metrics()
             return
+        if self.path.startswith("/edge/"):
+            self.edge_answer(self.path.removeprefix("/edge/").partition("?")[0])
+            return
         if self.path.startswith("/slow"):
             time.sleep(float(self.path.partition("=")[2] or 1))
         if EXTRA_LATENCY:
@@ -83,6 +89,43 @@ class Handler(BaseHTTPRequestHandler):
         data = ("\n".join(lines) + "\n").encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def edge_answer(self, kind: str) -> None:
+        """Answers for the edge cache and compression (the same text body, ~2 KB, naming the
+        release): `public` (max-age=60), `expires` (an Expires header), `private`
+        (Cache-Control: private), `cookie` (max-age=60 and Set-Cookie), `plain` (no caching
+        headers), `encoded` (gzip-encoded by the app), `binary` (application/octet-stream),
+        `no-transform` (Cache-Control: no-transform)."""
+        text = f"{GREETING} from {RELEASE}\n" + "all work and no play makes a dull app\n" * 50
+        data = text.encode()
+        headers = {"Content-Type": "text/html; charset=utf-8"}
+        if kind == "public":
+            headers["Cache-Control"] = "public, max-age=60"
+        elif kind == "expires":
+            headers["Expires"] = time.strftime(
+                "%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 60)
+            )
+        elif kind == "private":
+            headers["Cache-Control"] = "private, max-age=60"
+        elif kind == "cookie":
+            headers["Cache-Control"] = "max-age=60"
+            headers["Set-Cookie"] = f"session={os.getpid()}; HttpOnly"
+        elif kind == "encoded":
+            data = gzip.compress(data)
+            headers["Content-Encoding"] = "gzip"
+        elif kind == "binary":
+            headers["Content-Type"] = "application/octet-stream"
+        elif kind == "no-transform":
+            headers["Cache-Control"] = "no-transform"
+        elif kind != "plain":
+            self.reply(404, {"error": f"no edge answer {kind!r}"})
+            return
+        self.send_response(200)
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

@@ -236,3 +236,21 @@ def test_the_login_goes_only_to_paths_on_this_site(running: Slipway, browser: Br
         page.wait_for_url(arrived_at(expected), timeout=10_000)
     assert hosts == {urlsplit(base).netloc}, hosts
     assert not problems, problems
+
+
+def test_the_app_page_shows_the_edge_cache_hit_ratio(
+    running: Slipway, browser: Browser, tmp_path: Path
+) -> None:
+    app = running.make_app("hello", scale={"web": 1}, edge_cache="[edge.cache]")
+    running.deploy(app)
+    for _ in range(4):  # one miss, three hits
+        assert httpx.get(f"{app.url}edge/public", timeout=5).status_code == 200
+    base = dashboard(running)
+    page, problems = open_page(browser)
+    logged_in(running, page, base)
+    page.goto(f"{base}apps/hello")
+    ratio = page.get_by_test_id("cache-hit-ratio")
+    expect(ratio).to_contain_text("75", timeout=10_000)
+    expect(ratio).to_have_attribute("title", "3 hits of 4 lookups since HAProxy last started")
+    shoot(page, tmp_path, "cache")
+    assert not problems, problems

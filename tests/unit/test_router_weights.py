@@ -16,20 +16,32 @@ from slipway.router.haproxy import HAProxyRouter, answers_of, request_chunks
 # HAProxy 2.6.12's answer to one request of six `set server` commands, the 3rd and 4th
 # naming a server it does not have: every answer ends with an empty line.
 REAL = "\n\nNo such server.\n\nNo such server.\n\n\n\n"
+# Its answer to `set map` for a key the map does not have (an app without [edge.cache]): one
+# more empty line than other answers.
+NOT_CACHED = "entry not found.\n\n\n"
 
 
 class FakeAdmin(HAProxyRouter):
-    """HAProxy's admin socket for `set server` lines: the requests sent, the weights set."""
+    """HAProxy's admin socket for `set server` and `set map` lines: the requests sent, the
+    weights and cache epochs set."""
 
-    def __init__(self, tmp: Path, servers: dict[str, int]) -> None:
+    def __init__(self, tmp: Path, servers: dict[str, int], cached: bool = False) -> None:
         super().__init__(Home(tmp), "haproxy")
         self.weights = dict(servers)
         self.requests: list[str] = []
+        self.cached = cached
+        self.new_epochs: list[str] = []
 
     async def command(self, line: str) -> str:
         self.requests.append(line)
         out = ""
         for command in line.split("; "):
+            epoch = re.fullmatch(rf"set map {re.escape(str(self.epochs))} app_web (\w+)", command)
+            if epoch:
+                if self.cached:
+                    self.new_epochs.append(epoch.group(1))
+                out += "\n" if self.cached else NOT_CACHED
+                continue
             match = re.fullmatch(r"set server app_web/(\S+) (state ready|weight (\d+))", command)
             assert match, command
             name, weight = match.group(1), match.group(3)
@@ -79,3 +91,33 @@ def test_many_servers_are_sent_in_requests_that_fit_haproxys_buffer(tmp_path: Pa
     asyncio.run(admin.set_weights("web", dict.fromkeys(names, 100)))
     assert set(admin.weights.values()) == {100}
     assert max(len(r) for r in admin.requests) < 16384
+
+
+def test_a_switch_ends_with_a_new_cache_epoch_after_the_lowers(tmp_path: Path) -> None:
+    """The epoch changes in the request of the last weight change, after it: a lookup that
+    sees the new epoch is load-balanced after the switch (router/cache.py)."""
+    admin = FakeAdmin(tmp_path, {"old-1": 100, "new-1": 0}, cached=True)
+    asyncio.run(admin.set_weights("web", {"new-1": 100, "old-1": 0}))
+    assert len(admin.requests) == 2 and len(admin.new_epochs) == 1
+    assert "set map" not in admin.requests[0]
+    last = admin.requests[1].split("; ")
+    assert last[-1].startswith("set map") and "old-1 weight 0" in last[-2]
+    asyncio.run(admin.set_weights("web", {"old-1": 100, "new-1": 0}))  # a rollback
+    assert len(admin.new_epochs) == 2 and admin.new_epochs[0] != admin.new_epochs[1]
+
+
+def test_only_raises_still_end_with_a_new_epoch(tmp_path: Path) -> None:
+    admin = FakeAdmin(tmp_path, {"new-1": 0}, cached=True)
+    asyncio.run(admin.set_weights("web", {"new-1": 100}))
+    assert len(admin.requests) == 1 and len(admin.new_epochs) == 1
+
+
+def test_an_app_without_a_cache_switches_as_before(tmp_path: Path) -> None:
+    admin = FakeAdmin(tmp_path, {"old-1": 100, "new-1": 0}, cached=False)
+    asyncio.run(admin.set_weights("web", {"new-1": 100, "old-1": 0}))
+    assert admin.weights == {"old-1": 0, "new-1": 100}
+
+
+def test_purge_is_a_new_epoch_and_says_whether_the_app_has_a_cache(tmp_path: Path) -> None:
+    assert asyncio.run(FakeAdmin(tmp_path, {}, cached=True).purge_cache("web")) is True
+    assert asyncio.run(FakeAdmin(tmp_path, {}, cached=False).purge_cache("web")) is False

@@ -10,6 +10,7 @@ Standard library only."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import os
@@ -255,6 +256,12 @@ class Agent:
 
     async def rpc_router_stats(self, app: str) -> dict[str, Any]:
         return wire.stats_out(await self.router.stats(app))
+
+    async def rpc_router_purge_cache(self, app: str) -> bool:
+        return await self.router.purge_cache(app)
+
+    async def rpc_router_cache_counters(self, app: str) -> dict[str, int]:
+        return dataclasses.asdict(await self.router.cache_counters(app))
 
     async def rpc_router_sync(self, backend: dict[str, Any]) -> None:
         await self.router.sync(wire.backend_in(backend))

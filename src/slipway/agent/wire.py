@@ -11,6 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from slipway.router.cache import cache_rules_in, compression_rules_in
 from slipway.router.config import Backend, EdgeRules, RouterState, Server
 from slipway.router.stats import ServerStat
 from slipway.runtime.base import Handle, InstanceSpec, Observed
@@ -70,6 +71,8 @@ def backend_in(data: dict[str, Any]) -> Backend:
                             "allow": tuple(edge["allow"]),
                             "deny": tuple(edge["deny"]),
                             "trusted_proxies": tuple(edge["trusted_proxies"]),
+                            "cache": cache_rules_in(edge.get("cache")),
+                            "compression": compression_rules_in(edge.get("compression")),
                         }
                     )
                 ),

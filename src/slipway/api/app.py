@@ -20,7 +20,7 @@ from slipway.api.openapi import openapi
 from slipway.api.params import MAX_ID, MAX_LINES, flag_param, id_param, int_param
 from slipway.api.security import actor, guarded
 from slipway.auth.guard import requires
-from slipway.daemon import fleet_doctor, host_ops, insight, secret_ops, vip_ops
+from slipway.daemon import cache_ops, fleet_doctor, host_ops, insight, secret_ops, vip_ops
 from slipway.daemon.logs import LogFilter, LogReader
 from slipway.daemon.service import Service, deployment_view
 from slipway.errors import SlipwayError, TooLarge, UsageError
@@ -251,7 +251,13 @@ def api_routes(service: Service, request_shutdown: Shutdown) -> list[Route]:
         return ok({"stopping": True, "all": payload.all, "not_stopped": not_stopped})
 
     async def metrics(request: Request) -> Response:
-        return ok(insight.metrics(service.store, request.path_params["app"], request.query_params))
+        app = request.path_params["app"]
+        data = insight.metrics(service.store, app, request.query_params)
+        data["cache"] = await cache_ops.counters(service, app)
+        return ok(data)
+
+    async def cache_purge(request: Request) -> Response:
+        return ok(await cache_ops.purge(service, request.path_params["app"]))
 
     async def requests(request: Request) -> Response:
         app, q = request.path_params["app"], request.query_params
@@ -349,6 +355,7 @@ def api_routes(service: Service, request_shutdown: Shutdown) -> list[Route]:
         route(f"{P}/apps/{{app}}/deployments", deployments, viewer),
         route(f"{P}/apps/{{app}}/logs", logs, viewer),
         route(f"{P}/apps/{{app}}/rollback", rollback, deployer, ["POST"]),
+        route(f"{P}/apps/{{app}}/cache/purge", cache_purge, deployer, ["POST"]),
         route(f"{P}/apps/{{app}}/scale", scale, deployer, ["POST"]),
         route(f"{P}/apps/{{app}}/autoscale", autoscale, viewer),
         route(f"{P}/apps/{{app}}/autoscale/resume", autoscale_resume, deployer, ["POST"]),

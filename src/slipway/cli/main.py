@@ -71,6 +71,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Request rate, error rate and latency per release over time (kept 30 days).",
     ),
     "requests": ("observe_cmds", "Recent requests from HAProxy's log, newest last."),
+    "cache": (
+        "cache_cmds",
+        "The edge cache: hit ratio (HAProxy's counters); `slipway cache purge` empties it.",
+    ),
     "alerts": (
         "observe_cmds",
         "Alert rules and their states (ok, pending, firing), and notifications sent.",

@@ -56,6 +56,10 @@ def metrics(
     if as_json:
         emit_json(data)
         return
+    if data.get("cache") is not None:
+        from slipway.cli.cache_cmds import cache_line
+
+        out.print(cache_line(name, data["cache"]))
     if not data["releases"]:
         out.print(f"no traffic recorded for {name} in the last {since}")
         return

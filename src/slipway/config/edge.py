@@ -1,6 +1,7 @@
 """`[edge]` in slipway.toml: how HAProxy guards the app (TLS, rate limits, IP rules, size
-limits, security headers, the client's real IP). Pure: no I/O (whether the certificate files
-exist and match is checked when they are installed, by slipway.router.certs).
+limits, security headers, the client's real IP) and, in edge_cache, what it caches and
+compresses. Pure: no I/O (whether the certificate files exist and match is checked when they
+are installed, by slipway.router.certs).
 
 Reference: docs/edge.md."""
 
@@ -18,6 +19,7 @@ from pydantic import (
 )
 
 from slipway.config.durations import parse_duration
+from slipway.config.edge_cache import EdgeCache, EdgeCompression
 from slipway.config.types import Duration, Size, Strict
 
 DEFAULT_HSTS = 365 * 86400.0
@@ -70,6 +72,8 @@ class Edge(Strict):
     security_headers: bool = True
     proxy_protocol: bool = False  # the listeners expect a PROXY protocol header (v1 or v2)
     trusted_proxies: list[Network] = Field(default_factory=list)  # their X-Forwarded-For counts
+    cache: EdgeCache | None = None  # [edge.cache]: on when the table is there
+    compression: EdgeCompression | None = None  # [edge.compression]: on when the table is there
 
     @field_validator("tls_cert", "tls_key")
     @classmethod

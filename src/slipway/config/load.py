@@ -133,6 +133,8 @@ def _fix_for(loc: list[str]) -> str:
         return 'write a duration such as "500ms", "10s" or "5m"'
     if loc and loc[0] == "scale":
         return "use a whole number of instances between 0 and 64"
+    if loc and loc[0] == "edge":
+        return "see the [edge] reference in docs/edge.md"
     if loc and loc[0] == "autoscale" and loc[-1] == "target":
         from slipway.config.autoscale import TARGET_UNITS
 

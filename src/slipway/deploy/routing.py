@@ -8,6 +8,7 @@ from typing import Any
 from slipway.config.edge import Edge
 from slipway.config.schema import AppConfig
 from slipway.hosts.model import LOCAL, LOCAL_ADDRESS
+from slipway.router.cache import cache_rules_in, compression_rules_in
 from slipway.router.config import Backend, EdgeRules, RouterState, Server
 from slipway.store.records import App, Instance
 
@@ -46,6 +47,18 @@ def edge_routing(edge: Edge) -> dict[str, Any]:
         "security_headers": edge.security_headers,
         "proxy_protocol": edge.proxy_protocol,
         "trusted_proxies": list(edge.trusted_proxies),
+        "cache": None
+        if edge.cache is None
+        else {
+            "size_mb": edge.cache.size // (1024 * 1024),
+            "max_object": edge.cache.max_object,
+            "max_age": round(edge.cache.max_age),
+            "paths": list(edge.cache.paths),
+            "skip_paths": list(edge.cache.skip_paths),
+        },
+        "compression": None
+        if edge.compression is None
+        else {"types": list(edge.compression.types)},
     }
 
 
@@ -72,6 +85,8 @@ def edge_rules(stored: dict[str, Any] | None) -> EdgeRules:
         security_headers=bool(data.get("security_headers", default.security_headers)),
         proxy_protocol=bool(data.get("proxy_protocol", default.proxy_protocol)),
         trusted_proxies=tuple(data.get("trusted_proxies") or ()),
+        cache=cache_rules_in(data.get("cache")),
+        compression=compression_rules_in(data.get("compression")),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from slipway.router.config import Backend, RouterState, Server
-from slipway.router.stats import ServerStat
+from slipway.router.stats import CacheCounters, ServerStat
 
 
 class Router(Protocol):
@@ -31,5 +31,11 @@ class Router(Protocol):
     async def stats(self, app: str) -> dict[str, ServerStat]: ...
 
     async def sync(self, backend: Backend) -> None: ...
+
+    async def purge_cache(self, app: str) -> bool:
+        """No answer cached so far is served again; False if the app has no cache."""
+        ...
+
+    async def cache_counters(self, app: str) -> CacheCounters: ...
 
     async def stop(self, timeout: float = 30.0) -> None: ...

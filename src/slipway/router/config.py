@@ -17,6 +17,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from slipway.errors import ConfigError
+from slipway.router.cache import (
+    CacheRules,
+    CompressionRules,
+    cache_rules,
+    cache_section,
+    compression_rules,
+    epochs_path,
+)
 
 SERVING_WEIGHT = 100
 # One line per request to the daemon: backend, server, status, TR, Tw, Tc, Tr, Ta, bytes,
@@ -85,6 +93,8 @@ class EdgeRules:
     # A digest of the installed certificate (filled in by the router from the files), so
     # that a renewed certificate changes the configuration and gets reloaded.
     tls_digest: str | None = None
+    cache: CacheRules | None = None  # None: no cache
+    compression: CompressionRules | None = None  # None: no compression
 
     @property
     def tls(self) -> bool:
@@ -322,10 +332,14 @@ def render(state: RouterState, *, with_servers: bool = True) -> str:
         by_listener[listener.key].append(listener)
     for (address, port), group in sorted(by_listener.items()):
         lines.extend(_frontend(state, address, port, group))
+    epochs = epochs_path(state.admin_socket)
     for backend in backends:
-        lines.extend(_backend(backend, with_servers))
+        lines.extend(_backend(backend, with_servers, epochs))
     if any(all(x.backend.hosts for x in group) for group in by_listener.values()):
         lines.extend(_no_host_backend())
+    for backend in backends:
+        if backend.edge.cache is not None:
+            lines.extend(cache_section(backend.app, backend.edge.cache))
     return "\n".join(lines) + "\n"
 
 
@@ -375,7 +389,7 @@ def _frontend(state: RouterState, address: str, port: int, group: list[Listener]
     return lines
 
 
-def _backend(backend: Backend, with_servers: bool) -> list[str]:
+def _backend(backend: Backend, with_servers: bool, epochs: str) -> list[str]:
     host = next((h for h in backend.hosts if not h.startswith("*.")), "localhost")
     lines = [
         f"backend {backend.name}",
@@ -388,7 +402,7 @@ def _backend(backend: Backend, with_servers: bool) -> list[str]:
         # safe ones may be (a POST its server crashed on may have done its work). A request
         # that never reached a server (a connect failure) is retried whatever its method.
         "    http-request disable-l7-retry unless METH_GET || METH_OPTIONS",
-        *edge_rules(backend.edge),
+        *edge_rules(backend.edge, backend.app, epochs),
     ]
     if with_servers:
         for server in backend.servers:
@@ -400,11 +414,12 @@ def _backend(backend: Backend, with_servers: bool) -> list[str]:
     return lines
 
 
-def edge_rules(edge: EdgeRules) -> list[str]:
+def edge_rules(edge: EdgeRules, app: str = "", epochs: str = "") -> list[str]:
     """An app's [edge] rules, in its backend, in the order HAProxy applies them: the client's
     real address first (everything after judges it), then who may come in, how often, the
-    redirect to HTTPS, size limits, and the headers added to every answer (the app's and
-    HAProxy's own: 403, 429, redirects)."""
+    redirect to HTTPS, size limits, the cache (last: a refused request never reaches it),
+    compression, and the headers added to every answer (the app's and HAProxy's own: 403,
+    429, redirects, cached ones)."""
     lines = [*_forwarding(edge)]
     if edge.deny:
         lines += _acl("edge_deny", edge.deny)
@@ -440,6 +455,11 @@ def edge_rules(edge: EdgeRules) -> list[str]:
             "    http-request deny deny_status 413 "
             f"if {{ req.hdr_val(content-length) gt {edge.max_body} }}"
         )
+    if edge.cache is not None:
+        request, response = cache_rules(app, edge.cache, epochs)
+        lines += request + response
+    if edge.compression is not None:
+        lines += compression_rules(edge.compression)
     if edge.security_headers:
         lines += [
             f"    http-after-response set-header {name} {value} "

@@ -20,6 +20,7 @@ from typing import Any
 from slipway.errors import PreflightError, RouterError
 from slipway.paths import Home
 from slipway.router import certs
+from slipway.router.cache import EPOCHS_FILE, epoch_command, new_epoch, render_epochs
 from slipway.router.config import (
     Backend,
     RouterState,
@@ -30,7 +31,14 @@ from slipway.router.config import (
     server_options,
     structure_hash,
 )
-from slipway.router.stats import ProcInfo, ServerStat, parse_show_proc, parse_show_stat
+from slipway.router.stats import (
+    CacheCounters,
+    ProcInfo,
+    ServerStat,
+    parse_cache_counters,
+    parse_show_proc,
+    parse_show_stat,
+)
 from slipway.router.sync import plan_sync
 from slipway.runtime import procs
 
@@ -67,6 +75,7 @@ class HAProxyRouter:
         self.output = self.dir / "haproxy.out"
         self.loaded = self.dir / "loaded.json"
         self.certs_dir = self.dir / "certs"
+        self.epochs = self.dir / EPOCHS_FILE  # each cached app's epoch (router/cache.py)
         self._lock = asyncio.Lock()
 
     # process --------------------------------------------------------------------------
@@ -119,6 +128,8 @@ class HAProxyRouter:
             for address, port in sorted(listen_addresses(state)):
                 ensure_port_free(address, port, self.haproxy_pids())
             certs.install(self.certs_dir, prepared)
+            cached = [b.name for b in state.backends if b.edge.cache is not None]
+            self.epochs.write_text(render_epochs(cached))  # `haproxy -c` loads it too
             await self._write_checked(render(state))
             if self.running():
                 await self._reload()
@@ -233,6 +244,8 @@ class HAProxyRouter:
             )
         await self.command(f"enable health {be}/{server.name}")
         await self.command(f"enable server {be}/{server.name}")
+        if server.weight > 0:  # traffic to a release it may not have had: a new cache epoch
+            self._check_epoch(be, await self.command(self._epoch_command(be)))
 
     async def set_weight(self, app: str, name: str, weight: int) -> None:
         await self.set_weights(app, {name: weight})
@@ -243,34 +256,90 @@ class HAProxyRouter:
         Each half is one request on the admin socket (commands joined by `;`, HAProxy runs
         them in order). One connection per command made a switch of 8 new and 8 old servers
         32 connections in turn: 32-35 ms on one lb host, up to 95 ms on a busy machine, and
-        as much skew between lb hosts (bench/fleet)."""
+        as much skew between lb hosts (bench/fleet).
+
+        The last request ends with a new cache epoch for the app, after the weights: from
+        then on no cached answer of the traffic before the switch is served (router/cache.py)."""
         raises = {name: w for name, w in weights.items() if w > 0}
         lowers = {name: w for name, w in weights.items() if w <= 0}
-        for part in (raises, lowers):
-            for chunk in request_chunks(list(part)):
-                answers = await self._ready_at(app, [(name, part[name]) for name in chunk])
-                missing = [n for n, said in zip(chunk, answers, strict=True) if "No such" in said]
-                if missing and part is raises:  # weight 0 on a server that is gone: done
-                    raise RouterError(
-                        f"HAProxy has no server {', '.join(missing)}",
-                        where=f"backend {backend_name(app)}",
-                    )
+        steps = [
+            (part, chunk)
+            for part in (raises, lowers)
+            for chunk in request_chunks(list(part))
+            if chunk
+        ]
+        if not steps:
+            return
+        be = backend_name(app)
+        for i, (part, chunk) in enumerate(steps):
+            last = i == len(steps) - 1
+            answers, epoch = await self._ready_at(
+                app,
+                [(name, part[name]) for name in chunk],
+                self._epoch_command(be) if last else None,
+            )
+            missing = [n for n, said in zip(chunk, answers, strict=True) if "No such" in said]
+            if missing and part is raises:  # weight 0 on a server that is gone: done
+                raise RouterError(
+                    f"HAProxy has no server {', '.join(missing)}",
+                    where=f"backend {be}",
+                )
+            if epoch is not None:
+                self._check_epoch(be, epoch)
 
-    async def _ready_at(self, app: str, weights: list[tuple[str, int]]) -> list[str]:
-        """Each server ready at its weight, in one request: what HAProxy said for each."""
+    async def _ready_at(
+        self, app: str, weights: list[tuple[str, int]], then: str | None = None
+    ) -> tuple[list[str], str | None]:
+        """Each server ready at its weight, in one request, then the command `then`: what
+        HAProxy said for each server, and to `then`."""
         be = backend_name(app)
         line = "; ".join(
             f"set server {be}/{name} state ready; set server {be}/{name} weight {weight}"
             for name, weight in weights
         )
+        if then is not None:
+            line += f"; {then}"
         said = answers_of(await self.command(line))
-        if len(said) != 2 * len(weights):
+        expected = 2 * len(weights) + (then is not None)
+        # `then` is last: its answer is all that follows (HAProxy 2.6 ends some `set map`
+        # errors with one more empty line than other answers).
+        if len(said) < expected or (then is None and len(said) != expected):
             raise RouterError(
-                f"HAProxy answered {len(said)} of {2 * len(weights)} weight commands",
+                f"HAProxy answered {len(said)} of {expected} weight commands",
                 details=said[-10:],
                 where=f"backend {be}",
             )
-        return [said[2 * i] + said[2 * i + 1] for i in range(len(weights))]
+        servers = [said[2 * i] + said[2 * i + 1] for i in range(len(weights))]
+        return servers, ("\n".join(said[2 * len(weights) :]) if then is not None else None)
+
+    def _epoch_command(self, backend: str) -> str:
+        return epoch_command(str(self.epochs), backend, new_epoch())
+
+    def _check_epoch(self, backend: str, answer: str) -> bool:
+        """True if the app's cache has a new epoch; False if HAProxy caches nothing for it
+        (the map or the app's line in it is absent: the app has no [edge.cache])."""
+        said = answer.strip()
+        if not said:
+            return True
+        if "Unknown map" in said or "not found" in said:
+            return False
+        raise RouterError(
+            f"HAProxy refused the new cache epoch: {said}",
+            where=f"backend {backend}",
+            fix="`slipway cache purge` retries it; until then the cache may serve answers "
+            "stored before the switch",
+        )
+
+    async def purge_cache(self, app: str) -> bool:
+        """Every answer cached for the app so far is never served again (a new epoch); their
+        memory is reused as new answers need it. False if the app has no cache here."""
+        be = backend_name(app)
+        return self._check_epoch(be, await self.command(self._epoch_command(be)))
+
+    async def cache_counters(self, app: str) -> CacheCounters:
+        """HAProxy's own counters of the app's cache since it (re)started."""
+        be = backend_name(app)
+        return parse_cache_counters(await self.command(f"show stat {be} 2 -1"), be)
 
     async def set_health(self, app: str, name: str, up: bool) -> None:
         state = "up" if up else "down"

@@ -60,6 +60,27 @@ def parse_show_stat(text: str, backend: str) -> dict[str, ServerStat]:
 
 
 @dataclass(frozen=True)
+class CacheCounters:
+    """A backend's cache: lookups (requests that could be answered from it) and hits."""
+
+    lookups: int = 0
+    hits: int = 0
+
+    @property
+    def ratio(self) -> float | None:
+        return self.hits / self.lookups if self.lookups else None
+
+
+def parse_cache_counters(text: str, backend: str) -> CacheCounters:
+    """The BACKEND row of `show stat` (cache_lookups, cache_hits)."""
+    body = text.lstrip("# ")
+    for row in csv.DictReader(io.StringIO(body)):
+        if row.get("pxname") == backend and row.get("svname") == "BACKEND":
+            return CacheCounters(_int(row.get("cache_lookups")), _int(row.get("cache_hits")))
+    return CacheCounters()
+
+
+@dataclass(frozen=True)
 class ProcInfo:
     master_pid: int
     reloads: int

@@ -20,7 +20,7 @@ from slipway.errors import HostUnreachable, RouterError, SlipwayError
 from slipway.hosts.transport import Transport
 from slipway.router import certs
 from slipway.router.config import Backend, RouterState, Server
-from slipway.router.stats import ServerStat
+from slipway.router.stats import CacheCounters, ServerStat
 
 QUICK = 5.0  # seconds: a traffic change or a look at the servers; an lb host slower is down
 
@@ -135,6 +135,25 @@ class TierRouter:
                 fix="check the lb hosts with `slipway hosts`",
             )
         return merge_stats(views)
+
+    async def purge_cache(self, app: str) -> bool:
+        """A new cache epoch on every member (each has its own cache); a member that cannot
+        be reached is synced before it is used again, and a restarted HAProxy's cache is
+        empty anyway."""
+        results = await self._everywhere(
+            lambda m: m.transport.call("router.purge_cache", _timeout=QUICK, app=app)
+        )
+        return any(bool(r) for r in results)
+
+    async def cache_counters(self, app: str) -> CacheCounters:
+        """The app's cache lookups and hits, summed over the members that answer."""
+        answers = await self._each(
+            lambda m: m.transport.call("router.cache_counters", _timeout=QUICK, app=app)
+        )
+        seen = [a for a in answers.values() if not isinstance(a, SlipwayError)]
+        return CacheCounters(
+            lookups=sum(int(a["lookups"]) for a in seen), hits=sum(int(a["hits"]) for a in seen)
+        )
 
     async def dropped_logs(self) -> dict[str, int]:
         """HAProxy's own count of request-log lines it could not send, per member."""

@@ -15,7 +15,7 @@ import {
   releasesPanel,
   totalsTable,
 } from "./panels.js";
-import { chip, deploymentInFlight, instanceHealth, lastDeployment, nowRows, releaseTag, splitBar } from "./parts.js";
+import { cacheRow, chip, deploymentInFlight, instanceHealth, lastDeployment, nowRows, releaseTag, splitBar } from "./parts.js";
 
 const RANGES = ["15m", "1h", "6h", "24h", "7d"];
 
@@ -160,9 +160,12 @@ export function appPage(main, shell, app, release) {
       d ? deploymentInFlight(d, c, app) : null,
     );
     fill(split, shown.map((i) => [i.release, i.traffic_percent]), () => splitBar(shown, app));
-    fill(now, minute.totals, () =>
-      Object.keys(minute.totals).length ? nowRows(minute, app) : h("div", { class: "muted" }, "no requests in the last minute"),
-    );
+    fill(now, [minute.totals, minute.cache], () => [
+      ...(Object.keys(minute.totals).length
+        ? nowRows(minute, app)
+        : [h("div", { class: "muted" }, "no requests in the last minute")]),
+      cacheRow(minute.cache),
+    ]);
     fill(health, [shown.map((i) => [i.role, i.state, i.check]), view.last_deployment], () =>
       h("div", { class: "card-row" }, instanceHealth(shown), lastDeployment(view.last_deployment, app)),
     );

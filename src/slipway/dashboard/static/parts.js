@@ -149,6 +149,19 @@ export function nowRows(metrics, app) {
   );
 }
 
+/** The edge cache's hit ratio (HAProxy's counters since it last started); null without one. */
+export function cacheRow(cache) {
+  if (!cache) return null;
+  const title = `${cache.hits} hits of ${cache.lookups} lookups since HAProxy last started`;
+  return h(
+    "div",
+    { class: "now-row cache", "data-testid": "cache-hit-ratio", title },
+    h("span", { class: "muted" }, "edge cache"),
+    h("span", { class: "big" }, cache.hit_ratio === null ? "–" : pct(cache.hit_ratio)),
+    h("small", {}, " hits"),
+  );
+}
+
 /** Alerts of one app (or all) that are firing or pending. */
 export function activeAlerts(alerts, app = null) {
   return ((alerts && alerts.alerts) || []).filter(
