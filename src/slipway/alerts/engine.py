@@ -51,6 +51,8 @@ class Alerting:
         self.dashboard_url: str | None = None
         # the control plane's replica, seconds behind (None: not replicated); set by the daemon
         self.replica_behind: Callable[[], float | None] = lambda: None
+        # an app's databases whose newest backup or verification failed; set by the daemon
+        self.databases_failing: Callable[[str], tuple[str, ...]] = lambda app: ()
         # (app, counter) -> (time, total over its instances): increases per window
         self.samples: dict[tuple[str, str], deque[tuple[float, int]]] = {}
         self._refreshed: dict[tuple[str, str], float] = {}
@@ -71,6 +73,7 @@ class Alerting:
             # what does not depend on a rule's window is read once per app, not per rule
             down = self.instances_down(app.name)
             hosts_down = tuple(self.hosts_down(config))
+            databases_failing = self.databases_failing(app.name)
             for rule in effective_rules(config.alerts, config.alerting):
                 configured.add((app.name, rule.name))
                 facts = rules.Facts(
@@ -84,6 +87,7 @@ class Alerting:
                     disk_free=free,
                     hosts_down=hosts_down,
                     replica_behind=behind,
+                    databases_failing=databases_failing,
                 )
                 self.evaluate_rule(app.name, config, rule, facts, moment)
         for app_name, rule_name in alerts.alerted_rules(self.store):

@@ -24,6 +24,7 @@ class Facts:
     log_lines_dropped: int = 0  # output lines the supervisors could not write, in the window
     hosts_down: tuple[str, ...] = ()  # hosts down that the app runs on or is routed through
     replica_behind: float | None = None  # the control plane's replica; None: not replicated
+    databases_failing: tuple[str, ...] = ()  # its databases whose last backup/verify failed
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,10 @@ def read(rule: AlertRule, facts: Facts) -> Reading:
         if behind is None:  # nothing to be behind: an alert that fired resolves
             return Reading(0.0, None, "the control plane is not replicated")
         return Reading(behind, None, f"the control plane's replica is {behind:.0f}s behind")
+    if rule.metric == "databases_failing":
+        names = facts.databases_failing
+        text = f"database {', '.join(names)}: backup or verification failed" if names else "ok"
+        return Reading(float(len(names)), None, text)
     return Reading(facts.disk_free, None, f"{facts.disk_free:.1%} free")
 
 
@@ -109,7 +114,13 @@ def step(rule: AlertRule, current: State, reading: Reading, now: float) -> State
 def summary(rule: AlertRule, reading: Reading) -> str:
     relation = ">" if rule.above is not None else "<"
     where = f" (release {reading.release})" if reading.release else ""
-    instant = ("instances_down", "hosts_down", "disk_free", "control_replica_behind")
+    instant = (
+        "instances_down",
+        "hosts_down",
+        "disk_free",
+        "control_replica_behind",
+        "databases_failing",
+    )
     window = "" if rule.metric in instant else f" over {_span(rule.window)}"
     return f"{reading.text}, alert {relation} {threshold_text(rule)}{window}{where}"
 

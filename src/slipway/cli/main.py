@@ -80,6 +80,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "and free disk; and every other host of the fleet (agent build, firewall, SSH, open "
         "ports, free disk, clock).",
     ),
+    "db": (
+        "db_cmds",
+        "Managed PostgreSQL databases: create, list, attach, backup, backups, verify, drop.",
+    ),
     "control": (
         "control_cmds",
         "The control plane: its replica on another host, and restoring it.",

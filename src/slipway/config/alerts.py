@@ -23,6 +23,7 @@ Metric = Literal[
     "disk_free",
     "log_lines_dropped",
     "control_replica_behind",
+    "databases_failing",
 ]
 Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")
@@ -39,6 +40,7 @@ UNITS: dict[str, str] = {
     "disk_free": "a fraction of the state folder's disk, e.g. 0.1 for 10% free",
     "log_lines_dropped": "instance output lines that could not be written within `window`",
     "control_replica_behind": "seconds since the control plane's replica was last current",
+    "databases_failing": "databases the app uses whose newest backup or verification failed",
 }
 
 
@@ -88,6 +90,7 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
     _rule("disk free", "disk_free", below=0.1, for_=60),
     _rule("logs dropped", "log_lines_dropped", above=0, window=300),
     _rule("control replica behind", "control_replica_behind", above=60, for_=60),
+    _rule("database backup failing", "databases_failing", above=0, severity="critical"),
 )
 
 

@@ -19,7 +19,7 @@ import uvicorn
 from slipway import dashboard
 from slipway.api.app import create_app
 from slipway.auth.guard import PeerCredProtocol
-from slipway.daemon import firewall_ops, host_ops, reconcile, replica_ops, vip_ops
+from slipway.daemon import db_ops, firewall_ops, host_ops, reconcile, replica_ops, vip_ops
 from slipway.daemon.lifecycle import preflight
 from slipway.daemon.service import Service
 from slipway.daemon.web import bind, create_web_app
@@ -101,6 +101,9 @@ async def serve(
         await reconcile.on_start(service)
     except SlipwayError as exc:
         log.error("could not restore everything at start: %s", exc)
+    # databases: creates and drops cut off by a crash finish, the others start again; in the
+    # background, as a first backup or a host that does not answer must not hold the start
+    databases_resumed = asyncio.create_task(db_ops.resume(service))
     monitor = asyncio.create_task(reconcile.monitor(service))
     watch = asyncio.create_task(service.watch.run())
     router_watch = asyncio.create_task(reconcile.watch_router(service))
@@ -111,6 +114,7 @@ async def serve(
     vip = asyncio.create_task(vip_ops.apply_quietly(service))
     firewalls = asyncio.create_task(firewall_ops.apply_quietly(service))
     keepalived = asyncio.create_task(service.agent.keepalived.watch())
+    databases = asyncio.create_task(service.agent.postgres.watch())  # this host's clusters
     host_watch = asyncio.create_task(service.host_watch.run())
     replication = asyncio.create_task(service.replicator.run())
     sock = bind_socket(home.socket)
@@ -120,7 +124,7 @@ async def serve(
         """What could not be stopped (hosts that do not answer); the daemon exits anyway."""
         problems: list[str] = []
         if stop_all:  # HAProxy is about to stop on purpose: nobody may start it again
-            for task in (monitor, watch, router_watch, keepalived, host_watch):
+            for task in (monitor, watch, router_watch, keepalived, host_watch, databases):
                 task.cancel()
             problems = await reconcile.stop_everything(service)
         assert server is not None
@@ -186,6 +190,8 @@ async def serve(
             (vip, "the virtual address"),
             (firewalls, "the hosts' firewalls"),
             (keepalived, "the keepalived watch"),
+            (databases, "the databases watch"),
+            (databases_resumed, "resuming databases"),
             (host_watch, "the host watch"),
             (replication, "replication"),
         ):
