@@ -1,0 +1,165 @@
+"""Managed PostgreSQL with real PostgreSQL 15 and pgBackRest 2.45 (Debian's packages): create,
+connect with the generated DATABASE_URL, write rows, back up, verify; a corrupted backup
+fails verification and fires the alert; no password in a log, a file or the process list;
+the repository is encrypted; a daemon killed between recording a database and creating it
+finishes the create when it starts again."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Slipway, wait_for
+
+PSQL = "/usr/lib/postgresql/15/bin/psql"
+MARKER = "plaintext-marker-7f3a"  # a value that must never be readable in the repository
+
+pytestmark = pytest.mark.skipif(
+    not (Path(PSQL).exists() and shutil.which("pgbackrest")),
+    reason="needs postgresql-15 and pgbackrest (scripts/install-system-deps.sh --test)",
+)
+
+
+def passable(slipway: Slipway) -> None:
+    """The postgres user passes through the test's 0700 temp folder to the home."""
+    os.chmod(slipway.home.parent, 0o711)
+
+
+def psql(url: str, sql: str) -> str:
+    done = subprocess.run(
+        [PSQL, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", url],
+        input=sql,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def files_holding(root: Path, needle: bytes) -> list[Path]:
+    found = []
+    for top, _dirs, files in os.walk(root):
+        for name in files:
+            path = Path(top) / name
+            try:
+                if needle in path.read_bytes():
+                    found.append(path)
+            except OSError:
+                continue
+    return found
+
+
+def processes_holding(needle: bytes) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if needle in Path(f"/proc/{entry.name}/cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_database_from_create_to_a_verified_backup_and_a_caught_corruption(
+    slipway: Slipway,
+) -> None:
+    passable(slipway)
+    slipway.run("up")
+    app = slipway.make_app()
+    config = app.dir / "slipway.toml"
+    name_line = 'name = "hello"\n'
+    config.write_text(
+        config.read_text().replace(name_line, name_line + 'secrets = ["DATABASE_URL"]\n')
+    )
+
+    created = slipway.json("db", "create", "main", "--app", "hello")
+    assert created["state"] == "running" and created["apps"] == ["hello"]
+    assert created["last_backup"] is None  # the first full backup is taken at create, by pgBackRest
+
+    # the app runs with DATABASE_URL in its environment (and nowhere else in plain text)
+    slipway.deploy(app)
+    url = slipway.run("secrets", "get", "DATABASE_URL", "--app", "hello", "--reveal").stdout.strip()
+    assert url.startswith("postgresql://main:") and f":{created['port']}/main" in url
+    instance = slipway.ps("hello")[0]
+    environ = Path(f"/proc/{instance['pid']}/environ").read_bytes()
+    assert f"DATABASE_URL={url}".encode() in environ
+
+    psql(url, f"CREATE TABLE orders (id int, note text); INSERT INTO orders "
+              f"SELECT i, '{MARKER}' FROM generate_series(1, 1000) i;")  # fmt: skip
+    assert psql(url, "SELECT count(*) FROM orders;").strip() == "1000"
+    done = slipway.json("db", "backup", "main", "--type", "full")
+    assert done["backup"].endswith("F")
+
+    listing = slipway.json("db", "backups", "main")
+    assert listing["ok"] and listing["cipher"] == "aes-256-cbc"
+    assert [b["type"] for b in listing["backups"]] == ["full", "full"]
+    newest = listing["backups"][-1]
+    assert newest["label"] == done["backup"] and newest["wal_start"] and newest["stored"] > 0
+
+    verified = slipway.json("db", "verify", "main")
+    assert verified["ok"], verified
+    assert verified["backup"] == done["backup"]
+    assert verified["check"]["tables"] == {"public.orders": 1000}
+    assert verified["restore_seconds"] > 0
+    shown = slipway.json("db", "backups", "main")["backups"][-1]["verified"]
+    assert shown["ok"] and shown["backup"] == done["backup"]
+
+    # secrets: the password in no file under the home (logs, configs, state) and in no
+    # process's command line; the repository holds no readable row
+    password = url.split("://main:", 1)[1].split("@", 1)[0]
+    assert files_holding(slipway.home, password.encode()) == []
+    assert processes_holding(password.encode()) == []
+    repository = slipway.home / "backups" / "main"
+    assert files_holding(repository, MARKER.encode()) == []
+    assert files_holding(repository, b"CREATE TABLE") == []
+    stored_files = [p for p in repository.rglob("*") if p.is_file() and p.stat().st_size > 64]
+    assert stored_files and all(p.read_bytes().startswith(b"Salted__") for p in stored_files)
+
+    # a corrupted backup file: verification fails, is recorded, and the alert fires
+    backup_dir = repository / "backup" / "main" / done["backup"]
+    victim = max(backup_dir.rglob("*.lz4"), key=lambda p: p.stat().st_size)
+    raw = bytearray(victim.read_bytes())
+    middle = len(raw) // 2
+    raw[middle : middle + 64] = bytes(64)
+    victim.write_bytes(bytes(raw))
+    failed = slipway.run("db", "verify", "main", check=False)
+    assert failed.returncode == 1 and "FAILED" in failed.stdout, failed.stdout + failed.stderr
+    view = slipway.json("db")[0]
+    assert view["last_verify"]["ok"] is False and view["last_verify"]["error"]
+
+    def firing() -> bool:
+        alerts = slipway.json("alerts", "--app", "hello")["alerts"]
+        return any(
+            a["rule"] == "database backup failing" and a["state"] == "firing" for a in alerts
+        )
+
+    wait_for(firing, 20, "the 'database backup failing' alert to fire")
+
+    drop = slipway.run("db", "drop", "main", check=False)  # no terminal: must confirm by name
+    assert drop.returncode != 0 and "--yes main" in drop.stdout + drop.stderr
+    slipway.run("db", "drop", "main", "--yes", "main")
+    assert slipway.json("db") == []
+    assert not (slipway.home / "databases" / "main").exists() and not repository.exists()
+
+
+def test_create_cut_off_by_a_crash_is_finished_at_the_next_start(slipway: Slipway) -> None:
+    passable(slipway)
+    slipway.run("up", env=slipway.env(SLIPWAY_FAULT="crash-at:db-create-recorded"))
+    cut = slipway.run("db", "create", "jobs", check=False)
+    assert cut.returncode != 0  # the daemon died after recording it, before any initdb
+    assert not (slipway.home / "databases" / "jobs" / "initialised").exists()
+    slipway.run("up")
+
+    def running() -> bool:
+        views = slipway.json("db")
+        return bool(views) and views[0]["state"] == "running"
+
+    wait_for(running, 60, "the interrupted create to be finished", every=0.5)
+    assert slipway.json("db", "backups", "jobs")["backups"]  # with its first backup
