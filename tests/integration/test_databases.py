@@ -141,6 +141,8 @@ def test_database_from_create_to_a_verified_backup_and_a_caught_corruption(
         )
 
     wait_for(firing, 20, "the 'database backup failing' alert to fire")
+    doctor = slipway.run("doctor", "--json", check=False).stdout
+    assert "ITS BACKUPS ARE ON ITS OWN HOST" in doctor and "verification of database main" in doctor
 
     drop = slipway.run("db", "drop", "main", check=False)  # no terminal: must confirm by name
     assert drop.returncode != 0 and "--yes main" in drop.stdout + drop.stderr

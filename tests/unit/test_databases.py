@@ -179,3 +179,33 @@ def test_a_failing_database_fires_the_default_rule() -> None:
     now = 100.0
     assert rules.step(rule, rules.State("ok", 0), failing, now).state == "firing"
     assert "database main" in rules.summary(rule, failing)
+
+
+def view(**changes: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "name": "main",
+        "host": "local",
+        "state": "running",
+        "error": None,
+        "last_backup": {"ok": True, "error": None},
+        "last_verify": None,
+    }
+    return base | changes
+
+
+def test_doctor_warns_loudly_of_a_repository_on_the_same_host() -> None:
+    from slipway.doctor.databases import check_databases
+
+    (finding,) = check_databases([view()])
+    assert finding.level == "warn" and "ITS BACKUPS ARE ON ITS OWN HOST" in finding.message
+    assert check_databases([]) == []
+
+
+def test_doctor_fails_a_stopped_database_and_a_failed_verification() -> None:
+    from slipway.doctor.databases import check_databases
+
+    failed = {"ok": False, "error": "checksum mismatch"}
+    findings = check_databases([view(state="stopped", last_verify=failed)])
+    fails = [f.message for f in findings if f.level == "fail"]
+    assert "database main on local is stopped" in fails
+    assert "the last verification of database main failed: checksum mismatch" in fails
