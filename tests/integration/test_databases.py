@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Slipway, wait_for
+from tests.integration.conftest import Slipway, stop_all, wait_for
+from tests.integration.testbed import Bed
 
 PSQL = "/usr/lib/postgresql/15/bin/psql"
 MARKER = "plaintext-marker-7f3a"  # a value that must never be readable in the repository
@@ -165,3 +167,46 @@ def test_create_cut_off_by_a_crash_is_finished_at_the_next_start(slipway: Slipwa
 
     wait_for(running, 60, "the interrupted create to be finished", every=0.5)
     assert slipway.json("db", "backups", "jobs")["backups"]  # with its first backup
+
+
+def test_database_on_a_fleet_host_over_ssh() -> None:
+    """The same commands for a database on another host: its agent runs PostgreSQL there
+    (in that host's home), apps reach it at the host's address."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    bed = Bed(
+        Path(tempfile.mkdtemp(prefix="swdb-", dir="/tmp")),
+        subnet="10.209.0",
+        prefix="swdb-",
+        bridge="swdb0",
+    )
+    work = Path(tempfile.mkdtemp(prefix="swdbapp-", dir="/tmp"))
+    slipway = Slipway(home=bed.folder / "control", workdir=work)
+    try:
+        bed.up(["db1"])
+        slipway.run("up")
+        host = bed.hosts["db1"]
+        slipway.run(
+            "hosts", "add", "db1", "--address", host.address, "--role", "app",
+            "--key", str(bed.key), "--remote-home", str(host.home),
+            "--fingerprint", bed.fingerprint("db1"),
+        )  # fmt: skip
+        created = slipway.json("db", "create", "orders", "--host", "db1", "--app", "shop")
+        assert created["host"] == "db1" and created["state"] == "running"
+        data = host.home / "databases" / "orders" / "data"
+        postmaster = int((data / "postmaster.pid").read_text().split()[0])
+        assert subprocess.run(["ip", "netns", "identify", str(postmaster)], capture_output=True,
+                              text=True).stdout.strip() == host.netns  # fmt: skip
+        url = slipway.run("secrets", "get", "DATABASE_URL", "--app", "shop", "--reveal").stdout
+        assert f"@{host.address}:{created['port']}/orders" in url
+        psql(url.strip(), "CREATE TABLE items AS SELECT generate_series(1, 250) AS id;")
+        slipway.run("db", "backup", "orders", "--type", "full")
+        verified = slipway.json("db", "verify", "orders")
+        assert verified["ok"] and verified["check"]["tables"] == {"public.items": 250}, verified
+        slipway.run("db", "drop", "orders", "--yes", "orders")
+        assert not data.exists()
+    finally:
+        leftovers = stop_all(slipway)
+        bed.down()
+        shutil.rmtree(work, ignore_errors=True)
+    assert not leftovers, leftovers
