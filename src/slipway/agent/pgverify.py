@@ -69,8 +69,10 @@ def restore(postgres: Postgres, layout: Layout, name: str, scratch: Path) -> int
     # up to the end of the backup only (immediate), then promoted: the backup itself is
     # what is proven, independent of WAL archived since
     target = f"--pg1-path={scratch / 'data'}"
+    # (no retries: a local repository has no passing network trouble, and a damaged file
+    # is not mended by trying again 15 s later)
     pgbackrest(layout, name, "restore", target, "--type=immediate", "--target-action=promote",
-               "--archive-mode=off", timeout=RECOVERY_TIMEOUT)  # fmt: skip
+               "--archive-mode=off", "--job-retry=0", timeout=RECOVERY_TIMEOUT)  # fmt: skip
     port = free_port()
     overrides = (
         "\n# slipway verification: a scratch copy, never serving, never archiving\n"

@@ -159,6 +159,8 @@ class Postgres:
     async def _start(self, layout: Layout) -> None:
         if self.pid(layout.data) is not None:
             return
+        # the way in, again: a home restored or re-made since may have closed it
+        await asyncio.to_thread(pgrun.passable, self.home, [self.folder, layout.repo.parent])
         with contextlib.suppress(FileNotFoundError):  # a stale one after a crash of the host
             if self.pid(layout.data) is None:
                 (layout.data / "postmaster.pid").unlink()
