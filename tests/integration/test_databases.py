@@ -113,6 +113,23 @@ def test_database_from_create_to_a_verified_backup_and_a_caught_corruption(
     shown = slipway.json("db", "backups", "main")["backups"][-1]["verified"]
     assert shown["ok"] and shown["backup"] == done["backup"]
 
+    # a restarted daemon: the database keeps running and archiving (archive_command must
+    # still reach its config through the home)
+    slipway.run("down")
+    slipway.run("up")
+    assert slipway.json("db", "backup", "main", "--type", "incr")["backup"].endswith("I")
+
+    # on a schedule: a differential backup and its verification happen by themselves
+    slipway.run("db", "schedule", "main", "--full", "off", "--diff", "10s", "--verify", "10s")
+
+    def scheduled() -> bool:
+        newest = slipway.json("db", "backups", "main")["backups"][-1]
+        return newest["type"] == "diff" and bool(newest["verified"] and newest["verified"]["ok"])
+
+    wait_for(scheduled, 45, "a scheduled differential backup and its verification", every=1)
+    slipway.run("db", "schedule", "main", "--diff", "off", "--verify", "off")
+    newest_label = slipway.json("db", "backups", "main")["backups"][-1]["label"]
+
     # secrets: the password in no file under the home (logs, configs, state) and in no
     # process's command line; the repository holds no readable row
     password = url.split("://main:", 1)[1].split("@", 1)[0]
@@ -125,11 +142,11 @@ def test_database_from_create_to_a_verified_backup_and_a_caught_corruption(
     assert stored_files and all(p.read_bytes().startswith(b"Salted__") for p in stored_files)
 
     # a corrupted backup file: verification fails, is recorded, and the alert fires
-    backup_dir = repository / "backup" / "main" / done["backup"]
+    backup_dir = repository / "backup" / "main" / newest_label
     victim = max(backup_dir.rglob("*.lz4"), key=lambda p: p.stat().st_size)
     raw = bytearray(victim.read_bytes())
-    middle = len(raw) // 2
-    raw[middle : middle + 64] = bytes(64)
+    start = len(raw) // 2 if len(raw) > 200 else 16  # past "Salted__" and the salt
+    raw[start : start + 64] = bytes(len(raw[start : start + 64]))
     victim.write_bytes(bytes(raw))
     failed = slipway.run("db", "verify", "main", check=False)
     assert failed.returncode == 1 and "FAILED" in failed.stdout, failed.stdout + failed.stderr

@@ -209,3 +209,58 @@ def test_doctor_fails_a_stopped_database_and_a_failed_verification() -> None:
     fails = [f.message for f in findings if f.level == "fail"]
     assert "database main on local is stopped" in fails
     assert "the last verification of database main failed: checksum mismatch" in fails
+
+
+DAY = 86400.0
+
+
+def test_schedule_runs_full_then_diff_then_verify() -> None:
+    from slipway.databases.schedule import Last, Schedule, due
+
+    plan = Schedule()  # full 7d, diff 1d, verify 1d
+    created = 0.0
+    never = Last(None, None, None)
+    assert due(plan, never, 0.5 * DAY, created) is None  # the first full is taken at create
+    assert due(plan, never, 1 * DAY, created) == "diff"
+    after_diff = Last(None, 1 * DAY, None)
+    assert due(plan, after_diff, 1 * DAY + 60, created) == "verify"
+    proven = Last(None, 1 * DAY, 1 * DAY + 60)
+    assert due(plan, proven, 1.5 * DAY, created) is None
+    assert due(plan, proven, 7 * DAY, created) == "full"  # the most important first
+    # a full backup resets the differential's clock too
+    assert due(plan, Last(7 * DAY, 1 * DAY, 7 * DAY), 7.5 * DAY, created) is None
+
+
+def test_a_failed_run_is_retried_later_not_at_every_tick() -> None:
+    from slipway.databases.schedule import Last, Schedule, due, retry_after
+
+    plan = Schedule(full=None, diff=DAY, verify=None)
+    failed = Last(None, None, None, failed={"diff": DAY})
+    assert due(plan, failed, DAY + 5, 0.0) is None
+    assert due(plan, failed, DAY + retry_after(DAY), 0.0) == "diff"
+    assert retry_after(20.0) == 10.0 and retry_after(DAY) == 600.0
+
+
+def test_a_run_that_did_not_happen_on_time_is_overdue() -> None:
+    from slipway.databases.schedule import Last, Schedule, grace, overdue
+
+    plan = Schedule(full=7 * DAY, diff=DAY, verify=None)
+    assert grace(DAY) == 0.5 * DAY and grace(60.0) == 600.0
+    fresh = Last(0.0, None, None)
+    assert overdue(plan, fresh, 1.4 * DAY, 0.0) == []
+    assert overdue(plan, fresh, 1.6 * DAY, 0.0) == ["diff"]
+    assert overdue(plan, fresh, 11 * DAY, 0.0) == ["full", "diff"]
+    assert overdue(Schedule(None, None, None), fresh, 100 * DAY, 0.0) == []
+
+
+def test_schedule_bounds_and_round_trip() -> None:
+    from slipway.databases.schedule import Schedule, check_every
+
+    assert check_every("diff", 10.0) == 10.0 and check_every("diff", None) is None
+    for bad in (1.0, 400 * DAY):
+        with pytest.raises(UsageError) as raised:
+            check_every("verify", bad)
+        assert "--verify off" in (raised.value.fix or "")
+    plan = Schedule(full=None, diff=3600.0, verify=7200.0)
+    assert Schedule.from_dict(plan.to_dict()) == plan
+    assert Schedule.from_dict(None) == Schedule()

@@ -57,7 +57,8 @@ def read(rule: AlertRule, facts: Facts) -> Reading:
         return Reading(behind, None, f"the control plane's replica is {behind:.0f}s behind")
     if rule.metric == "databases_failing":
         names = facts.databases_failing
-        text = f"database {', '.join(names)}: backup or verification failed" if names else "ok"
+        what = "backup or verification failed or late"
+        text = f"database {', '.join(names)}: {what}" if names else "ok"
         return Reading(float(len(names)), None, text)
     return Reading(facts.disk_free, None, f"{facts.disk_free:.1%} free")
 

@@ -42,6 +42,14 @@ class BackupRequest(RequestBody):
     type: str = Field(default="full", max_length=8)
 
 
+class ScheduleRequest(RequestBody):
+    """Seconds between runs of each kind; null: off; a field left out: unchanged."""
+
+    full: float | None = None
+    diff: float | None = None
+    verify: float | None = None
+
+
 class VerifyRequest(RequestBody):
     query: str | None = Field(default=None, max_length=db_ops.MAX_QUERY)
 
@@ -97,8 +105,14 @@ def database_routes(service: Service) -> list[Route]:
         payload = await body(request, VerifyRequest)
         return ok(await db_ops.verify(service, name_of(request), payload.query, who(request)))
 
+    async def plan(request: Request) -> Response:
+        payload = await body(request, ScheduleRequest)
+        changes = {k: getattr(payload, k) for k in payload.model_fields_set}
+        return ok(db_ops.set_schedule(service, name_of(request), changes))
+
     return [
         route(f"{P}/databases", listing, "viewer", ["GET"]),
+        route(f"{P}/databases/{{name}}/schedule", plan, "admin", ["PUT"]),
         route(f"{P}/databases", create, "admin", ["POST"]),
         route(f"{P}/databases/{{name}}", one, "viewer", ["GET"]),
         route(f"{P}/databases/{{name}}", drop, "admin", ["DELETE"]),

@@ -10,6 +10,7 @@ import click
 from slipway.cli.client import Client
 from slipway.cli.common import home_of, json_option
 from slipway.cli.output import ago, clock, duration, emit_json, escape, out, table
+from slipway.config.durations import format_duration, parse_duration
 from slipway.errors import UsageError
 
 LONG = 6 * 3600 + 120  # a backup or a verification of a large database takes its time
@@ -38,7 +39,7 @@ def run_cell(run: dict[str, Any] | None) -> str:
 @json_option
 @click.pass_context
 def db(ctx: click.Context, as_json: bool) -> None:
-    """Managed PostgreSQL databases: create, list, attach, backup, backups, verify, drop."""
+    """Managed PostgreSQL databases, with encrypted backups proven by restoring them."""
     if ctx.invoked_subcommand is not None:
         return
     views: list[dict[str, Any]] = Client(home_of(ctx)).get("/databases")
@@ -55,6 +56,8 @@ def db(ctx: click.Context, as_json: bool) -> None:
         state = f"[{color}]{view['state']}[/{color}]"
         if view.get("error"):
             state += f" ({escape(view['error'])[:60]})"
+        if view.get("overdue"):
+            state += f" [red]late: {', '.join(view['overdue'])}[/red]"
         grid.add_row(
             view["name"], view["host"], str(view["port"]), state, size(view["size"]),
             size(view["backup_size"]), ",".join(view["apps"]) or "-",
@@ -162,6 +165,45 @@ def backups(ctx: click.Context, name: str, as_json: bool) -> None:
         f"repository: {escape(found['status'])}, encryption {found['cipher']}, WAL archived "
         f"{found['wal_min']}..{found['wal_max']}"
     )
+
+
+def every(kind: str, value: str | None) -> dict[str, float | None]:
+    if value is None:
+        return {}
+    if value == "off":
+        return {kind: None}
+    try:
+        return {kind: parse_duration(value)}
+    except ValueError as exc:
+        raise UsageError(f"--{kind}: {exc}", fix=f"e.g. --{kind} 1d, or --{kind} off") from None
+
+
+def schedule_text(plan: dict[str, float | None]) -> str:
+    return ", ".join(
+        f"{kind} every {format_duration(value)}" if value else f"{kind} off"
+        for kind, value in plan.items()
+    )
+
+
+@db.command()
+@click.argument("name")
+@click.option("--full", help="Time between full backups, e.g. 7d; off: none scheduled.")
+@click.option("--diff", help="Time between differential backups, e.g. 1d; off.")
+@click.option("--verify", help="Time between verifications, e.g. 1d; off.")
+@click.pass_context
+def schedule(
+    ctx: click.Context, name: str, full: str | None, diff: str | None, verify: str | None
+) -> None:
+    """Show or change when NAME's backups and verifications run (default: full every 7d,
+    diff and verify every 1d). A run later than its interval plus a grace (half of it, at
+    least 10m) fires the database alert."""
+    client = Client(home_of(ctx))
+    changes = every("full", full) | every("diff", diff) | every("verify", verify)
+    if changes:
+        plan = client.request("PUT", f"/databases/{name}/schedule", changes)
+    else:
+        plan = client.get(f"/databases/{name}")["schedule"]
+    out.print(f"{name}: {schedule_text(plan)}")
 
 
 @db.command()

@@ -82,7 +82,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "db": (
         "db_cmds",
-        "Managed PostgreSQL databases: create, list, attach, backup, backups, verify, drop.",
+        "Managed PostgreSQL databases, with encrypted backups proven by restoring them.",
     ),
     "control": (
         "control_cmds",

@@ -40,7 +40,8 @@ UNITS: dict[str, str] = {
     "disk_free": "a fraction of the state folder's disk, e.g. 0.1 for 10% free",
     "log_lines_dropped": "instance output lines that could not be written within `window`",
     "control_replica_behind": "seconds since the control plane's replica was last current",
-    "databases_failing": "databases the app uses whose newest backup or verification failed",
+    "databases_failing": "databases the app uses whose newest backup or verification failed, "
+    "or did not happen on time",
 }
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from slipway import faults
 from slipway.daemon import secret_ops
-from slipway.databases import backups, model, render
+from slipway.databases import backups, model, render, schedule
 from slipway.errors import Conflict, SlipwayError, UsageError
 from slipway.hosts.model import LOCAL_ADDRESS, Host
 from slipway.store import databases as stored
@@ -172,6 +172,7 @@ async def view(service: Service, record: stored.DatabaseRecord) -> dict[str, Any
         state = "unknown"
     backup = stored.last_finished(service.store, record.name, "backup")
     verify = stored.last_finished(service.store, record.name, "verify")
+    late = overdue(service, record, time.time()) if record.state == "ready" else []
     return {
         "name": record.name,
         "engine": record.engine,
@@ -185,6 +186,8 @@ async def view(service: Service, record: stored.DatabaseRecord) -> dict[str, Any
         "error": problem,
         "last_backup": run_view(backup) if backup else None,
         "last_verify": run_view(verify) if verify else None,
+        "schedule": schedule.Schedule.from_dict(record.schedule).to_dict(),
+        "overdue": late,
     }
 
 
@@ -309,17 +312,43 @@ def failed(service: Service, record: stored.DatabaseRecord, message: str) -> Non
 
 
 def failing(service: Service, app: str) -> tuple[str, ...]:
-    """The databases `app` uses whose newest backup or verification failed."""
+    """The databases `app` uses whose newest backup or verification failed, or which
+    missed their schedule ("did not happen on time")."""
     found = []
+    now = time.time()
     for record in stored.every(service.store):
         if app not in record.apps or record.state != "ready":
             continue
-        for kind in ("backup", "verify"):
-            run = stored.last_finished(service.store, record.name, kind)
-            if run is not None and run.ok is False:
-                found.append(record.name)
-                break
+        failed = any(
+            run is not None and run.ok is False
+            for run in (stored.last_finished(service.store, record.name, kind)
+                        for kind in ("backup", "verify"))
+        )  # fmt: skip
+        if failed or overdue(service, record, now):
+            found.append(record.name)
     return tuple(found)
+
+
+def last(service: Service, name: str) -> schedule.Last:
+    ok, failed = stored.last_times(service.store, name)
+    return schedule.Last(ok.get("full"), ok.get("diff"), ok.get("verify"), failed)
+
+
+def overdue(service: Service, record: stored.DatabaseRecord, now: float) -> list[str]:
+    plan = schedule.Schedule.from_dict(record.schedule)
+    return schedule.overdue(plan, last(service, record.name), now, record.created_at)
+
+
+def set_schedule(service: Service, name: str, changes: dict[str, float | None]) -> Any:
+    """Change some of full/diff/verify (seconds; None: off); the others stay."""
+    record = stored.get(service.store, model.check_name(name))
+    plan = schedule.Schedule.from_dict(record.schedule).to_dict()
+    for kind, every in changes.items():
+        if kind not in schedule.KINDS:
+            raise UsageError(f"no schedule '{kind}'", fix="full, diff or verify")
+        plan[kind] = schedule.check_every(kind, every)
+    stored.set_schedule(service.store, name, plan)
+    return plan
 
 
 # the daemon's start and `slipway down --all` -------------------------------------------------

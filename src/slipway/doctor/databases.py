@@ -38,6 +38,16 @@ def check_databases(views: list[dict[str, Any]]) -> list[Finding]:
                     "interrupted create",
                 )
             )
+        if view.get("overdue"):
+            found.append(
+                Finding(
+                    CHECK,
+                    "fail",
+                    f"database {name}: {', '.join(view['overdue'])} did not happen on time",
+                    f"see `slipway db` and the daemon's log; `slipway db backup {name}` or "
+                    f"`slipway db verify {name}` runs one now",
+                )
+            )
         for kind in ("backup", "verify"):
             run = view.get(f"last_{kind}")
             if run and run["ok"] is False:

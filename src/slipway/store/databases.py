@@ -29,6 +29,7 @@ class DatabaseRecord:
     created_at: float
     created_by: str
     error: str | None
+    schedule: dict[str, Any] | None  # schedule.Schedule's fields; None: the defaults
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,11 @@ def set_apps(store: Store, name: str, apps: list[str]) -> None:
         c.execute(
             "UPDATE databases SET apps = ? WHERE name = ?", (json.dumps(sorted(set(apps))), name)
         )
+
+
+def set_schedule(store: Store, name: str, schedule: dict[str, Any]) -> None:
+    with store.tx() as c:
+        c.execute("UPDATE databases SET schedule = ? WHERE name = ?", (json.dumps(schedule), name))
 
 
 def remove(store: Store, name: str) -> None:
@@ -146,6 +152,24 @@ def last_finished(store: Store, name: str, kind: str) -> RunRecord | None:
     return _run(row) if row else None
 
 
+def last_times(store: Store, name: str) -> tuple[dict[str, float], dict[str, float]]:
+    """The last success of each scheduled kind (full, diff, verify), and the last failure
+    after it, from the newest 500 runs."""
+    ok: dict[str, float] = {}
+    failed: dict[str, float] = {}
+    for run in runs(store, name, limit=500):  # newest first
+        if run.ok is None:
+            continue
+        kind = "verify" if run.kind == "verify" else str(run.detail.get("type", ""))
+        if kind not in ("full", "diff", "verify") or kind in ok:
+            continue
+        if run.ok:
+            ok[kind] = run.started_at
+        else:
+            failed.setdefault(kind, run.started_at)
+    return ok, failed
+
+
 def _database(row: sqlite3.Row) -> DatabaseRecord:
     return DatabaseRecord(
         name=row["name"],
@@ -157,6 +181,7 @@ def _database(row: sqlite3.Row) -> DatabaseRecord:
         created_at=row["created_at"],
         created_by=row["created_by"],
         error=row["error"],
+        schedule=json.loads(row["schedule"]) if row["schedule"] else None,
     )
 
 

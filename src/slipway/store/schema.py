@@ -251,7 +251,8 @@ MIGRATIONS: list[str] = [
         apps TEXT NOT NULL DEFAULT '[]',
         created_at REAL NOT NULL,
         created_by TEXT NOT NULL,
-        error TEXT
+        error TEXT,
+        schedule TEXT
     );
     CREATE TABLE database_runs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
