@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -55,6 +56,18 @@ def files_holding(root: Path, needle: bytes) -> list[Path]:
             except OSError:
                 continue
     return found
+
+
+def pgbackrest_running(stanza: str, command: str) -> bool:
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                argv = Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"--stanza={stanza}".encode() in argv and command.encode() in argv:
+                return True
+    return False
 
 
 def processes_holding(needle: bytes) -> list[int]:
@@ -128,6 +141,25 @@ def test_database_from_create_to_a_verified_backup_and_a_caught_corruption(
 
     wait_for(scheduled, 45, "a scheduled differential backup and its verification", every=1)
     slipway.run("db", "schedule", "main", "--diff", "off", "--verify", "off")
+
+    # PostgreSQL killed (-9) during a backup: the backup fails and is recorded, the agent
+    # starts PostgreSQL again, the next backup works
+    during = subprocess.Popen(
+        [*slipway.cli(), "db", "backup", "main", "--type", "full"],
+        env=slipway.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: pgbackrest_running("main", "backup"), 15, "pgBackRest's backup", 0.02)
+        data = slipway.home / "databases" / "main" / "data"
+        os.kill(int((data / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
+        said, _ = during.communicate(timeout=120)
+    finally:
+        if during.poll() is None:
+            during.kill()
+    assert during.returncode != 0, said
+    assert slipway.json("db")[0]["last_backup"]["ok"] is False
+    wait_for(lambda: slipway.json("db")[0]["state"] == "running", 30, "PostgreSQL started again")
+    slipway.run("db", "backup", "main", "--type", "incr")
     newest_label = slipway.json("db", "backups", "main")["backups"][-1]["label"]
 
     # secrets: the password in no file under the home (logs, configs, state) and in no
