@@ -217,6 +217,16 @@ def test_create_cut_off_by_a_crash_is_finished_at_the_next_start(slipway: Slipwa
     wait_for(running, 60, "the interrupted create to be finished", every=0.5)
     assert slipway.json("db", "backups", "jobs")["backups"]  # with its first backup
 
+    # a drop cut off the same way is finished at the next start
+    slipway.run("down")
+    slipway.run("up", env=slipway.env(SLIPWAY_FAULT="crash-at:db-drop-recorded"))
+    cut = slipway.run("db", "drop", "jobs", "--yes", "jobs", check=False)
+    assert cut.returncode != 0
+    assert (slipway.home / "databases" / "jobs" / "initialised").exists()  # not yet
+    slipway.run("up")
+    wait_for(lambda: slipway.json("db") == [], 30, "the interrupted drop to be finished", 0.5)
+    assert not (slipway.home / "databases" / "jobs").exists()
+
 
 def test_database_on_a_fleet_host_over_ssh() -> None:
     """The same commands for a database on another host: its agent runs PostgreSQL there

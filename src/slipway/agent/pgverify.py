@@ -45,7 +45,7 @@ def verify(postgres: Postgres, name: str, query: str | None, timeout: float) -> 
     except (OSError, ValueError) as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
     finally:
-        postgres._stop_now(scratch / "data")
+        postgres.stop_now(scratch / "data")
         shutil.rmtree(scratch, ignore_errors=True)
         result["seconds"] = round(time.monotonic() - started, 2)
     return result
@@ -62,7 +62,7 @@ def newest_backup(layout: Layout, name: str) -> str:
 
 def restore(postgres: Postgres, layout: Layout, name: str, scratch: Path) -> int:
     """The newest backup, restored and promoted in `scratch`; returns the port it runs on."""
-    postgres._stop_now(scratch / "data")  # the leftover of a verification cut short
+    postgres.stop_now(scratch / "data")  # the leftover of a verification cut short
     shutil.rmtree(scratch, ignore_errors=True)
     for folder in (scratch, scratch / "data", scratch / "run"):
         pgrun.own(folder)

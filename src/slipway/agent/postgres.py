@@ -80,7 +80,7 @@ class Postgres:
     ) -> None:
         pgrun.passable(self.home, [self.folder, layout.repo.parent])
         if not layout.initialised.exists():  # an interrupted create: start from nothing
-            self._stop_now(layout.data)
+            self.stop_now(layout.data)
             shutil.rmtree(layout.root, ignore_errors=True)
             shutil.rmtree(layout.repo, ignore_errors=True)
         for folder in (layout.root, layout.run, layout.log, layout.root / "lock",
@@ -176,9 +176,9 @@ class Postgres:
         async with self.lock(name):
             if not keep_wanted:
                 layout.wanted.unlink(missing_ok=True)  # first: the watch leaves it stopped
-            await asyncio.to_thread(self._stop_now, layout.data)
+            await asyncio.to_thread(self.stop_now, layout.data)
 
-    def _stop_now(self, data: Path) -> None:
+    def stop_now(self, data: Path) -> None:
         """Fast shutdown (sessions cut, committed work kept), immediate if that hangs."""
         if self.pid(data) is None:
             return
@@ -192,7 +192,7 @@ class Postgres:
         layout = self.layout(name)
         await self.stop(name)
         async with self.lock(name):
-            await asyncio.to_thread(self._stop_now, layout.scratch / "data")
+            await asyncio.to_thread(self.stop_now, layout.scratch / "data")
             await asyncio.to_thread(shutil.rmtree, layout.root, True)
             await asyncio.to_thread(shutil.rmtree, layout.repo, True)
 
