@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 import httpx
 
@@ -177,3 +178,28 @@ def test_read_commands_all_speak_json(running: Slipway) -> None:
     assert deployed["deployment"]["outcome"] == "succeeded"
     ok_steps = [e["step"] for e in deployed["events"] if e["status"] == "ok"]
     assert ok_steps[:3] == ["build", "gates", "start"]
+
+
+def test_a_full_host_takes_no_more_instances_and_the_fleet_full_alert_says_why(
+    running: Slipway,
+) -> None:
+    needs: dict[str, Any] = {"resources.web": {"cpu": 0.5, "memory": "64MB"}}
+    app = running.make_app(scale={"web": 2}, **needs)
+    running.run("hosts", "capacity", "local", "--cpus", "1.2")
+    running.deploy(app)  # 1 of the 1.2 cores slipway may use
+    refused = running.run("scale", "web=3", "--app", "hello", check=False)
+    assert refused.returncode != 0
+    assert "the fleet is full" in refused.stdout + refused.stderr
+    assert len(running.ps("hello")) == 2  # nothing squeezed in, nothing taken away
+    assert httpx.get(app.url, timeout=5).status_code == 200
+    local = next(h for h in running.json("hosts") if h["name"] == "local")
+    assert (local["used"]["cpu"], local["capacity"]["cpu"]) == (1.0, 1.2)
+
+    def fleet_full() -> bool:
+        alerts = running.json("alerts", "--app", "hello")["alerts"]
+        return any(a["rule"] == "fleet full" and a["state"] == "firing" for a in alerts)
+
+    wait_for(fleet_full, 20, "the fleet-full alert")
+    running.run("hosts", "capacity", "local", "--reset")
+    running.run("scale", "web=3", "--app", "hello")  # room again: the alert resolves
+    wait_for(lambda: not fleet_full(), 20, "the fleet-full alert to resolve")

@@ -564,6 +564,7 @@ def test_effective_rules_replace_defaults_by_name_or_drop_them() -> None:
         "disk free",
         "logs dropped",
         "control replica behind",
+        "fleet full",
         "database backup failing",
     ]
     plain = parse_config(MINIMAL)

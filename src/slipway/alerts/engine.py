@@ -20,11 +20,12 @@ from slipway.alerts import rules
 from slipway.alerts.notify import DeliveryError, Notice, deliver, safe_label, wants
 from slipway.config.alerts import AlertRule, Notifier, effective_rules
 from slipway.config.schema import AppConfig
+from slipway.deploy.capacity import FleetFull
 from slipway.metrics import history
 from slipway.paths import Home
 from slipway.runtime.base import Observed
 from slipway.store import alerts
-from slipway.store.records import Instance
+from slipway.store.records import Deployment, Instance
 from slipway.store.store import Store
 
 log = logging.getLogger("slipway.alerts")
@@ -51,6 +52,8 @@ class Alerting:
         self.dashboard_url: str | None = None
         # the control plane's replica, seconds behind (None: not replicated); set by the daemon
         self.replica_behind: Callable[[], float | None] = lambda: None
+        # what an app's autoscaling wants that the fleet has no room for (daemon/autoscaler.py)
+        self.autoscale_short: Callable[[str], str | None] = lambda app: None
         # an app's databases whose newest backup or verification failed; set by the daemon
         self.databases_failing: Callable[[str], tuple[str, ...]] = lambda app: ()
         # (app, counter) -> (time, total over its instances): increases per window
@@ -73,6 +76,8 @@ class Alerting:
             # what does not depend on a rule's window is read once per app, not per rule
             down = self.instances_down(app.name)
             hosts_down = tuple(self.hosts_down(config))
+            full = fleet_full(self.store.deployments(app.name, limit=1))
+            full = full or self.autoscale_short(app.name)
             databases_failing = self.databases_failing(app.name)
             for rule in effective_rules(config.alerts, config.alerting):
                 configured.add((app.name, rule.name))
@@ -87,6 +92,7 @@ class Alerting:
                     disk_free=free,
                     hosts_down=hosts_down,
                     replica_behind=behind,
+                    fleet_full=full,
                     databases_failing=databases_failing,
                 )
                 self.evaluate_rule(app.name, config, rule, facts, moment)
@@ -336,6 +342,17 @@ class Alerting:
                     await self.deliver_due(client)
                 except Exception:
                     log.exception("alerting failed")
+
+
+def fleet_full(latest: list[Deployment]) -> str | None:
+    """Why the app's latest deployment found no room, if it failed for that: until one of
+    its deployments succeeds (a host added, room freed), the fleet is short for it."""
+    if latest and latest[0].kind == "warm":  # no room to start the warm release again: no alarm
+        return None
+    error = latest[0].error if latest and latest[0].outcome == "failed" else None
+    if error and error.get("kind") == FleetFull.kind:
+        return str(error.get("message"))
+    return None
 
 
 def disk_free(home: Home) -> float:

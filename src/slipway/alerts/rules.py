@@ -24,6 +24,7 @@ class Facts:
     log_lines_dropped: int = 0  # output lines the supervisors could not write, in the window
     hosts_down: tuple[str, ...] = ()  # hosts down that the app runs on or is routed through
     replica_behind: float | None = None  # the control plane's replica; None: not replicated
+    fleet_full: str | None = None  # why the app's last deployment found no room, if it did
     databases_failing: tuple[str, ...] = ()  # its databases whose last backup/verify failed
 
 
@@ -50,6 +51,10 @@ def read(rule: AlertRule, facts: Facts) -> Reading:
     if rule.metric == "log_lines_dropped":
         dropped = facts.log_lines_dropped
         return Reading(float(dropped), None, f"{dropped} output lines dropped (log not writable)")
+    if rule.metric == "fleet_full":
+        if facts.fleet_full is None:
+            return Reading(0.0, None, "every instance found a host with room")
+        return Reading(1.0, None, facts.fleet_full)
     if rule.metric == "control_replica_behind":
         behind = facts.replica_behind
         if behind is None:  # nothing to be behind: an alert that fired resolves
@@ -120,6 +125,7 @@ def summary(rule: AlertRule, reading: Reading) -> str:
         "hosts_down",
         "disk_free",
         "control_replica_behind",
+        "fleet_full",
         "databases_failing",
     )
     window = "" if rule.metric in instant else f" over {_span(rule.window)}"

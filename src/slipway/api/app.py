@@ -25,6 +25,7 @@ from slipway.daemon import fleet_doctor, host_ops, insight, secret_ops, vip_ops
 from slipway.daemon.logs import LogFilter, LogReader
 from slipway.daemon.service import Service, deployment_view
 from slipway.errors import SlipwayError, TooLarge, UsageError
+from slipway.store import autoscale as autoscale_store
 
 Handler = Callable[[Request], Awaitable[Response]]
 Shutdown = Callable[[bool], Awaitable[list[str]]]  # `slipway down`: what could not be stopped
@@ -262,6 +263,22 @@ def api_routes(service: Service, request_shutdown: Shutdown) -> list[Route]:
         insight.require_app(service.store, app)
         return ok(service.alerting.view(app))
 
+    async def autoscale(request: Request) -> Response:
+        app = request.path_params["app"]
+        service.store.app(app)
+        limit = int_param(request.query_params, "history", 0, 0, 2000, "history=50")
+        return ok(
+            {
+                "processes": service.autoscaler.view(app),
+                "history": autoscale_store.history(service.store, app, limit) if limit else [],
+            }
+        )
+
+    async def autoscale_resume(request: Request) -> Response:
+        app = request.path_params["app"]
+        payload = await body(request, schemas.AutoscaleResumeRequest)
+        return ok(service.resume_autoscaling(app, payload.process, who(request)))
+
     async def hosts(request: Request) -> Response:
         return ok(await host_ops.host_views(service))
 
@@ -286,6 +303,13 @@ def api_routes(service: Service, request_shutdown: Shutdown) -> list[Route]:
         payload = await body(request, schemas.RolesRequest)
         changed = await host_ops.set_roles(service, name, payload.roles)
         return ok({"name": changed.name, "roles": sorted(changed.roles)})
+
+    async def host_capacity(request: Request) -> Response:
+        payload = await body(request, schemas.CapacityRequest)
+        name = request.path_params["name"]
+        host_ops.set_capacity(service, name, payload.cpu, payload.memory)
+        view = next(v for v in await host_ops.host_views(service) if v["name"] == name)
+        return ok(view)
 
     async def host_upgrade(request: Request) -> Response:
         upgraded = await host_ops.upgrade_host(service, request.path_params["name"])
@@ -327,6 +351,8 @@ def api_routes(service: Service, request_shutdown: Shutdown) -> list[Route]:
         route(f"{P}/apps/{{app}}/logs", logs, viewer),
         route(f"{P}/apps/{{app}}/rollback", rollback, deployer, ["POST"]),
         route(f"{P}/apps/{{app}}/scale", scale, deployer, ["POST"]),
+        route(f"{P}/apps/{{app}}/autoscale", autoscale, viewer),
+        route(f"{P}/apps/{{app}}/autoscale/resume", autoscale_resume, deployer, ["POST"]),
         route(f"{P}/apps/{{app}}/analysis", analysis, viewer),
         route(f"{P}/apps/{{app}}/{{command}}", canary, deployer, ["POST"]),
         route(f"{P}/deployments/{{id:id}}", deployment, viewer),
@@ -340,6 +366,7 @@ def api_routes(service: Service, request_shutdown: Shutdown) -> list[Route]:
         route(f"{P}/hosts/scan", host_scan, admin, ["GET"]),
         route(f"{P}/hosts/{{name}}", host, admin, ["PUT", "DELETE"]),
         route(f"{P}/hosts/{{name}}/upgrade", host_upgrade, admin, ["POST"]),
+        route(f"{P}/hosts/{{name}}/capacity", host_capacity, admin, ["PUT"]),
         route(f"{P}/fleet/doctor", doctor, admin, ["GET"]),
         route(f"{P}/fleet/vip", vip, viewer, ["GET"]),
         route(f"{P}/fleet/vip", vip_change, admin, ["PUT", "DELETE"]),

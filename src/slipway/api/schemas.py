@@ -43,6 +43,13 @@ class RolesRequest(RequestBody):
     roles: list[str] = Field(max_length=2)
 
 
+class CapacityRequest(RequestBody):
+    """`slipway hosts capacity`: what slipway may place on a host; None: what it has."""
+
+    cpu: float | None = Field(default=None, gt=0, le=1024)  # cores
+    memory: int | None = Field(default=None, ge=1024**2, le=1024**5)  # bytes
+
+
 class VipRequest(RequestBody):
     address: str = Field(max_length=64)  # 10.0.0.100/24
     router_id: int = Field(default=51, ge=1, le=255)
@@ -70,6 +77,10 @@ class RollbackRequest(RequestBody):
 
 class ScaleRequest(RequestBody):
     counts: dict[str, int]
+
+
+class AutoscaleResumeRequest(RequestBody):
+    process: str = Field(max_length=30)
 
 
 class ShutdownRequest(RequestBody):

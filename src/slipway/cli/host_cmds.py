@@ -11,6 +11,7 @@ import click
 from slipway.cli.client import Client
 from slipway.cli.common import follow, home_of, json_option
 from slipway.cli.output import emit_json, escape, out, table
+from slipway.config.durations import parse_size
 from slipway.errors import UsageError
 
 ROLE = click.Choice(["app", "lb"])
@@ -27,7 +28,9 @@ def hosts(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         emit_json(views)
         return
-    grid = table("host", "address", "roles", "agent", "state", "load", "instances", "firewall")
+    grid = table(
+        "host", "address", "roles", "agent", "state", "load", "instances", "room", "firewall"
+    )
     for view in views:
         state = "[green]ready[/green]"
         if not view["reachable"]:
@@ -48,12 +51,27 @@ def hosts(ctx: click.Context, as_json: bool) -> None:
             state,
             load,
             str(view["instances"]),
+            room_cell(view),
             firewall_cell(view.get("firewall")),
         )
     out.print(grid)
     vip: dict[str, Any] = Client(home_of(ctx)).get("/fleet/vip")
     if vip["address"]:
         out.print(vip_line(vip))
+
+
+def room_cell(view: dict[str, Any]) -> str:
+    """What the host's instances take of what slipway may place there: cpu, then memory."""
+    used, total = view.get("used"), view.get("capacity")
+    if not used or not total:
+        return "-"
+    gib = 1024**3
+    text = (
+        f"{used['cpu']:.1f}/{total['cpu']:g} cpu, "
+        f"{used['memory'] / gib:.1f}/{total['memory'] / gib:.1f} GiB"
+    )
+    full = used["cpu"] >= total["cpu"] - 1e-9 or used["memory"] >= total["memory"]
+    return f"[yellow]{text} (full)[/yellow]" if full else text
 
 
 def firewall_cell(firewall: dict[str, Any] | None) -> str:
@@ -207,6 +225,43 @@ def roles(ctx: click.Context, name: str, roles: tuple[str, ...]) -> None:
     """Set a host's roles (none: it takes no new instances and leaves the lb tier)."""
     changed = Client(home_of(ctx)).request("PUT", f"/hosts/{name}", {"roles": list(roles)})
     out.print(f"{name}: {','.join(changed['roles']) or 'no roles'}")
+
+
+@hosts.command()
+@click.argument("name")
+@click.option(
+    "--cpus",
+    type=click.FloatRange(min=0, min_open=True, max=1024),
+    default=None,
+    help="cores slipway may place instances on (default: all the host has)",
+)
+@click.option(
+    "--memory",
+    default=None,
+    metavar="SIZE",
+    help='memory slipway may place instances in, e.g. "6GB" (default: 90% of it)',
+)
+@click.option("--reset", is_flag=True, help="back to what the host has")
+@click.pass_context
+def capacity(
+    ctx: click.Context, name: str, cpus: float | None, memory: str | None, reset: bool
+) -> None:
+    """Set what slipway may place on a host (e.g. to leave room for a database there)."""
+    if reset == (cpus is not None or memory is not None):
+        raise UsageError(
+            "give --cpus and/or --memory, or --reset (not both)",
+            fix=f"e.g. `slipway hosts capacity {name} --cpus 2 --memory 4GB`",
+        )
+    size = None
+    if memory is not None:
+        try:
+            size = parse_size(memory)
+        except ValueError as exc:
+            raise UsageError(str(exc), where="--memory") from None
+    view = Client(home_of(ctx)).request(
+        "PUT", f"/hosts/{name}/capacity", {"cpu": cpus, "memory": size}
+    )
+    out.print(f"{name}: room {room_cell(view)}")
 
 
 @hosts.command()

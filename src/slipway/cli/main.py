@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rollback": ("app_cmds", "Go back to the previous release (or RELEASE) with zero downtime."),
     "scale": ("app_cmds", "Run COUNT instances of a process type, e.g."),
     "hosts": ("host_cmds", "The fleet's hosts: roles, agent, reachability, load, instances."),
+    "autoscale": (
+        "autoscale_cmds",
+        "Autoscaled process types: signal, target, count and the last decision.",
+    ),
     "check": ("gate_cmds", "Build a release and run every gate on it, without deploying it."),
     "gates": (
         "gate_cmds",

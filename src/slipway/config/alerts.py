@@ -23,6 +23,7 @@ Metric = Literal[
     "disk_free",
     "log_lines_dropped",
     "control_replica_behind",
+    "fleet_full",
     "databases_failing",
 ]
 Severity = Literal["critical", "warning", "info"]
@@ -40,6 +41,7 @@ UNITS: dict[str, str] = {
     "disk_free": "a fraction of the state folder's disk, e.g. 0.1 for 10% free",
     "log_lines_dropped": "instance output lines that could not be written within `window`",
     "control_replica_behind": "seconds since the control plane's replica was last current",
+    "fleet_full": "1 when the app's last deployment found no host with room, else 0",
     "databases_failing": "databases the app uses whose newest backup or verification failed, "
     "or did not happen on time",
 }
@@ -91,6 +93,7 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
     _rule("disk free", "disk_free", below=0.1, for_=60),
     _rule("logs dropped", "log_lines_dropped", above=0, window=300),
     _rule("control replica behind", "control_replica_behind", above=60, for_=60),
+    _rule("fleet full", "fleet_full", above=0, severity="critical"),
     _rule("database backup failing", "databases_failing", above=0, severity="critical"),
 )
 

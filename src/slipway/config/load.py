@@ -128,10 +128,16 @@ def _fix_for(loc: list[str]) -> str:
         "for",
         "step_timeout",
         "step_min_seconds",
+        "scale_down_after",
     }:
         return 'write a duration such as "500ms", "10s" or "5m"'
     if loc and loc[0] == "scale":
         return "use a whole number of instances between 0 and 64"
+    if loc and loc[0] == "autoscale" and loc[-1] == "target":
+        from slipway.config.autoscale import TARGET_UNITS
+
+        units = "; ".join(f"{signal}: {unit}" for signal, unit in TARGET_UNITS.items())
+        return f"a number above 0 in the signal's unit ({units})"
     return "see the config reference in docs/config.md"
 
 

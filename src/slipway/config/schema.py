@@ -19,6 +19,7 @@ from pydantic import (
 
 from slipway.config import APP_NAME
 from slipway.config.alerts import Alerting, AlertRule
+from slipway.config.autoscale import WEB_ONLY, Autoscale
 from slipway.config.edge import Edge, check_ports
 from slipway.config.gates import Gates
 from slipway.config.types import DAY, Duration, Size, Strict, Timeout, http_url, within
@@ -73,12 +74,28 @@ class Build(Strict):
     max_file_size: Size = Field(default=DEFAULT_MAX_FILE_SIZE, ge=1)
     # the Python the release's virtualenv is made from (default: the daemon's own)
     python: str | None = None
+    # A release whose build inputs (the Python, the command, [env], the dependency files and
+    # these patterns) are those of an earlier one gets its virtualenv: no build at all.
+    reuse: bool = True
+    inputs: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=64
+    )
 
     @field_validator("command")
     @classmethod
     def _command(cls, value: str | None) -> str | None:
         if value is not None and "\0" in value:
             raise ValueError("the build command contains a NUL character")
+        return value
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if pattern.startswith("/") or ".." in Path(pattern).parts or "\0" in pattern:
+                raise ValueError(
+                    f'"{pattern}" must be a pattern inside the app folder, e.g. "assets/**/*"'
+                )
         return value
 
     @field_validator("python")
@@ -223,6 +240,15 @@ class Run(Strict):
         return value
 
 
+class Resources(Strict):
+    """What one instance of a process type needs of its host: slipway places an instance
+    only on a host with this much room left (deploy/capacity.py). The defaults fit a small
+    web process; a process that needs more says so, or hosts fill up past what they hold."""
+
+    cpu: float = Field(default=0.1, gt=0, le=256)  # cores
+    memory: Size = Field(default=128 * 1024**2, ge=1024**2)
+
+
 class Logs(Strict):
     """Retention of instance output and of the app's request log."""
 
@@ -313,6 +339,8 @@ class AppConfig(Strict):
     gates: Gates = Field(default_factory=Gates)
     edge: Edge = Field(default_factory=Edge)
     placement: Placement = Field(default_factory=Placement)
+    resources: dict[str, Resources] = Field(default_factory=dict)
+    autoscale: dict[str, Autoscale] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -394,6 +422,44 @@ class AppConfig(Strict):
                 f"defined in [processes]: {', '.join(sorted(processes))}"
             )
         return value
+
+    @field_validator("resources")
+    @classmethod
+    def _resources_name_processes(
+        cls, value: dict[str, Resources], info: ValidationInfo
+    ) -> dict[str, Resources]:
+        processes = info.data.get("processes")
+        unknown = sorted(set(value) - set(processes or value))
+        if unknown:
+            raise ValueError(
+                f"[resources] names unknown process type(s) {', '.join(unknown)}; "
+                f"defined in [processes]: {', '.join(sorted(processes or {}))}"
+            )
+        return value
+
+    @field_validator("autoscale")
+    @classmethod
+    def _autoscale_measurable(
+        cls, value: dict[str, Autoscale], info: ValidationInfo
+    ) -> dict[str, Autoscale]:
+        processes = info.data.get("processes")
+        for process, policy in value.items():
+            if processes is not None and process not in processes:
+                raise ValueError(
+                    f"[autoscale.{process}] names an unknown process type; defined in "
+                    f"[processes]: {', '.join(sorted(processes))}"
+                )
+            if policy.signal in WEB_ONLY and process != "web":
+                raise ValueError(
+                    f'[autoscale.{process}] signal = "{policy.signal}" cannot be measured: '
+                    f"{process} has no port, so HAProxy sees none of its work; use "
+                    'signal = "cpu" (or autoscale web)'
+                )
+        return value
+
+    def needs(self, process: str) -> Resources:
+        """What one instance of `process` needs (the defaults unless [resources] says)."""
+        return self.resources.get(process) or Resources()
 
     @field_validator("alerts")
     @classmethod

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from slipway import __version__
 from slipway.agent import package
 from slipway.daemon import firewall_ops, vip_ops
+from slipway.deploy import usage
 from slipway.errors import Conflict, HostUnreachable, PreflightError, SlipwayError, UsageError
 from slipway.hosts.model import LOCAL, ROLES, Host, SshTarget
 from slipway.hosts.ssh import SshTransport, fingerprint_of
@@ -193,6 +194,13 @@ async def set_roles(service: Service, name: str, roles: list[str]) -> Host:
     return changed
 
 
+def set_capacity(service: Service, name: str, cpu: float | None, memory: int | None) -> Host:
+    """What slipway may place on the host from now on (None: what the host has). Instances
+    already there stay: a host set below what it runs takes no new ones until some leave."""
+    setting = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
+    return stored.update_facts(service.store, name, capacity=setting or None)
+
+
 async def remove_host(service: Service, name: str) -> None:
     """Only a host that runs nothing: first its roles go (no new instances land there), and
     each app's instances move elsewhere with a scale (the CLI does both)."""
@@ -230,6 +238,7 @@ async def host_views(service: Service) -> list[dict[str, Any]]:
     replica = service.replicator.view()
     hosts = service.fleet.hosts()
     answers = await asyncio.gather(*(_ask(service, host) for host in hosts))
+    room = usage.room(service.store, hosts)
     views = []
     for host, (facts, reachable, error, firewall) in zip(hosts, answers, strict=True):
         reach = service.host_watch.state(host.name)
@@ -250,6 +259,9 @@ async def host_views(service: Service) -> list[dict[str, Any]]:
                 "cores": facts.get("cores"),
                 "memory": facts.get("memory"),
                 "instances": len([i for i in instances if i.host == host.name]),
+                # what slipway may place there, and what its instances take of it
+                "capacity": dataclasses.asdict(room.total[host.name]),
+                "used": dataclasses.asdict(room.total[host.name] - room.free[host.name]),
                 "fingerprint": host.ssh.fingerprint if host.ssh else None,
                 "firewall": firewall,
                 "replica": replica if replica.get("host") == host.name else None,

@@ -148,6 +148,10 @@ def markers(store: Store, app: str, since: float) -> list[dict[str, Any]]:
     for d in store.deploys_and_rollbacks_since(app, since):
         kind = "rollback" if d.kind == "rollback" else f"deploy ({d.strategy})"
         outcome = d.outcome or "in progress"
+        short = d.to_release
+        if d.kind == "scale":  # the autoscaler's
+            short = " ".join(f"{p} {n}" for p, n in sorted(d.formation.items()))
+            kind = f"autoscale to {short}"
         out.append(
             {
                 "deployment": d.id,
@@ -158,6 +162,7 @@ def markers(store: Store, app: str, since: float) -> list[dict[str, Any]]:
                 "finished_at": d.finished_at,
                 "outcome": outcome,
                 "label": f"{kind} {d.to_release}: {outcome}",
+                "short": short,
             }
         )
     return out

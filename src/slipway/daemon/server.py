@@ -126,6 +126,7 @@ async def serve(
     databases = asyncio.create_task(service.agent.postgres.watch())  # this host's clusters
     host_watch = asyncio.create_task(service.host_watch.run())
     replication = asyncio.create_task(service.replicator.run())
+    autoscaling = asyncio.create_task(service.autoscaler.run())
     sock = bind_socket(home.socket)
     server: uvicorn.Server | None = None
 
@@ -139,6 +140,7 @@ async def serve(
                 router_watch,
                 keepalived,
                 host_watch,
+                autoscaling,
                 databases,
                 database_schedule,
             ):
@@ -212,6 +214,7 @@ async def serve(
             (database_schedule, "the database schedule"),
             (host_watch, "the host watch"),
             (replication, "replication"),
+            (autoscaling, "autoscaling"),
         ):
             task.cancel()
             await stop_task(task, what)

@@ -10,6 +10,7 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 
 from slipway import __version__
 from slipway.agent.core import Agent
@@ -21,6 +22,7 @@ from slipway.auth.guard import FailureLimiter
 from slipway.config.load import config_hash, load_config, parse_config
 from slipway.config.schema import AppConfig
 from slipway.daemon import db_ops, replica_ops
+from slipway.daemon.autoscaler import Autoscaler
 from slipway.daemon.host_ops import agent_zipapp, start_command
 from slipway.daemon.host_watch import HostWatch
 from slipway.daemon.secrets import SecretKeeper
@@ -49,6 +51,7 @@ from slipway.router.stats import ServerStat
 from slipway.router.tier import TierRouter
 from slipway.runtime import users
 from slipway.runtime.fleet import FleetRuntime
+from slipway.store import autoscale as autoscale_store
 from slipway.store import hosts as stored
 from slipway.store import security, traffic
 from slipway.store.records import (
@@ -105,6 +108,8 @@ class Service:
         self.watch = InstanceWatch(
             self.store, self.runtime, self.router, self.note, self.fleet.addresses
         )
+        self.autoscaler = Autoscaler(self)
+        self.alerting.autoscale_short = self.autoscaler.short_of
         self.replicator = replica_ops.replicator(self)  # copies of this home on another host
         self.alerting.replica_behind = self.replicator.behind
         self.alerting.databases_failing = lambda app: db_ops.failing(self, app)
@@ -315,7 +320,11 @@ class Service:
         self.launch(deployment)
         return deployment
 
-    async def scale(self, app_name: str, counts: dict[str, int], who: str) -> Deployment:
+    async def scale(
+        self, app_name: str, counts: dict[str, int], who: str, autoscaled: bool = False
+    ) -> Deployment:
+        """A scale deployment. By hand (not `autoscaled`), it pauses the autoscaling of the
+        process types it sets: the user's count holds until `slipway autoscale resume`."""
         app = self.store.app(app_name)
         config = self.current_config(app_name)
         if app.current_release is None or config is None:
@@ -345,8 +354,32 @@ class Service:
             who=who,
             state="start",
         )
+        if not autoscaled:
+            for process in sorted(set(counts) & set(config.autoscale)):
+                info = {"at": time.time(), "who": who, "count": counts[process]}
+                autoscale_store.set_paused(self.store, app_name, process, info)
+                self.note(app_name, "info", f"autoscaling of {process} paused by {who}'s "
+                          f"`slipway scale` to {counts[process]}: `slipway autoscale resume "
+                          f"{process} --app {app_name}` gives it back")  # fmt: skip
         self.launch(deployment)
         return deployment
+
+    def resume_autoscaling(self, app_name: str, process: str, who: str) -> dict[str, Any]:
+        """Give a process type's count back to the autoscaler after a manual scale."""
+        config = self.current_config(app_name)
+        if config is None or process not in config.autoscale:
+            autoscaled = ", ".join(sorted(config.autoscale)) if config else ""
+            raise UsageError(
+                f"app '{app_name}' does not autoscale '{process}'",
+                fix=f"autoscaled: {autoscaled}"
+                if autoscaled
+                else "add [autoscale.web] to slipway.toml and deploy",
+            )
+        was = autoscale_store.paused(self.store).get(f"{app_name}/{process}")
+        autoscale_store.set_paused(self.store, app_name, process, None)
+        if was is not None:
+            self.note(app_name, "info", f"autoscaling of {process} resumed by {who}")
+        return {"process": process, "was_paused": was is not None}
 
     def canary_command(self, app_name: str, command: str, who: str) -> Deployment:
         """promote, pause or resume the canary in flight."""

@@ -29,7 +29,8 @@ from slipway import faults
 from slipway.config.load import config_hash, load_config
 from slipway.config.schema import AppConfig
 from slipway.daemon.secrets import SecretKeeper
-from slipway.deploy import health, placement
+from slipway.deploy import health, placement, usage
+from slipway.deploy.capacity import FleetFull
 from slipway.deploy.planning import (
     next_state,
     releases_to_prune,
@@ -50,7 +51,7 @@ from slipway.gates.runner import GateRun, gates_of
 from slipway.hosts.model import Host, local_host
 from slipway.hosts.transport import Transport
 from slipway.paths import Home
-from slipway.releases import artifact
+from slipway.releases import artifact, venvs
 from slipway.releases import build as builder
 from slipway.router.base import Router
 from slipway.router.config import SERVING_WEIGHT, Backend, RouterState, Server
@@ -414,21 +415,57 @@ class Engine:
             if len(planned) == len(dep.instances):
                 return planned
         hosts = placement.eligible(self.s.hosts(), config.placement, self.skipped(dep))
+        try:
+            kept, wanted = self.spread(dep, config, live, hosts)
+        except FleetFull:
+            if not await self.stop_warm(dep):
+                raise
+            kept, wanted = self.spread(dep, config, live, hosts)  # with the room they left
+        ports = await self.ports_for([host for process, host in wanted if process == "web"])
+        new = [(p, ports[h].pop(0) if p == "web" else None, h) for p, h in wanted]
+        return store.plan_instances(dep.id, dep.app, dep.to_release, kept, new)
+
+    def spread(
+        self, dep: Deployment, config: AppConfig, live: list[Instance], hosts: list[Host]
+    ) -> tuple[list[Instance], list[tuple[str, str]]]:
+        """The live instances the deployment keeps, and (process, host) of the new ones it
+        needs, placed where there is room; FleetFull if some find none."""
         names = [h.name for h in hosts]
+        room = usage.room(self.s.store, hosts)
         kept: list[Instance] = []
-        wanted: list[tuple[str, str]] = []  # (process, host)
+        wanted: list[tuple[str, str]] = []
         for process, count in dep.formation.items():
             if process not in config.processes:
                 continue
             existing = [i for i in live if i.process == process and i.host in names][:count]
             kept.extend(existing)
-            placed = placement.place(
-                process, count - len(existing), names, [i.host for i in existing]
-            )
+            need = usage.need_of(config, process)
+            hosts_of = [i.host for i in existing]
+            placed = placement.place(process, count - len(existing), names, hosts_of, room, need)
             wanted.extend((process, host) for host in placed)
-        ports = await self.ports_for([host for process, host in wanted if process == "web"])
-        new = [(p, ports[h].pop(0) if p == "web" else None, h) for p, h in wanted]
-        return store.plan_instances(dep.id, dep.app, dep.to_release, kept, new)
+        return kept, wanted
+
+    async def stop_warm(self, dep: Deployment) -> bool:
+        """Instances kept warm for an instant rollback are the first to give up their room
+        when a placement finds none: every app's, except the release being deployed.
+        Whether any were stopped."""
+        store = self.s.store
+        warm = {
+            (r.app, r.id)
+            for app in store.apps()
+            for r in store.releases(app.name)
+            if r.warm_until is not None and r.id != app.current_release
+        } - {(dep.app, dep.to_release)}
+        leaving = [i for i in store.instances() if i.live and (i.app, i.release) in warm]
+        if not leaving:
+            return False
+        for app, release in warm:
+            store.update_release(app, release, warm_until=None)
+        self.event(dep, dep.state, "warn", f"the fleet is full: stopping {len(leaving)} warm "
+                   f"instance(s) ({', '.join(i.id for i in leaving)}) to make room; instant "
+                   "rollback to their release is gone")  # fmt: skip
+        await asyncio.gather(*(self.retire_instance(i) for i in leaving))
+        return True
 
     async def ports_for(self, hosts: list[str]) -> dict[str, list[int]]:
         """A free port for each entry of `hosts` (a host named twice gets two): the hosts
@@ -866,8 +903,10 @@ class Engine:
             return 10.0
 
     def prune(self, app: str, keep: int, protected: set[str]) -> None:
-        """Old releases leave the disk; their files are deleted in a thread meanwhile."""
+        """Old releases leave the disk; their files are deleted in a thread meanwhile, then
+        the virtualenvs no release links to any more."""
         store = self.s.store
+        folders = []
         for release in releases_to_prune(store.releases(app), keep, protected):
             if any(i.release == release.id for i in store.instances(app)):
                 continue
@@ -877,8 +916,11 @@ class Engine:
             ]
             if users:  # a release made by a secrets change runs these files
                 continue
-            folder = self.s.home.release_dir(app, release.folder_id)
-            task = asyncio.create_task(asyncio.to_thread(shutil.rmtree, folder, True))
+            folders.append(self.s.home.release_dir(app, release.folder_id))
+        if folders:
+            task = asyncio.create_task(
+                asyncio.to_thread(remove_releases, folders, self.s.home.app_dir(app))
+            )
             self.pruning.add(task)
             task.add_done_callback(self.pruning.discard)
 
@@ -887,6 +929,12 @@ class Engine:
         if routing is None:
             raise DeployError("this app has no web process", where=f"app {app}")
         return backend_for(app, routing, self.s.store.instances(app))
+
+
+def remove_releases(folders: list[Path], app_dir: Path) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    venvs.prune(app_dir)
 
 
 DONE = {

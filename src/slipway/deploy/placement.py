@@ -2,13 +2,14 @@
 
 Each process type is spread evenly over the eligible hosts: a new instance goes to the host
 with the fewest instances of that process type (of the release being placed), the first by
-name on a tie."""
+name on a tie, among the hosts with room for it (capacity.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from slipway.config.schema import Placement
+from slipway.deploy.capacity import Need, Room
 from slipway.errors import DeployError
 from slipway.hosts.model import Host
 
@@ -44,17 +45,24 @@ def place(
     count: int,
     hosts: Sequence[str],
     existing: Sequence[str],
+    room: Room,
+    need: Need,
     prefer: Sequence[str] = (),
 ) -> list[str]:
-    """Hosts for `count` new instances of `process`, given the hosts of those it keeps: the
-    least loaded first; on a tie, those in `prefer` (e.g. just freed), then by order."""
+    """Hosts for `count` new instances of `process`, given the hosts of those it keeps: of the
+    hosts with room for one more, the least loaded first; on a tie, those in `prefer` (e.g.
+    just freed), then by order. Each takes its room; FleetFull if one finds none."""
     load = {h: 0 for h in hosts}
     for host in existing:
         if host in load:
             load[host] += 1
     chosen = []
-    for _ in range(count):
-        host = min(hosts, key=lambda h: (load[h], h not in prefer, hosts.index(h)))
+    for placed in range(count):
+        open_hosts = [h for h in hosts if room.fits(h, need)]
+        if not open_hosts:
+            raise room.refuse(process, count - placed, need, hosts)
+        host = min(open_hosts, key=lambda h: (load[h], h not in prefer, hosts.index(h)))
         load[host] += 1
+        room.take(host, need)
         chosen.append(host)
     return chosen

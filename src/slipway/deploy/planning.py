@@ -106,7 +106,9 @@ def plan_formation(
     """Instances per process type for a new release.
 
     `slipway scale` choices survive deploys (as on Heroku) unless the new config changes
-    that process type's [scale] entry, which then wins (as in Kamal)."""
+    that process type's [scale] entry, which then wins (as in Kamal). An autoscaled process
+    keeps the count the autoscaler reached (within the new [autoscale] bounds): a deploy
+    at peak load must not start with the count of a quiet hour."""
     formation = {}
     for process in new.processes:
         wanted = new.scale.get(process, 1)
@@ -117,6 +119,10 @@ def plan_formation(
             and process in current
         )
         formation[process] = current[process] if unchanged else wanted
+        policy = new.autoscale.get(process)
+        if policy is not None:
+            count = current.get(process, wanted)
+            formation[process] = min(policy.max, max(policy.min, count))
     return formation
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 from slipway import faults
 from slipway.config.schema import AppConfig
-from slipway.deploy import placement
+from slipway.deploy import placement, usage
 from slipway.deploy.routing import routing_of
 from slipway.errors import SlipwayError
 from slipway.router.config import SERVING_WEIGHT
@@ -233,10 +233,14 @@ class Roll:
         )
         names = [h.name for h in hosts]
         taken = {(i.host, i.port) for i in self.s.store.instances()}
+        room = usage.room(self.s.store, hosts)
         new: list[tuple[str, int | None, str]] = []
         for process, count in counts.items():
             existing = [i.host for i in ours if i.process == process]
-            for host in placement.place(process, count, names, existing, prefer=self.freed):
+            need = usage.need_of(self.config, process)
+            for host in placement.place(
+                process, count, names, existing, room, need, prefer=self.freed
+            ):
                 port = await self.engine.unused_port(host, taken) if process == "web" else None
                 new.append((process, port, host))
         planned = self.s.store.plan_instances(self.dep.id, self.app, self.target, ours, new)

@@ -4,6 +4,7 @@ host, kept open and reused for every call. The control host's agent runs in this
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 
 from slipway.agent.core import Agent
@@ -25,6 +26,9 @@ class Fleet:
         self.transports: dict[str, Transport] = {}
         self.ingest_port = 0  # the control plane's UDP request-log receiver
         stored.ensure_local(store)
+        # the machine this control plane runs on now (it may have been restored elsewhere)
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        stored.update_facts(store, LOCAL, cores=os.cpu_count() or 1, memory=memory)
 
     def hosts(self) -> list[Host]:
         return stored.hosts(self.store)

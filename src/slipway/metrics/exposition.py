@@ -17,6 +17,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from slipway.hosts.model import LOCAL
 from slipway.judge.histogram import lower_edge, upper_edge
 from slipway.metrics.ingest import Second
 from slipway.store import traffic
@@ -44,8 +45,8 @@ def histogram_buckets(latency: dict[int, int]) -> tuple[list[tuple[str, float]],
     return out, total
 
 
-def process_usage(pid: int | None) -> tuple[float, int] | None:
-    """CPU seconds and resident memory of an instance's process and its children."""
+def resident_memory(pid: int | None) -> int | None:
+    """Resident memory of a local instance's process and its children."""
     if not pid:
         return None
     try:
@@ -53,15 +54,13 @@ def process_usage(pid: int | None) -> tuple[float, int] | None:
         procs = [root, *root.children(recursive=True)]
     except psutil.Error:
         return None
-    cpu, rss = 0.0, 0
+    rss = 0
     for proc in procs:
         try:
-            times = proc.cpu_times()
-            cpu += times.user + times.system
             rss += proc.memory_info().rss
         except psutil.Error:
             continue
-    return cpu, rss
+    return rss
 
 
 class SlipwayCollector(Collector):
@@ -71,6 +70,7 @@ class SlipwayCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self.traffic()
         yield from self.instances()
+        yield from self.autoscaling()
         yield from self.control_plane()
 
     def traffic(self) -> Iterator[Metric]:
@@ -120,11 +120,35 @@ class SlipwayCollector(Collector):
             values = [instance.app, instance.release, instance.process, instance.id]
             up.add_metric(values, 1.0 if observed.state == "running" else 0.0)
             restarts.add_metric(values, observed.restarts)
-            usage = process_usage(observed.child_pid) if observed.state == "running" else None
-            if usage is not None:
-                cpu.add_metric(values, usage[0])
-                memory.add_metric(values, usage[1])
+            if observed.cpu_seconds is not None:  # read by the instance's own host
+                cpu.add_metric(values, observed.cpu_seconds)
+            # a pid is only meaningful on its own host: another host's would name some
+            # unrelated process of this one
+            local = instance.host == LOCAL and observed.state == "running"
+            rss = resident_memory(observed.child_pid) if local else None
+            if rss is not None:
+                memory.add_metric(values, rss)
         yield from (up, restarts, cpu, memory)
+
+    def autoscaling(self) -> Iterator[Metric]:
+        labels = ["app", "process"]
+        desired = GaugeMetricFamily(
+            "slipway_autoscale_desired_instances",
+            "Instances the autoscaler's latest decision wants",
+            labels=labels,
+        )
+        current = GaugeMetricFamily(
+            "slipway_autoscale_current_instances",
+            "Instances the autoscaled process type has now (its formation)",
+            labels=labels,
+        )
+        for app in self.service.store.apps():
+            for view in self.service.autoscaler.view(app.name):
+                values = [app.name, view["process"]]
+                current.add_metric(values, view["current"])
+                if view["last"] is not None:
+                    desired.add_metric(values, view["last"]["desired"])
+        yield from (desired, current)
 
     def control_plane(self) -> Iterator[Metric]:
         store = self.service.store

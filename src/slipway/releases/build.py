@@ -23,6 +23,7 @@ from slipway.config import CONFIG_FILE
 from slipway.config.load import load_config, parse_config
 from slipway.config.schema import AppConfig
 from slipway.errors import BuildError
+from slipway.releases import venvs
 
 ALWAYS_IGNORED = {
     ".git",
@@ -282,10 +283,42 @@ def _ignore_patterns(source: Path) -> list[str]:
 
 
 async def build(release_dir: Path, config: AppConfig, log_path: Path, release_name: str) -> float:
-    """Make the virtualenv and run the build command. Returns seconds taken."""
+    """The release's virtualenv: an earlier release's when the build's inputs are the same
+    (releases/venvs.py), else made here and the build command run. Returns seconds taken."""
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    venv = release_dir / ".venv"
+    venv_key = venvs.key(release_dir, config)
+    if venv_key is None:
+        await make_venv(release_dir, release_dir / ".venv", config, log_path, release_name)
+        return time.monotonic() - started
+    venv = venvs.folder(release_dir.parent.parent, venv_key)
+    # linked first: pruning keeps what a release links to, and a build command may name
+    # .venv/bin/… itself
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    venvs.link(release_dir, venv)
+    if venvs.complete(venv):
+        with open(log_path, "ab") as log:
+            log.write(
+                f"reusing the virtualenv {venv_key}: the Python, the build command, [env] "
+                "and the dependency files are those of an earlier release "
+                "([build] reuse = false builds every release anew)\n".encode()
+            )
+    else:
+        shutil.rmtree(venv, ignore_errors=True)  # half-built by a build that failed
+        await make_venv(release_dir, venv, config, log_path, release_name)
+        if venvs.names_release(venv, release_dir):
+            with open(log_path, "ab") as log:
+                log.write(b"this virtualenv is not reused: it points into the release's own "
+                          b"folder (an editable install)\n")  # fmt: skip
+        else:
+            venvs.mark_complete(venv)
+    return time.monotonic() - started
+
+
+async def make_venv(
+    release_dir: Path, venv: Path, config: AppConfig, log_path: Path, release_name: str
+) -> None:
+    """A new virtualenv at `venv`, then the build command in the release's folder."""
     with open(log_path, "ab") as log:
         log.write(f"$ virtualenv {venv}\n".encode())
         log.flush()
@@ -321,7 +354,6 @@ async def build(release_dir: Path, config: AppConfig, log_path: Path, release_na
                 log_path,
                 release_name,
             )
-    return time.monotonic() - started
 
 
 async def _run(

@@ -44,6 +44,7 @@ class Observed:
     log_dropped: int = 0  # output lines the supervisor could not write (a full disk)
     log_error: str | None = None  # why it is dropping lines now, if it is
     blocked: str | None = None  # why the app cannot be started (e.g. its port is taken)
+    cpu_seconds: float | None = None  # CPU time of the app's processes so far
     extra: dict[str, Any] = field(default_factory=dict)
 
 

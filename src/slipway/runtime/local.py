@@ -176,10 +176,11 @@ class LocalRuntime:
                 last_exit=status.get("last_exit"),
                 restarts=int(status.get("restarts") or 0),
             )
+        child = status.get("child_pid")
         return Observed(
             alive=True,
             state=str(status.get("state") or "starting"),
-            child_pid=status.get("child_pid"),
+            child_pid=child,
             restarts=int(status.get("restarts") or 0),
             crashloop=bool(status.get("crashloop")),
             last_exit=status.get("last_exit"),
@@ -187,6 +188,7 @@ class LocalRuntime:
             log_dropped=int(status.get("log_dropped") or 0),
             log_error=status.get("log_error"),
             blocked=status.get("blocked"),
+            cpu_seconds=procs.cpu_seconds(child) if isinstance(child, int) else None,
         )
 
     def set_priority(self, app: str, instance_id: str, handle: Handle | None, nice: int) -> None:

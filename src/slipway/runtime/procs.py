@@ -91,6 +91,27 @@ def running(pid: int) -> bool:
     return state != "Z"
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user and system) of `pid` and every process below it now; None if `pid`
+    is gone. Read from /proc: the agent has no psutil on other hosts."""
+    clock = os.sysconf("SC_CLK_TCK")
+    total, stack, seen = 0.0, [pid], set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / clock  # utime, stime
+            for task in os.scandir(f"/proc/{current}/task"):
+                stack.extend(int(c) for c in Path(task.path, "children").read_text().split())
+        except (OSError, IndexError, ValueError):
+            if current == pid:
+                return None
+    return total
+
+
 def children(pid: int) -> list[int]:
     """Direct children of `pid`."""
     found = []

@@ -92,13 +92,21 @@ def check_python(python: Path, user: str, where: str) -> None:
 
 def grant_release(release_dir: Path, home_root: Path, gid: int) -> None:
     """Let the group `gid` read the release and reach it; nobody else gains anything."""
-    for top, _dirs, files in os.walk(release_dir):
-        _give(Path(top), gid, directory=True)
-        for name in files:
-            path = Path(top) / name
-            if not path.is_symlink():  # a link's own mode means nothing; its target's does
-                _give(path, gid, directory=False)
     app_dir = release_dir.parent.parent
+    trees = [release_dir]
+    venv = release_dir / ".venv"
+    if venv.is_symlink():  # shared with other releases of the app (releases/venvs.py)
+        trees.append(Path(os.path.realpath(venv)))
+        venvs = trees[-1].parent
+        os.chown(venvs, -1, gid)
+        os.chmod(venvs, (stat.S_IMODE(venvs.stat().st_mode) & 0o700) | stat.S_IXGRP)
+    for tree in trees:
+        for top, _dirs, files in os.walk(tree):
+            _give(Path(top), gid, directory=True)
+            for name in files:
+                path = Path(top) / name
+                if not path.is_symlink():  # a link's own mode means nothing; its target's
+                    _give(path, gid, directory=False)
     for folder in (release_dir.parent, app_dir):  # releases/, the app's folder: traverse
         os.chown(folder, -1, gid)
         os.chmod(folder, (stat.S_IMODE(folder.stat().st_mode) & 0o700) | stat.S_IXGRP)

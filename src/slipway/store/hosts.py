@@ -21,6 +21,15 @@ def ensure_local(store: Store) -> None:
         )
 
 
+def update_facts(store: Store, name: str, **facts: object) -> Host:
+    """Merge `facts` into what is known of host `name` (None: forget that fact)."""
+    known = host(store, name)
+    merged = {k: v for k, v in (known.facts | facts).items() if v is not None}
+    changed = Host(known.name, known.address, known.roles, known.ssh, known.agent_version, merged)
+    save(store, changed)
+    return changed
+
+
 def hosts(store: Store) -> list[Host]:
     rows = store.conn.execute("SELECT * FROM hosts ORDER BY name = 'local' DESC, name")
     return [_host(r) for r in rows.fetchall()]

@@ -242,6 +242,16 @@ MIGRATIONS: list[str] = [
     ALTER TABLE deployments ADD COLUMN skip_hosts TEXT NOT NULL DEFAULT '[]';
     """,
     """
+    CREATE TABLE autoscale_decisions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        app TEXT NOT NULL,
+        process TEXT NOT NULL,
+        at REAL NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX autoscale_decisions_by_app ON autoscale_decisions (app, id);
+    """,
+    """
     CREATE TABLE databases (
         name TEXT PRIMARY KEY,
         engine TEXT NOT NULL,

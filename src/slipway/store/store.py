@@ -329,11 +329,12 @@ class Store:
         return [_deployment(r) for r in rows]
 
     def deploys_and_rollbacks_since(self, app: str, since: float) -> list[Deployment]:
-        """The app's deployments of kind deploy or rollback still running or finished at or
-        after `since`, oldest first: the markers of its charts."""
+        """The app's deployments of kind deploy or rollback, and the autoscaler's scales, still
+        running or finished at or after `since`, oldest first: the markers of its charts."""
         rows = self.fetch_all(
             "SELECT * FROM deployments WHERE app = ? AND (finished_at IS NULL OR finished_at >= ?) "
-            "AND kind IN ('deploy', 'rollback') ORDER BY id",
+            "AND (kind IN ('deploy', 'rollback') OR (kind = 'scale' AND who = 'autoscaler')) "
+            "ORDER BY id",
             app,
             since,
         )

@@ -51,8 +51,9 @@ function drawMarkers(u, markers, withLabels) {
     ctx.stroke();
     ctx.setLineDash([]);
     if (!withLabels) continue;
-    const sign = marker.kind === "rollback" ? "↩" : marker.outcome === "failed" ? "✗" : "▲";
-    const text = `${sign} ${marker.release}`;
+    const sign = marker.kind === "rollback" ? "↩" : marker.outcome === "failed" ? "✗"
+      : marker.kind === "scale" ? "⇅" : "▲";
+    const text = `${sign} ${marker.short || marker.release}`;
     const tw = ctx.measureText(text).width + 8 * dpr;
     const lx = Math.min(Math.max(x1 - tw / 2, left), left + width - tw);
     let row = rows.findIndex((end) => end < lx);

@@ -1,0 +1,1 @@
+"""Autoscaling: how many instances of a process type follow what users feel."""
