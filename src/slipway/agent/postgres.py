@@ -59,6 +59,15 @@ class Postgres:
             return pid
         return None
 
+    def ready(self, data: Path) -> bool:
+        """The server accepts connections: postmaster.pid's status line says "ready" (it
+        says "starting" during a crash recovery, while the process already runs)."""
+        try:
+            lines = (data / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return False
+        return len(lines) >= 8 and lines[7].strip() == "ready" and self.pid(data) is not None
+
     # create ------------------------------------------------------------------------------
 
     async def create(
@@ -219,6 +228,7 @@ class Postgres:
             "exists": layout.initialised.exists(),
             "wanted": layout.wanted.exists(),
             "running": pid is not None,
+            "ready": self.ready(layout.data),
             "pid": pid,
             "size": folder_size(layout.data),
             "backup_size": folder_size(layout.repo),

@@ -52,7 +52,9 @@ def db(ctx: click.Context, as_json: bool) -> None:
     grid = table("database", "host", "port", "state", "size", "backups", "apps",
                  "last backup", "last verification")  # fmt: skip
     for view in views:
-        color = {"running": "green", "creating": "yellow"}.get(view["state"], "red")
+        color = {"running": "green", "creating": "yellow", "starting": "yellow"}.get(
+            view["state"], "red"
+        )
         state = f"[{color}]{view['state']}[/{color}]"
         if view.get("error"):
             state += f" ({escape(view['error'])[:60]})"

@@ -167,7 +167,8 @@ async def view(service: Service, record: stored.DatabaseRecord) -> dict[str, Any
         problem = f"host {record.host} does not answer: {exc.message}"
     state = record.state
     if state == "ready" and seen:
-        state = "running" if seen.get("running") else "stopped"
+        ready = seen.get("ready", seen.get("running"))  # an older agent says running only
+        state = "running" if ready else "starting" if seen.get("running") else "stopped"
     elif state == "ready":
         state = "unknown"
     backup = stored.last_finished(service.store, record.name, "backup")

@@ -27,7 +27,7 @@ def check_databases(views: list[dict[str, Any]]) -> list[Finding]:
                 "another fleet host (docs/databases.md)",
             )
         )
-        if view["state"] not in ("running", "creating"):
+        if view["state"] not in ("running", "creating", "starting"):
             found.append(
                 Finding(
                     CHECK,
