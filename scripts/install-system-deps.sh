@@ -2,9 +2,12 @@
 # Installs what slipway needs from the OS packages, only if missing:
 # haproxy (2.6+) and git always; for the tests (--test) prometheus, alertmanager,
 # chromium, and for the fleet tests sshd, keepalived, nft and the ip tool (hosts are network
-# namespaces with a real sshd); wrk for --bench. No service is started by installing them
+# namespaces with a real sshd), PostgreSQL 15 and pgBackRest for the database tests (and on
+# any host that runs a database: --db); wrk for --bench. No service is started by installing them
 # (a policy-rc.d denies it while apt runs, unless the machine has its own): slipway and its
-# tests run sshd and keepalived themselves, inside the hosts' namespaces.
+# tests run sshd and keepalived themselves, inside the hosts' namespaces. Debian's
+# postgresql package may create a default cluster (15/main); slipway neither uses nor starts
+# it: every database gets its own cluster in slipway's home.
 set -eu
 need=""
 command -v haproxy >/dev/null 2>&1 || need="$need haproxy"
@@ -20,6 +23,12 @@ for extra in "$@"; do
             [ -x /usr/sbin/nft ] || need="$need nftables"
             command -v ssh-keygen >/dev/null 2>&1 || need="$need openssh-client"
             command -v ip >/dev/null 2>&1 || need="$need iproute2"
+            [ -x /usr/lib/postgresql/15/bin/initdb ] || need="$need postgresql-15"
+            [ -x /usr/bin/pgbackrest ] || need="$need pgbackrest"
+            ;;
+        --db)
+            [ -x /usr/lib/postgresql/15/bin/initdb ] || need="$need postgresql-15"
+            [ -x /usr/bin/pgbackrest ] || need="$need pgbackrest"
             ;;
         --bench) command -v wrk >/dev/null 2>&1 || need="$need wrk" ;;
     esac

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,5 +88,9 @@ class Home:
                     fix="use a shorter --home / SLIPWAY_HOME (sockets are limited to 107 bytes)",
                 )
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.root, 0o700)
+        # Private, but a traverse bit given to others stays: an app's own user and the
+        # postgres user pass through the home to their folders (runtime/users.py,
+        # agent/pgrun.py); taking it away at every start broke them until re-granted
+        # (archive_command could not read its config after a daemon restart).
+        os.chmod(self.root, 0o700 | (self.root.stat().st_mode & stat.S_IXOTH))
         self.haproxy_dir.mkdir(exist_ok=True, mode=0o700)

@@ -565,6 +565,7 @@ def test_effective_rules_replace_defaults_by_name_or_drop_them() -> None:
         "logs dropped",
         "control replica behind",
         "fleet full",
+        "database backup failing",
     ]
     plain = parse_config(MINIMAL)
     assert effective_rules(plain.alerts, plain.alerting) == list(DEFAULT_RULES)

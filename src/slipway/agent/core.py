@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from slipway import __version__
-from slipway.agent import hostfacts, keepalived, wire
+from slipway.agent import hostfacts, keepalived, pgverify, wire
 from slipway.agent.firewall import Firewall
+from slipway.agent.postgres import Postgres, backup_info, pgbackrest
 from slipway.agent.probe import probe
 from slipway.agent.public_ports import public_ports
 from slipway.errors import Conflict, RouterError, SlipwayError, UsageError
@@ -44,6 +45,7 @@ class Agent:
         self._router: HAProxyRouter | None = None
         self.keepalived = keepalived.Keepalived(home)
         self.firewall = Firewall(home, self.runtime)
+        self.postgres = Postgres(home.root)
 
     @property
     def router(self) -> HAProxyRouter:
@@ -312,6 +314,42 @@ class Agent:
 
     async def rpc_vip_stop(self) -> None:
         await self.keepalived.stop()
+
+    # databases (PostgreSQL clusters and their pgBackRest stanzas) ---------------------------
+
+    async def rpc_db_create(
+        self, name: str, port: int, listen: list[str], verifier: str, cipher_pass: str
+    ) -> dict[str, Any]:
+        return await self.postgres.create(name, port, listen, verifier, cipher_pass)
+
+    async def rpc_db_start(self, name: str) -> dict[str, Any]:
+        return await self.postgres.start(name)
+
+    async def rpc_db_stop(self, name: str) -> None:
+        await self.postgres.stop(name)
+
+    async def rpc_db_stop_all(self) -> list[str]:
+        return await self.postgres.stop_all()
+
+    async def rpc_db_drop(self, name: str) -> None:
+        await self.postgres.drop(name)
+
+    async def rpc_db_describe(self, names: list[str]) -> dict[str, Any]:
+        return {n: await asyncio.to_thread(self.postgres.describe, n) for n in names}
+
+    async def rpc_db_backup(self, name: str, kind: str, timeout: float) -> dict[str, Any]:
+        layout = self.postgres.layout(name)
+        await asyncio.to_thread(
+            pgbackrest, layout, name, "backup", f"--type={kind}", timeout=timeout
+        )
+        return await asyncio.to_thread(backup_info, layout, name)
+
+    async def rpc_db_info(self, name: str) -> Any:
+        return await asyncio.to_thread(backup_info, self.postgres.layout(name), name)
+
+    async def rpc_db_verify(self, name: str, query: str | None, timeout: float) -> dict[str, Any]:
+        async with self.postgres.verifying(name):
+            return await asyncio.to_thread(pgverify.verify, self.postgres, name, query, timeout)
 
 
 @functools.cache

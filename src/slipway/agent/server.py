@@ -76,6 +76,7 @@ async def serve(home: Home) -> None:
     watches = [
         asyncio.create_task(agent.keepalived.watch()),
         asyncio.create_task(agent.firewall.watch()),
+        asyncio.create_task(agent.postgres.watch()),
     ]
     async with server:
         await stop.wait()

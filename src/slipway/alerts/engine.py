@@ -54,6 +54,8 @@ class Alerting:
         self.replica_behind: Callable[[], float | None] = lambda: None
         # what an app's autoscaling wants that the fleet has no room for (daemon/autoscaler.py)
         self.autoscale_short: Callable[[str], str | None] = lambda app: None
+        # an app's databases whose newest backup or verification failed; set by the daemon
+        self.databases_failing: Callable[[str], tuple[str, ...]] = lambda app: ()
         # (app, counter) -> (time, total over its instances): increases per window
         self.samples: dict[tuple[str, str], deque[tuple[float, int]]] = {}
         self._refreshed: dict[tuple[str, str], float] = {}
@@ -76,6 +78,7 @@ class Alerting:
             hosts_down = tuple(self.hosts_down(config))
             full = fleet_full(self.store.deployments(app.name, limit=1))
             full = full or self.autoscale_short(app.name)
+            databases_failing = self.databases_failing(app.name)
             for rule in effective_rules(config.alerts, config.alerting):
                 configured.add((app.name, rule.name))
                 facts = rules.Facts(
@@ -90,6 +93,7 @@ class Alerting:
                     hosts_down=hosts_down,
                     replica_behind=behind,
                     fleet_full=full,
+                    databases_failing=databases_failing,
                 )
                 self.evaluate_rule(app.name, config, rule, facts, moment)
         for app_name, rule_name in alerts.alerted_rules(self.store):

@@ -25,6 +25,7 @@ class Facts:
     hosts_down: tuple[str, ...] = ()  # hosts down that the app runs on or is routed through
     replica_behind: float | None = None  # the control plane's replica; None: not replicated
     fleet_full: str | None = None  # why the app's last deployment found no room, if it did
+    databases_failing: tuple[str, ...] = ()  # its databases whose last backup/verify failed
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ def read(rule: AlertRule, facts: Facts) -> Reading:
         if behind is None:  # nothing to be behind: an alert that fired resolves
             return Reading(0.0, None, "the control plane is not replicated")
         return Reading(behind, None, f"the control plane's replica is {behind:.0f}s behind")
+    if rule.metric == "databases_failing":
+        names = facts.databases_failing
+        what = "backup or verification failed or late"
+        text = f"database {', '.join(names)}: {what}" if names else "ok"
+        return Reading(float(len(names)), None, text)
     return Reading(facts.disk_free, None, f"{facts.disk_free:.1%} free")
 
 
@@ -114,7 +120,14 @@ def step(rule: AlertRule, current: State, reading: Reading, now: float) -> State
 def summary(rule: AlertRule, reading: Reading) -> str:
     relation = ">" if rule.above is not None else "<"
     where = f" (release {reading.release})" if reading.release else ""
-    instant = ("instances_down", "hosts_down", "disk_free", "control_replica_behind", "fleet_full")
+    instant = (
+        "instances_down",
+        "hosts_down",
+        "disk_free",
+        "control_replica_behind",
+        "fleet_full",
+        "databases_failing",
+    )
     window = "" if rule.metric in instant else f" over {_span(rule.window)}"
     return f"{reading.text}, alert {relation} {threshold_text(rule)}{window}{where}"
 

@@ -16,6 +16,7 @@ from starlette.routing import Route
 from slipway.api import API_PREFIX, schemas
 from slipway.api.admin import admin_routes
 from slipway.api.control import control_routes
+from slipway.api.databases import database_routes
 from slipway.api.openapi import openapi
 from slipway.api.params import MAX_ID, MAX_LINES, flag_param, id_param, int_param
 from slipway.api.security import actor, guarded
@@ -378,5 +379,6 @@ def api_routes(service: Service, request_shutdown: Shutdown) -> list[Route]:
         route(f"{P}/fleet/vip", vip_change, admin, ["PUT", "DELETE"]),
         *admin_routes(service),
         *control_routes(service),
+        *database_routes(service),
         route(f"{P}/openapi.json", openapi_json, viewer),
     ]

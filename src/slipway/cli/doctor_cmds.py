@@ -41,6 +41,7 @@ def doctor(ctx: click.Context, sshd_config: Path, as_json: bool) -> None:
     haproxy = os.environ.get("SLIPWAY_HAPROXY") or "haproxy"
     findings = checks.run_checks(checks.gather(home.root, sshd_config, haproxy))
     findings += fleet_findings(home)
+    findings += database_findings(home)
     counts: Counter[str] = Counter(finding.level for finding in findings)
     summary = {level: counts[level] for level in ("ok", "warn", "fail")}
     if as_json:
@@ -75,6 +76,20 @@ def fleet_findings(home: Home) -> list[Finding]:
     except SlipwayError as exc:
         return [Finding("fleet", "warn", f"the fleet was not checked: {exc.message}")]
     return [finding for view in hosts for finding in check_host(view)]
+
+
+def database_findings(home: Home) -> list[Finding]:
+    """Managed databases, through the daemon (none when it does not run)."""
+    from slipway.doctor.checks import Finding
+    from slipway.doctor.databases import check_databases
+
+    if not home.socket.exists():
+        return []
+    try:
+        views: list[dict[str, Any]] = Client(home, timeout=60).get("/databases")
+    except SlipwayError as exc:
+        return [Finding("databases", "warn", f"databases were not checked: {exc.message}")]
+    return check_databases(views)
 
 
 COMMANDS = [doctor]

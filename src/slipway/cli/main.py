@@ -88,6 +88,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "and free disk; and every other host of the fleet (agent build, firewall, SSH, open "
         "ports, free disk, clock).",
     ),
+    "db": (
+        "db_cmds",
+        "Managed PostgreSQL databases, with encrypted backups proven by restoring them.",
+    ),
     "control": (
         "control_cmds",
         "The control plane: its replica on another host, and restoring it.",

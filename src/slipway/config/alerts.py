@@ -24,6 +24,7 @@ Metric = Literal[
     "log_lines_dropped",
     "control_replica_behind",
     "fleet_full",
+    "databases_failing",
 ]
 Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")
@@ -41,6 +42,8 @@ UNITS: dict[str, str] = {
     "log_lines_dropped": "instance output lines that could not be written within `window`",
     "control_replica_behind": "seconds since the control plane's replica was last current",
     "fleet_full": "1 when the app's last deployment found no host with room, else 0",
+    "databases_failing": "databases the app uses whose newest backup or verification failed, "
+    "or did not happen on time",
 }
 
 
@@ -91,6 +94,7 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
     _rule("logs dropped", "log_lines_dropped", above=0, window=300),
     _rule("control replica behind", "control_replica_behind", above=60, for_=60),
     _rule("fleet full", "fleet_full", above=0, severity="critical"),
+    _rule("database backup failing", "databases_failing", above=0, severity="critical"),
 )
 
 

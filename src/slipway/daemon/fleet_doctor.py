@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from slipway.daemon.host_ops import agent_zipapp
 from slipway.errors import SlipwayError
 from slipway.hosts.model import Host
+from slipway.store import databases
 
 if TYPE_CHECKING:
     from slipway.daemon.service import Service
@@ -21,6 +22,7 @@ def expected_ports(service: Service, host: Host) -> list[int]:
     """sshd, the instances placed there, and on an lb host every app's listeners."""
     ports = {host.ssh.port if host.ssh else 22}
     ports |= {i.port for i in service.store.instances() if i.host == host.name and i.port}
+    ports |= {d.port for d in databases.every(service.store) if d.host == host.name}
     if host.has("lb"):
         for app in service.store.apps():
             routing = app.routing or {}

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 
-from slipway.daemon import vip_ops
+from slipway.daemon import db_ops, vip_ops
 from slipway.daemon.service import Service
 from slipway.deploy.planning import resumed_after_restart, warm_release
 from slipway.deploy.routing import backend_for
@@ -311,4 +311,5 @@ async def stop_everything(service: Service) -> list[str]:
             log.error("an instance could not be stopped", exc_info=result)
             problems.append(f"an instance could not be stopped: {result!r}")
     await sweep_unrecorded(service)
+    problems += await db_ops.stop_all(service)  # `slipway up` starts them again
     return problems

@@ -19,7 +19,15 @@ import uvicorn
 from slipway import dashboard
 from slipway.api.app import create_app
 from slipway.auth.guard import PeerCredProtocol
-from slipway.daemon import firewall_ops, host_ops, reconcile, replica_ops, vip_ops
+from slipway.daemon import (
+    db_ops,
+    db_schedule,
+    firewall_ops,
+    host_ops,
+    reconcile,
+    replica_ops,
+    vip_ops,
+)
 from slipway.daemon.lifecycle import preflight
 from slipway.daemon.service import Service
 from slipway.daemon.web import bind, create_web_app
@@ -101,6 +109,10 @@ async def serve(
         await reconcile.on_start(service)
     except SlipwayError as exc:
         log.error("could not restore everything at start: %s", exc)
+    # databases: creates and drops cut off by a crash finish, the others start again; in the
+    # background, as a first backup or a host that does not answer must not hold the start
+    databases_resumed = asyncio.create_task(db_ops.resume(service))
+    database_schedule = asyncio.create_task(db_schedule.run(service))
     monitor = asyncio.create_task(reconcile.monitor(service))
     watch = asyncio.create_task(service.watch.run())
     router_watch = asyncio.create_task(reconcile.watch_router(service))
@@ -111,6 +123,7 @@ async def serve(
     vip = asyncio.create_task(vip_ops.apply_quietly(service))
     firewalls = asyncio.create_task(firewall_ops.apply_quietly(service))
     keepalived = asyncio.create_task(service.agent.keepalived.watch())
+    databases = asyncio.create_task(service.agent.postgres.watch())  # this host's clusters
     host_watch = asyncio.create_task(service.host_watch.run())
     replication = asyncio.create_task(service.replicator.run())
     autoscaling = asyncio.create_task(service.autoscaler.run())
@@ -121,7 +134,16 @@ async def serve(
         """What could not be stopped (hosts that do not answer); the daemon exits anyway."""
         problems: list[str] = []
         if stop_all:  # HAProxy is about to stop on purpose: nobody may start it again
-            for task in (monitor, watch, router_watch, keepalived, host_watch, autoscaling):
+            for task in (
+                monitor,
+                watch,
+                router_watch,
+                keepalived,
+                host_watch,
+                autoscaling,
+                databases,
+                database_schedule,
+            ):
                 task.cancel()
             problems = await reconcile.stop_everything(service)
         assert server is not None
@@ -187,6 +209,9 @@ async def serve(
             (vip, "the virtual address"),
             (firewalls, "the hosts' firewalls"),
             (keepalived, "the keepalived watch"),
+            (databases, "the databases watch"),
+            (databases_resumed, "resuming databases"),
+            (database_schedule, "the database schedule"),
             (host_watch, "the host watch"),
             (replication, "replication"),
             (autoscaling, "autoscaling"),

@@ -21,7 +21,7 @@ from slipway.audit.log import AuditLog
 from slipway.auth.guard import FailureLimiter
 from slipway.config.load import config_hash, load_config, parse_config
 from slipway.config.schema import AppConfig
-from slipway.daemon import replica_ops
+from slipway.daemon import db_ops, replica_ops
 from slipway.daemon.autoscaler import Autoscaler
 from slipway.daemon.host_ops import agent_zipapp, start_command
 from slipway.daemon.host_watch import HostWatch
@@ -112,6 +112,7 @@ class Service:
         self.alerting.autoscale_short = self.autoscaler.short_of
         self.replicator = replica_ops.replicator(self)  # copies of this home on another host
         self.alerting.replica_behind = self.replicator.behind
+        self.alerting.databases_failing = lambda app: db_ops.failing(self, app)
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.started_at = time.time()
         self.http_url: str | None = None  # the dashboard and /metrics, when served

@@ -29,7 +29,8 @@ NONCE_BYTES = 12
 TAG_BYTES = 16
 _AAD_PREFIX = b"slipway-secret/v1\0"
 # The associated data joins app and name with NUL: these shapes cannot contain it.
-_APP = re.compile(r"[a-z0-9-]+")
+# an app, or a managed database's own secrets ("db:NAME": no app can be named so)
+_APP = re.compile(r"[a-z0-9-]+|db:[a-z][a-z0-9_]*")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

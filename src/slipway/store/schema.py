@@ -251,6 +251,32 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX autoscale_decisions_by_app ON autoscale_decisions (app, id);
     """,
+    """
+    CREATE TABLE databases (
+        name TEXT PRIMARY KEY,
+        engine TEXT NOT NULL,
+        host TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        apps TEXT NOT NULL DEFAULT '[]',
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        error TEXT,
+        schedule TEXT
+    );
+    CREATE TABLE database_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        database TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        seconds REAL,
+        ok INTEGER,
+        backup TEXT,
+        restore_seconds REAL,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX database_runs_by_database ON database_runs(database, kind, id);
+    """,
 ]
 
 
