@@ -20,52 +20,84 @@ from pathlib import Path
 
 from bench.autoscale.ramp import Ramp
 from bench.zero_downtime.load import READY, READY_NORMAL, raise_priority
-from slipway.loadgen import RAW_ERRORS, RawConnection
+from slipway.loadgen import RAW_ERRORS, RawConnection, RawProtocolError
 
 MAX_CONNECTIONS = 512  # more waiting than this: the request waits for a connection (counted)
 TIMEOUT = 10.0  # seconds from when a request was due until it counts as failed
+# HAProxy closes a client connection idle for `timeout http-keep-alive` (10 s in slipway's
+# config); a request written on it as it closes gets no answer. Clients avoid that race by
+# not reusing connections idle for long: half of it here.
+MAX_IDLE = 5.0
 
 
 class Pool:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.idle: list[RawConnection] = []
+        self.idle: list[tuple[RawConnection, float]] = []  # oldest first, with when freed
         self.slots = asyncio.Semaphore(MAX_CONNECTIONS)
         self.opened = 0
 
     async def acquire(self) -> RawConnection:
         await self.slots.acquire()
+        stale = time.monotonic() - MAX_IDLE
+        while self.idle and self.idle[0][1] < stale:
+            self.idle.pop(0)[0].close()
         if self.idle:
-            return self.idle.pop()
+            return self.idle.pop()[0]  # the most recently used
+        return self.new()
+
+    def new(self) -> RawConnection:
         self.opened += 1
         return RawConnection(self.url, TIMEOUT)
 
     def release(self, connection: RawConnection) -> None:
         if connection.writer is not None:  # still open: kept for the next request
-            self.idle.append(connection)
+            self.idle.append((connection, time.monotonic()))
         self.slots.release()
 
 
-# due, began (the generator got to it), sent (had a connection), done: monotonic; status, error
-Row = tuple[float, float, float, float, int, str | None]
+# due, began (the generator got to it), sent (had a connection), done: monotonic; status,
+# error; retried: its kept-alive connection was closed before any answer, and it was sent
+# again once on a new connection (as browsers and HTTP libraries do for a GET)
+Row = tuple[float, float, float, float, int, str | None, bool]
+STALE = (RawProtocolError, ConnectionResetError, BrokenPipeError)
+
+
+async def exchange(pool: Pool, connection: RawConnection) -> tuple[int, bool, RawConnection]:
+    """(status, retried, the connection that answered: the one to give back to the pool)."""
+    reused = connection.writer is not None
+    try:
+        status, _ = await connection.get()
+        return status, False, connection
+    except STALE as exc:
+        closed_early = not isinstance(exc, RawProtocolError) or "without answering" in str(exc)
+        if not (reused and closed_early):
+            raise
+    fresh = pool.new()  # in the same slot: the stale connection is closed already
+    try:
+        status, _ = await fresh.get()
+    except BaseException:
+        fresh.close()
+        raise
+    return status, True, fresh
 
 
 async def request(pool: Pool, due: float, rows: list[Row]) -> None:
-    status, error, began = 0, None, time.monotonic()
+    status, error, began, retried = 0, None, time.monotonic(), False
     sent = began
     try:
         async with asyncio.timeout_at(due + TIMEOUT):  # the loop's clock is time.monotonic
             connection = await pool.acquire()
             sent = time.monotonic()
             try:
-                status, _ = await connection.get()
+                status, retried, connection = await exchange(pool, connection)
             finally:
-                pool.release(connection)
+                pool.release(connection)  # a closed one only frees its slot
     except TimeoutError:
         error = "timeout"
     except RAW_ERRORS as exc:
         error = type(exc).__name__
-    rows.append((due, began, sent, time.monotonic(), status, error))
+    rows.append((due, began, sent, time.monotonic(), status, error, retried))
 
 
 async def drive(url: str, ramp: Ramp, start: float) -> tuple[list[Row], int]:
@@ -81,7 +113,7 @@ async def drive(url: str, ramp: Ramp, start: float) -> tuple[list[Row], int]:
         task.add_done_callback(tasks.discard)
     if tasks:
         await asyncio.wait(tasks)
-    for connection in pool.idle:
+    for connection, _ in pool.idle:
         connection.close()
     return rows, pool.opened
 
@@ -107,7 +139,9 @@ def main() -> None:
     }
     args.out.write_text(json.dumps(data))
     failed = sum(1 for r in rows if r[4] == 0 or r[4] >= 500)
-    print(f"{len(rows)} requests, {failed} failed, {opened} connections", file=sys.stderr)
+    retried = sum(1 for r in rows if r[6])
+    print(f"{len(rows)} requests, {failed} failed, {retried} retried, {opened} connections",
+          file=sys.stderr)  # fmt: skip
 
 
 if __name__ == "__main__":
