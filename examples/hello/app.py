@@ -7,12 +7,23 @@ Knobs, read from the environment:
   CRASH_ON_BOOT     if set to 1, exit with an error before listening
   GREETING          the text it answers with
   QUEUE_DEPTH       the value of the hello_queue_depth gauge on /metrics (for canary checks)
+  WORK_MS           CPU work per request to / (milliseconds of this thread's CPU time, a busy loop)
+  SLOTS             at most this many requests to / are served at once (a worker pool, like
+                    gunicorn's workers); the others wait for a free slot. 0 (the default): no limit.
+                    A request holds its slot for its whole service time: EXTRA_LATENCY_MS (a
+                    sleep, like waiting on a database) plus WORK_MS (CPU). One instance's capacity
+                    is then SLOTS / service time: SLOTS=2 with 20 ms of service is ~100 req/s.
+                    /up and /metrics never wait for a slot (health checks must not queue behind
+                    the load, or a busy instance would be taken for a dead one).
+                    On a machine with few cores, make most of the service time the sleep: N
+                    CPU-bound instances on fewer than N cores cannot serve N times what one does.
 
 /edge/<kind> answers with the headers an edge cache and compression judge (see edge_answer).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -30,8 +41,22 @@ FAIL_RATE = float(os.environ.get("FAIL_RATE", "0") or 0)
 EXTRA_LATENCY = float(os.environ.get("EXTRA_LATENCY_MS", "0") or 0) / 1000
 GREETING = os.environ.get("GREETING", "hello")
 QUEUE_DEPTH = float(os.environ.get("QUEUE_DEPTH", "0") or 0)
+WORK = float(os.environ.get("WORK_MS", "0") or 0) / 1000
+SLOTS = int(os.environ.get("SLOTS", "0") or 0)
+# The worker pool: a request to / holds one of SLOTS while it is served.
+SLOT: contextlib.AbstractContextManager[object] = (
+    threading.BoundedSemaphore(SLOTS) if SLOTS > 0 else contextlib.nullcontext()
+)
 COUNTS: dict[int, int] = {}
 COUNTS_LOCK = threading.Lock()
+
+
+def busy(seconds: float) -> None:
+    """Burn this much of this thread's CPU time (it takes longer on a busy machine, as real
+    work would)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -66,10 +91,13 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/edge/"):
             self.edge_answer(self.path.removeprefix("/edge/").partition("?")[0])
             return
-        if self.path.startswith("/slow"):
-            time.sleep(float(self.path.partition("=")[2] or 1))
-        if EXTRA_LATENCY:
-            time.sleep(EXTRA_LATENCY)
+        with SLOT:
+            if self.path.startswith("/slow"):
+                time.sleep(float(self.path.partition("=")[2] or 1))
+            if EXTRA_LATENCY:
+                time.sleep(EXTRA_LATENCY)
+            if WORK:
+                busy(WORK)
         if FAIL_RATE and random.random() < FAIL_RATE:
             self.reply(500, {"error": "injected failure", "release": RELEASE})
             return

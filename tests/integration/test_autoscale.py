@@ -44,7 +44,7 @@ def test_load_scales_web_up_then_down_without_a_failed_request(running: Slipway)
     assert first["signal"] == "inflight" and first["observed"] > 2 * 1.1, first
 
     shown = running.run("autoscale", "--app", "hello", "--history", "50").stdout
-    assert "1 → 4" in shown and "inflight" in shown
+    assert "→ 4" in shown and "inflight" in shown  # in one step or two on a busy machine
 
     running.run("scale", "web=2", "--app", "hello")  # by hand: autoscaling pauses
     view = running.json("autoscale", "--app", "hello")["processes"][0]

@@ -43,6 +43,7 @@ class Track:
     """What the autoscaler knows of one process type of one app."""
 
     samples: deque[tuple[float, float]] = field(default_factory=deque)  # in flight per instance
+    sampled_with: int = 0  # how many instances served when `samples` were taken
     cpu: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)  # cpu seconds
     recent: deque[tuple[float, int]] = field(default_factory=deque)  # recommendations
     decided_at: float = 0.0
@@ -131,6 +132,13 @@ class Autoscaler:
             up = [stats[i.id] for i in self.serving(app, process) if i.weight and i.id in stats]
             if up:
                 busy = sum(s.scur + s.qcur for s in up)
+                # Readings per instance taken while another number of instances served
+                # describe that count, not this one: averaged in, the queue of a saturated
+                # instance from before a scale-up asks for more again (seen in bench/autoscale:
+                # 1→3, then 3→6 at a load 3 served). The window starts again.
+                if len(up) != track.sampled_with:
+                    track.samples.clear()
+                    track.sampled_with = len(up)
                 track.samples.append((now, busy / len(up)))
         elif policy.signal == "cpu":
             live = self.serving(app, process)
