@@ -140,6 +140,9 @@ def test_a_full_disk_fails_a_deploy_clearly_and_never_locks_the_app(tight: Slipw
     tight.deploy(app)
     filler = fill(tight, leave=512 * 1024)
     app.write_config(scale={"web": 1}, env={"GREETING": "two"})
+    # new dependencies: this release needs a virtualenv of its own (a code-only change
+    # reuses r1's and needs next to no room: it deploys, rightly, on this disk too)
+    (app.dir / "requirements.txt").write_text("# two\n")
     with BackgroundLoad(app.url, concurrency=2) as load:
         failed = tight.deploy(app, check=False)
         assert failed.returncode == 1, failed.stdout + failed.stderr

@@ -305,7 +305,11 @@ async def build(release_dir: Path, config: AppConfig, log_path: Path, release_na
             )
     else:
         shutil.rmtree(venv, ignore_errors=True)  # half-built by a build that failed
-        await make_venv(release_dir, venv, config, log_path, release_name)
+        try:
+            await make_venv(release_dir, venv, config, log_path, release_name)
+        except BaseException:  # e.g. a full disk: what it wrote is given back at once
+            shutil.rmtree(venv, ignore_errors=True)
+            raise
         if venvs.names_release(venv, release_dir):
             with open(log_path, "ab") as log:
                 log.write(b"this virtualenv is not reused: it points into the release's own "
