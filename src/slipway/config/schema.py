@@ -409,31 +409,18 @@ class AppConfig(Strict):
             raise ValueError("a secret is listed twice")
         return value
 
-    @field_validator("scale")
+    @field_validator("scale", "resources")
     @classmethod
-    def _scale_names_processes(cls, value: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+    def _tables_name_processes(cls, value: dict[str, object], info: ValidationInfo) -> object:
+        """[scale] and [resources] are keyed by process type: each must be in [processes]."""
         processes = info.data.get("processes")
         if processes is None:  # [processes] itself is invalid and reported on its own
             return value
         unknown = sorted(set(value) - set(processes))
         if unknown:
             raise ValueError(
-                f"[scale] names unknown process type(s) {', '.join(unknown)}; "
+                f"[{info.field_name}] names unknown process type(s) {', '.join(unknown)}; "
                 f"defined in [processes]: {', '.join(sorted(processes))}"
-            )
-        return value
-
-    @field_validator("resources")
-    @classmethod
-    def _resources_name_processes(
-        cls, value: dict[str, Resources], info: ValidationInfo
-    ) -> dict[str, Resources]:
-        processes = info.data.get("processes")
-        unknown = sorted(set(value) - set(processes or value))
-        if unknown:
-            raise ValueError(
-                f"[resources] names unknown process type(s) {', '.join(unknown)}; "
-                f"defined in [processes]: {', '.join(sorted(processes or {}))}"
             )
         return value
 
