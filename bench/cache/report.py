@@ -7,18 +7,11 @@ import platform
 import statistics
 
 from bench.cache.run import KINDS, PATH, Results
+from bench.machine import cpu_model
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(
-                (ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")),
-                model,
-            )
-    except OSError:
-        pass
+    model = cpu_model()
     return f"{os.cpu_count()} cores ({model}), Linux {platform.release()}"
 
 

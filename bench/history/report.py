@@ -12,6 +12,7 @@ import time
 from bench.history.daemon import REPO, SETTLE, Memory, Timing
 from bench.history.run import DaemonRun, Results
 from bench.history.traffic import APPS, CANARY_STEPS, STEP_SECONDS, TROUGH
+from bench.machine import cpu_model
 from slipway.metrics.history import MAX_POINTS, MINUTES_KEPT, SECONDS_KEPT
 
 TARGET_MS = 100.0
@@ -19,15 +20,7 @@ HISTORY_PATH = ("src/slipway/metrics/", "src/slipway/store/", "src/slipway/daemo
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(
-                (ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")),
-                model,
-            )
-    except OSError:
-        pass
+    model = cpu_model()
     return (
         f"{os.cpu_count()} cores ({model}), Linux {platform.release()}, "
         f"Python {platform.python_version()}"

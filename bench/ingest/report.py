@@ -12,6 +12,7 @@ import time
 from bench.ingest.lines import APPS, INSTANCES, MEDIAN_MS, OUTCOMES
 from bench.ingest.run import Results, Step
 from bench.ingest.targets import REPO
+from bench.machine import cpu_model
 from slipway.metrics.ingest import RECEIVE_BUFFER, udp_socket
 
 TARGET_RATE = 20_000
@@ -21,15 +22,7 @@ KEPT_SCHEDULE = 0.99  # a step counts at its nominal rate if the sender achieved
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(
-                (ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")),
-                model,
-            )
-    except OSError:
-        pass
+    model = cpu_model()
     return (
         f"{os.cpu_count()} cores ({model}), Linux {platform.release()}, "
         f"Python {platform.python_version()}"

@@ -30,6 +30,7 @@ from bench.judge.model import (
 )
 from bench.judge.outcome import Floats
 from bench.judge.run import NAMES, Results
+from bench.machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[2]
 SLIPWAY = slipway_judge.NAME
@@ -84,15 +85,7 @@ def micro(seconds: float) -> str:
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(
-                (ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")),
-                model,
-            )
-    except OSError:
-        pass
+    model = cpu_model()
     versions = [f"numpy {np.__version__}", f"scipy {scipy.__version__}"]
     return (
         f"{os.cpu_count()} CPUs (nproc; {model}), Linux {platform.release()}, "

@@ -10,6 +10,7 @@ import subprocess
 import time
 from typing import Any
 
+from bench.machine import cpu_model
 from bench.zero_downtime.analysis import Timeline, Window
 from bench.zero_downtime.load import PRIORITY
 from bench.zero_downtime.measures import (
@@ -37,15 +38,7 @@ MAX_STEADY_LAG_MS = 10.0
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(
-                (ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")),
-                model,
-            )
-    except OSError:
-        pass
+    model = cpu_model()
     try:
         haproxy = subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout
         haproxy = " ".join(haproxy.split()[:3])
