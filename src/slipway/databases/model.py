@@ -47,3 +47,10 @@ def secrets_place(name: str) -> str:
 
 def database_url(name: str, password: str, address: str, port: int) -> str:
     return f"postgresql://{name}:{quote(password, safe='')}@{address}:{port}/{name}"
+
+
+def restore_point(app: str, release: str) -> str:
+    """The named restore point made just before `release` of `app` runs its release command
+    (`[release] command`); `slipway db restore NAME --to "before rN"` recovers to it. App
+    names and release ids hold nothing PostgreSQL's 63-byte name needs quoted."""
+    return f"slipway:{app}:{release}"[:63]
